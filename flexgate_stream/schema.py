@@ -1,0 +1,83 @@
+"""Schema migrations, applied in order and recorded in ``schema_migrations``.
+
+Later features add their own migrations to ``MIGRATIONS``; each runs once, in its own transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg2.extensions
+
+log = logging.getLogger(__name__)
+
+REQUESTS_TABLE = """
+CREATE TABLE requests (
+    id BIGSERIAL PRIMARY KEY,
+    "timestamp" TIMESTAMPTZ NOT NULL DEFAULT now(),
+    method VARCHAR(10) NOT NULL,
+    path TEXT NOT NULL,
+    status_code INTEGER,
+    response_time_ms NUMERIC(10, 2),
+    upstream VARCHAR(255),
+    client_ip INET,
+    user_agent TEXT,
+    request_size INTEGER,
+    response_size INTEGER,
+    error_message TEXT,
+    correlation_id VARCHAR(255),
+    created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX idx_requests_timestamp ON requests ("timestamp" DESC);
+CREATE INDEX idx_requests_status_code ON requests (status_code);
+CREATE INDEX idx_requests_upstream ON requests (upstream);
+CREATE INDEX idx_requests_correlation_id ON requests (correlation_id);
+CREATE INDEX idx_requests_timestamp_status ON requests ("timestamp" DESC, status_code);
+"""
+
+
+def _create_requests(cur: psycopg2.extensions.cursor) -> str:
+    cur.execute("SELECT to_regclass('requests')")
+    if cur.fetchone()[0] is not None:
+        return "kept the existing requests table"
+    cur.execute(REQUESTS_TABLE)
+    return "created requests"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[psycopg2.extensions.cursor], str]
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "requests table", _create_requests),
+]
+
+
+def upgrade(conn: psycopg2.extensions.connection) -> list[str]:
+    """Apply every migration not yet recorded; return one line per migration applied."""
+    done: list[str] = []
+    with conn, conn.cursor() as cur:
+        # One upgrade at a time, even when several releases start together.
+        cur.execute("SELECT pg_advisory_xact_lock(7251001)")
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, note TEXT,"
+            " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        )
+        cur.execute("SELECT version FROM schema_migrations")
+        applied = {row[0] for row in cur.fetchall()}
+        for migration in MIGRATIONS:
+            if migration.version in applied:
+                continue
+            note = migration.apply(cur)
+            cur.execute(
+                "INSERT INTO schema_migrations (version, name, note) VALUES (%s, %s, %s)",
+                (migration.version, migration.name, note),
+            )
+            done.append(f"{migration.version} {migration.name}: {note}")
+    return done

@@ -1,0 +1,230 @@
+"""One settings object, filled once from the environment.
+
+This module is the only code in the project that reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flexgate_stream.errors import ConfigError
+
+DEFAULT_NATS = "nats://127.0.0.1:4222"
+NATS_SCHEMES = {"nats", "tls", "ws", "wss"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the web app, the worker and the CLI may configure."""
+
+    database_url: str | None = None
+    nats_servers: tuple[str, ...] = (DEFAULT_NATS,)
+    nats_user: str | None = None
+    nats_password: str | None = None
+    nats_token: str | None = None
+    nats_creds: str | None = None
+    nats_tls_ca: str | None = None
+    nats_tls_cert: str | None = None
+    nats_tls_key: str | None = None
+    port: int = 8000
+    web_concurrency: int = 2
+    requests_timezone: str = "UTC"
+    tick_seconds: float = 5.0
+    stream_replicas: int = 1
+    top_routes: int = 20
+    alert_rules_file: str | None = None
+    alert_overrides: str | None = None
+    api_tokens: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    metrics_public: bool = True
+    max_clients: int = 10000
+    heartbeat_seconds: float = 30.0
+    retry_ms: int = 3000
+    client_queue: int = 64
+    log_level: str = "INFO"
+    data_dir: Path = field(default_factory=lambda: Path("var"))
+
+    @property
+    def nats_connect_options(self) -> dict:
+        """Keyword arguments for ``nats.connect`` built from the credential and TLS settings."""
+        opts: dict = {"servers": list(self.nats_servers)}
+        if self.nats_user:
+            opts["user"] = self.nats_user
+            opts["password"] = self.nats_password or ""
+        if self.nats_token:
+            opts["token"] = self.nats_token
+        if self.nats_creds:
+            opts["user_credentials"] = self.nats_creds
+        if self.nats_tls_ca or self.nats_tls_cert:
+            import ssl
+
+            ctx = ssl.create_default_context(cafile=self.nats_tls_ca)
+            if self.nats_tls_cert:
+                ctx.load_cert_chain(self.nats_tls_cert, self.nats_tls_key)
+            opts["tls"] = ctx
+        return opts
+
+    def require_database(self) -> str:
+        """Return DATABASE_URL, or raise ConfigError when it is not set."""
+        if not self.database_url:
+            raise ConfigError("DATABASE_URL is not set: give it a postgresql:// URL of the request log database.")
+        return self.database_url
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default: the process environment)."""
+        env = _Env(os.environ if environ is None else environ)
+        return cls(
+            database_url=env.database_url("DATABASE_URL"),
+            nats_servers=env.nats_servers(),
+            nats_user=env.text("NATS_USER"),
+            nats_password=env.text("NATS_PASSWORD"),
+            nats_token=env.text("NATS_TOKEN"),
+            nats_creds=env.path("NATS_CREDS"),
+            nats_tls_ca=env.path("NATS_TLS_CA"),
+            nats_tls_cert=env.path("NATS_TLS_CERT"),
+            nats_tls_key=env.path("NATS_TLS_KEY"),
+            port=env.integer("PORT", 8000, low=1, high=65535),
+            web_concurrency=env.integer("WEB_CONCURRENCY", 2, low=1, high=256),
+            requests_timezone=env.timezone("FLEXGATE_REQUESTS_TIMEZONE", "UTC"),
+            tick_seconds=env.number("FLEXGATE_TICK_SECONDS", 5.0, low=0.5, high=3600),
+            stream_replicas=env.integer("FLEXGATE_STREAM_REPLICAS", 1, low=1, high=5),
+            top_routes=env.integer("FLEXGATE_TOP_ROUTES", 20, low=1, high=500),
+            alert_rules_file=env.path("FLEXGATE_ALERT_RULES"),
+            alert_overrides=env.text("FLEXGATE_ALERT_OVERRIDES"),
+            api_tokens=env.csv("FLEXGATE_API_TOKENS"),
+            cors_origins=env.csv("FLEXGATE_CORS_ORIGINS"),
+            metrics_public=env.boolean("FLEXGATE_METRICS_PUBLIC", True),
+            max_clients=env.integer("FLEXGATE_MAX_CLIENTS", 10000, low=1, high=1_000_000),
+            heartbeat_seconds=env.number("FLEXGATE_HEARTBEAT_SECONDS", 30.0, low=0.1, high=3600),
+            retry_ms=env.integer("FLEXGATE_RETRY_MS", 3000, low=100, high=600_000),
+            client_queue=env.integer("FLEXGATE_CLIENT_QUEUE", 64, low=1, high=100_000),
+            log_level=env.choice("FLEXGATE_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            data_dir=Path(env.text("FLEXGATE_DATA_DIR") or "var"),
+        )
+
+
+def load_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings; on a bad value print one sentence and exit with status 2."""
+    try:
+        return Settings.from_env(environ)
+    except ConfigError as exc:
+        print(f"flexgate-stream: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def variable_names() -> list[str]:
+    """The names of the settings' fields, for documentation checks."""
+    return [f.name for f in fields(Settings)]
+
+
+class _Env:
+    """Typed reads of environment variables; each failure names the variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def text(self, name: str) -> str | None:
+        value = self._environ.get(name, "").strip()
+        return value or None
+
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, got {raw!r}.") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, got {value}.")
+        return value
+
+    def number(self, name: str, default: float, *, low: float, high: float) -> float:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {raw!r}.") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value:g}.")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false, got {raw!r}.")
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        if raw.upper() not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}.")
+        return raw.upper()
+
+    def csv(self, name: str) -> tuple[str, ...]:
+        raw = self.text(name)
+        if raw is None:
+            return ()
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+    def path(self, name: str) -> str | None:
+        raw = self.text(name)
+        if raw is not None and not Path(raw).is_file():
+            raise ConfigError(f"{name} names {raw!r}, which is not a readable file.")
+        return raw
+
+    def timezone(self, name: str, default: str) -> str:
+        raw = self.text(name) or default
+        try:
+            ZoneInfo(raw)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"{name} must be an IANA time zone such as UTC or Europe/Berlin, got {raw!r}.") from None
+        return raw
+
+    def database_url(self, name: str) -> str | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        parts = urlsplit(raw)
+        if parts.scheme not in ("postgres", "postgresql") or not (parts.hostname or "host=" in parts.query):
+            raise ConfigError(f"{name} must be a postgresql://user@host:port/database URL, got {_redact(raw)!r}.")
+        return raw
+
+    def nats_servers(self) -> tuple[str, ...]:
+        name = "NATS_SERVERS" if self.text("NATS_SERVERS") else "NATS_URL"
+        urls = self.csv(name)
+        if not urls:
+            return (DEFAULT_NATS,)
+        for url in urls:
+            parts = urlsplit(url if "://" in url else f"nats://{url}")
+            try:
+                parts.port
+            except ValueError:
+                raise ConfigError(f"{name} has a bad port in {_redact(url)!r}.") from None
+            if parts.scheme not in NATS_SCHEMES or not parts.hostname:
+                raise ConfigError(f"{name} must be a comma list of nats://host:port URLs, got {_redact(url)!r}.")
+        return tuple(u if "://" in u else f"nats://{u}" for u in urls)
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a URL before it is echoed in an error."""
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url

@@ -1,0 +1,1 @@
+"""The web tier: blueprints served by gunicorn's gevent workers."""
