@@ -1,0 +1,145 @@
+"""``make run``'s launcher as a user runs it: real PostgreSQL, nats-server, supervisord, gunicorn."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg2
+import pytest
+import requests
+
+from flexgate_stream.localstack import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Launcher:
+    def __init__(self, data_dir: Path, port: int) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "NATS_", "FLEXGATE_"))}
+        env.update(PORT=str(port), FLEXGATE_DATA_DIR=str(data_dir), FLEXGATE_DEMO_RPS="100")
+        self.port = port
+        self.log = data_dir.parent / f"launcher-{port}.log"
+        self.proc = subprocess.Popen([sys.executable, "-m", "flexgate_stream.devstack"], cwd=ROOT, env=env,
+                                     stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def database_url(self) -> str:
+        match = wait_until(lambda: re.search(r"DATABASE_URL\s+(\S+)", self.output()), 60, "the printed DATABASE_URL")
+        return match.group(1)
+
+    def healthy(self) -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+
+def row_count(url: str) -> int:
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM requests")
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def data_dir():
+    base = Path(tempfile.mkdtemp(prefix="flexgate-run-"))
+    base.chmod(0o755)
+    yield base / "var"
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_run_serves_grows_and_stops_everything_on_ctrl_c(data_dir):
+    launcher = Launcher(data_dir, free_port())
+    try:
+        url = launcher.database_url()
+        assert "NATS_SERVERS  nats://127.0.0.1:" in launcher.output()
+        assert f"http://127.0.0.1:{launcher.port}/" in launcher.output()
+        wait_until(launcher.healthy, 60, "/healthz to answer 200")
+        first = wait_until(lambda: row_count(url), 30, "demo rows")
+        wait_until(lambda: row_count(url) > first, 30, "the requests table to grow")
+        started = descendants(launcher.proc.pid)
+        assert len(started) >= 5  # postgres, nats-server, supervisord, gunicorn, demo traffic at least
+        launcher.proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers
+        assert launcher.proc.wait(60) == 0
+        left = [pid for pid in started if alive(pid)]
+        assert left == [], f"processes left running: {left}"
+    finally:
+        if launcher.proc.poll() is None:
+            launcher.proc.kill()
+
+    # The data survives: a second run finds the first run's rows.
+    again = Launcher(data_dir, free_port())
+    try:
+        url = again.database_url()
+        wait_until(again.healthy, 60, "/healthz after restart")
+        assert row_count(url) >= first
+        again.proc.send_signal(signal.SIGTERM)
+        assert again.proc.wait(60) == 0
+    finally:
+        if again.proc.poll() is None:
+            again.proc.kill()
+
+
+def test_bad_database_url_stops_with_one_sentence():
+    env = dict(os.environ, DATABASE_URL="nonsense")
+    done = subprocess.run([sys.executable, "-m", "flexgate_stream.devstack"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "flexgate-stream: DATABASE_URL must be a postgresql://user@host:port/database URL, got 'nonsense'."
+    ]
