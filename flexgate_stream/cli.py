@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import click
 import psycopg2
@@ -81,9 +81,9 @@ def demo_traffic(rps: float, duration: float, seed: int | None) -> None:
     click.echo(f"demo traffic: writing {rps:g} requests/s (Ctrl-C to stop)")
     try:
         while not stopping and (not duration or time.monotonic() - started < duration):
-            now = datetime.fromtimestamp(tick, timezone.utc)
-            model.plan_incidents(now, now + timedelta(seconds=1)) if not model.incidents or \
-                model.incidents[-1].end < now else None
+            now = datetime.fromtimestamp(tick, UTC)
+            if not model.incidents or model.incidents[-1].end < now:
+                model.plan_incidents(now, now + timedelta(minutes=30))
             count = _poisson(model, rps)
             try:
                 if conn is None:
@@ -130,7 +130,7 @@ def _poisson(model: TrafficModel, rate: float) -> int:
 def demo_seed(rows: int, hours: float, seed: int | None, batch: int) -> None:
     """Fill history fast with COPY."""
     model = TrafficModel(seed)
-    end = datetime.now(timezone.utc)
+    end = datetime.now(UTC)
     start = end - timedelta(hours=hours)
     model.plan_incidents(start, end)
     conn = _connect()

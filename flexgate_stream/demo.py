@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import io
 import logging
 import math
@@ -9,7 +10,7 @@ import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class TrafficModel:
         self.incident_every = incident_every
         self.incidents: list[Incident] = []
         self._weights = [r.weight for r in ROUTES]
+        self._starts: list[datetime] = []
 
     def plan_incidents(self, start: datetime, end: datetime) -> None:
         """Schedule incidents of one minute, on average one per ``incident_every``."""
@@ -92,12 +94,20 @@ class TrafficModel:
             self.incidents.append(Incident(self.random.choice(upstreams), kind, at, at + timedelta(minutes=1)))
             at += timedelta(seconds=60 + self.random.expovariate(1 / mean_gap))
         self.incidents = [i for i in self.incidents if i.end > start - timedelta(hours=1)]
+        self._starts = [i.start for i in self.incidents]
+
+    def incident_at(self, upstream: str, at: datetime) -> Incident | None:
+        """The incident under way at ``at`` on ``upstream``, if any (incidents never overlap in time)."""
+        index = bisect.bisect_right(self._starts, at) - 1
+        if index >= 0 and self.incidents[index].covers(upstream, at):
+            return self.incidents[index]
+        return None
 
     def row(self, at: datetime) -> tuple:
         """One request at ``at`` (an aware datetime)."""
         rnd = self.random
         route = rnd.choices(ROUTES, self._weights)[0]
-        incident = next((i for i in self.incidents if i.covers(route.upstream, at)), None)
+        incident = self.incident_at(route.upstream, at)
         latency = rnd.lognormvariate(math.log(route.median_ms), route.sigma)
         server_error = route.server_error
         if incident is not None and incident.kind == "slow":
@@ -141,7 +151,7 @@ class RowWriter:
     def _stamp(self, at: datetime) -> str:
         if self.zone is not None:
             return at.astimezone(self.zone).replace(tzinfo=None).isoformat()
-        return at.astimezone(timezone.utc).isoformat()
+        return at.astimezone(UTC).isoformat()
 
     def write(self, rows: list[tuple]) -> None:
         """COPY ``rows`` in one transaction."""

@@ -6,6 +6,7 @@ Each server takes a free loopback port chosen at run time, is checked to be our 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from flexgate_stream.errors import LocalStackError
@@ -61,13 +63,23 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
         proc.wait(5)
 
 
+@contextlib.contextmanager
+def _output(log_file: Path | None) -> Iterator:
+    """A server's stdout: its log file (appended), or nowhere."""
+    if log_file is None:
+        yield subprocess.DEVNULL
+        return
+    with open(log_file, "ab") as out:
+        yield out
+
+
 def _venv_bin(name: str) -> str:
     beside = Path(sys.executable).parent / name
     if beside.exists():
         return str(beside)
     found = shutil.which(name)
     if not found:
-        raise LocalStackError(f"{name} was not found: install requirements-dev.txt (pip install -r requirements-dev.txt).")
+        raise LocalStackError(f"{name} was not found: pip install -r requirements-dev.txt.")
     return found
 
 
@@ -92,10 +104,10 @@ class NatsServer:
         for _attempt in range(5):
             if not fixed:
                 self.port = free_port()
-            out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
             args = [_venv_bin("nats-server"), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
                     "-p", str(self.port), "-n", self.name]
-            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            with _output(self.log_file) as out:
+                self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
             try:
                 wait_for(self._answers, timeout, "nats-server", self.proc)
                 return self
@@ -203,12 +215,12 @@ class PostgresServer:
     def _spawn(self) -> None:
         sock_dir = self.data_dir / "sock"
         self._own(sock_dir)
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         args = [str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-h", "127.0.0.1", "-p", str(self.port),
                 "-k", str(sock_dir), "-c", f"timezone={self.timezone}", "-c", "fsync=off",
                 "-c", "max_connections=200", "-c", "shared_buffers=256MB"]
-        self.proc = subprocess.Popen(args, cwd="/", stdout=out, stderr=subprocess.STDOUT,
-                                     start_new_session=True, **self._user_kwargs())
+        with _output(self.log_file) as out:
+            self.proc = subprocess.Popen(args, cwd="/", stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True, **self._user_kwargs())
 
     def _answers(self) -> bool:
         import psycopg2

@@ -214,7 +214,7 @@ class _Env:
         for url in urls:
             parts = urlsplit(url if "://" in url else f"nats://{url}")
             try:
-                parts.port
+                _ = parts.port
             except ValueError:
                 raise ConfigError(f"{name} has a bad port in {_redact(url)!r}.") from None
             if parts.scheme not in NATS_SCHEMES or not parts.hostname:

@@ -68,8 +68,9 @@ class Launcher:
         env.update(PORT=str(port), FLEXGATE_DATA_DIR=str(data_dir), FLEXGATE_DEMO_RPS="100")
         self.port = port
         self.log = data_dir.parent / f"launcher-{port}.log"
-        self.proc = subprocess.Popen([sys.executable, "-m", "flexgate_stream.devstack"], cwd=ROOT, env=env,
-                                     stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "flexgate_stream.devstack"], cwd=ROOT, env=env,
+                                         stdout=out, stderr=subprocess.STDOUT)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
