@@ -15,6 +15,7 @@ METRICS_STREAM = "METRICS"  # metrics.>: the summary snapshot, 24 h of history
 ROUTES_STREAM = "METRICS_ROUTES"  # routes.>: per-route snapshots, kept apart so they never evict the summary
 ALERTS_STREAM = "ALERTS"  # alerts.>: rule alerts and gateway events, 7 d
 PUBLISHERS_BUCKET = "flexgate_publishers"  # KV: one key per live publisher, refreshed every tick, with a TTL
+ALERT_STATE_BUCKET = "flexgate_alert_state"  # KV: one key per firing alert (its firing message), shared by publishers
 
 SUMMARY_SUBJECT = "metrics.summary"
 ROUTE_SUBJECT_PREFIX = "routes."  # + route_token(route): one snapshot per busy route
@@ -58,7 +59,7 @@ class StatusCount(TypedDict):
 
 
 class Breakdown(TypedDict):
-    """Figures for one route or one upstream over the summary window."""
+    """Figures for one route or one upstream over the last hour (the breakdown window)."""
 
     name: str
     requests: int
@@ -81,7 +82,7 @@ class Snapshot(TypedDict):
     statusCodes: list[StatusCount]
     routes: list[Breakdown]
     upstreams: list[Breakdown]
-    route: str | None  # set on per-route snapshots, None on metrics.summary
+    route: str | None  # set on per-route snapshots (whose window is the last hour, "1h"), None on metrics.summary
     timestamp: str
 
 
@@ -106,6 +107,21 @@ class GatewayEvent(TypedDict):
     event: str
     timestamp: str
     data: dict
+
+
+class PublisherBeat(TypedDict):
+    """The KV value under the publisher id in PUBLISHERS_BUCKET, rewritten every tick."""
+
+    publisher: str
+    host: str
+    pid: int
+    startedAt: str
+    seenAt: str  # the last heartbeat: the process is alive and reaches NATS
+    lastTickAt: str | None  # when the last tick finished and published (None before the first)
+    lastWindowEnd: str | None
+    tickMs: float | None  # duration of the last tick
+    tickSeconds: float
+    database: str  # "ok" or "unavailable" (PostgreSQL could not be read at the last tick)
 
 
 def route_token(route: str) -> str:

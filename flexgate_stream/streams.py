@@ -9,6 +9,7 @@ from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageT
 from nats.js.errors import NotFoundError
 
 from flexgate_stream.messages import (
+    ALERT_STATE_BUCKET,
     ALERT_SUBJECT_PREFIX,
     ALERTS_STREAM,
     METRICS_STREAM,
@@ -58,9 +59,22 @@ async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
             log.info("streams: created %s", config.name)
         else:
             await js.update_stream(config)
+    for bucket in bucket_configs(replicas):
+        await _ensure_bucket(js, bucket)
+
+
+def bucket_configs(replicas: int = 1) -> list[KeyValueConfig]:
+    """The KV buckets: publisher heartbeats (TTL 60 s) and the state of firing alerts (kept 7 days)."""
+    return [
+        KeyValueConfig(bucket=PUBLISHERS_BUCKET, ttl=60.0, history=1, storage=StorageType.FILE, replicas=replicas),
+        KeyValueConfig(bucket=ALERT_STATE_BUCKET, ttl=7 * DAY, history=1, storage=StorageType.FILE,
+                       replicas=replicas),
+    ]
+
+
+async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:
     try:
-        await js.key_value(PUBLISHERS_BUCKET)
+        await js.key_value(config.bucket)
     except Exception:  # nats-py raises BucketNotFoundError or NotFoundError depending on version
-        await js.create_key_value(KeyValueConfig(bucket=PUBLISHERS_BUCKET, ttl=60.0, history=1,
-                                                 storage=StorageType.FILE, replicas=replicas))
-        log.info("streams: created KV bucket %s", PUBLISHERS_BUCKET)
+        await js.create_key_value(config)
+        log.info("streams: created KV bucket %s", config.bucket)

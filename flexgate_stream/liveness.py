@@ -1,0 +1,90 @@
+"""Publisher liveness in NATS alone: the KV heartbeat each publisher writes, and the reader the web tier calls.
+
+KV bucket ``flexgate_publishers``, key = publisher id, value = JSON (``messages.PublisherBeat``):
+``{"publisher", "host", "pid", "startedAt", "seenAt", "lastTickAt", "lastWindowEnd", "tickMs", "tickSeconds",
+"database"}``, written every tick (also while PostgreSQL is down, with ``database: "unavailable"``).
+The bucket's TTL (60 s) removes a dead publisher's key; a warm stop deletes it at once.
+Pure asyncio nats-py: safe to call from the bridge's loop (no gevent, no PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import TypedDict
+
+from nats.js import JetStreamContext
+from nats.js.errors import NoKeysError, NotFoundError
+
+from flexgate_stream.messages import METRICS_STREAM, PUBLISHERS_BUCKET, SUMMARY_SUBJECT, PublisherBeat
+
+STALE_TICKS = 3  # a publisher (or snapshot) older than three ticks is not live
+
+
+class LivePublisher(TypedDict):
+    beat: PublisherBeat
+    age: float  # seconds since seenAt
+    live: bool  # heartbeat within three ticks
+
+
+class Liveness(TypedDict):
+    newestWindowEnd: str | None  # windowEnd of the newest metrics.summary snapshot
+    snapshotAge: float | None  # seconds since that window end; None when the stream holds none
+    publishers: list[LivePublisher]
+    live: bool  # at least one live publisher
+
+
+def parse_iso(text: str) -> datetime:
+    """An aware datetime from our ISO strings (``Z`` suffix accepted)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def newest_window_end(js: JetStreamContext) -> str | None:
+    """The windowEnd of the newest ``metrics.summary`` message, from its Nats-Msg-Id (body as fallback)."""
+    try:
+        msg = await js.get_last_msg(METRICS_STREAM, SUMMARY_SUBJECT)
+    except NotFoundError:
+        return None
+    msg_id = (msg.headers or {}).get("Nats-Msg-Id", "")
+    if msg_id.startswith(SUMMARY_SUBJECT + "@"):
+        return msg_id.split("@", 1)[1]
+    return json.loads(msg.data or b"{}").get("windowEnd")
+
+
+async def publisher_beats(js: JetStreamContext) -> list[PublisherBeat]:
+    """Every heartbeat in the publishers' KV bucket (expired and stopped publishers are gone)."""
+    try:
+        kv = await js.key_value(PUBLISHERS_BUCKET)
+        keys = await kv.keys()
+    except (NotFoundError, NoKeysError):
+        return []
+    beats = []
+    for key in keys:
+        try:
+            entry = await kv.get(key)
+        except NotFoundError:
+            continue  # expired between keys() and get()
+        if entry.value:
+            beats.append(json.loads(entry.value))
+    return beats
+
+
+async def read_liveness(js: JetStreamContext, now: float | None = None) -> Liveness:
+    """How old the newest snapshot is, and which publishers are live (heartbeat within three ticks)."""
+    now = time.time() if now is None else now
+    newest = await newest_window_end(js)
+    snapshot_age = None if newest is None else max(0.0, now - parse_iso(newest).timestamp())
+    publishers = []
+    for beat in await publisher_beats(js):
+        age = max(0.0, now - parse_iso(beat.get("seenAt") or beat["startedAt"]).timestamp())
+        live = age <= STALE_TICKS * float(beat.get("tickSeconds") or 5.0)
+        publishers.append(LivePublisher(beat=beat, age=age, live=live))
+    publishers.sort(key=lambda p: p["beat"]["publisher"])
+    return Liveness(newestWindowEnd=newest, snapshotAge=snapshot_age, publishers=publishers,
+                    live=any(p["live"] for p in publishers))
+
+
+def utc_now_iso() -> str:
+    """Now, as our ISO string."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

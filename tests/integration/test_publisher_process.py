@@ -1,0 +1,340 @@
+"""The real ``python -m workers.publisher`` process against real PostgreSQL and nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import nats
+import psycopg2
+import pytest
+from nats.js.errors import NotFoundError
+
+from flexgate_stream import schema
+from flexgate_stream.liveness import parse_iso, read_liveness
+from flexgate_stream.localstack import NatsServer, free_port, stop_process
+from flexgate_stream.messages import ALERT_STATE_BUCKET, ALERTS_STREAM, METRICS_STREAM, ROUTES_STREAM
+from flexgate_stream.streams import ensure_streams
+from tests.integration.test_aggregation import assert_snapshot_matches, insert, make_rows
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(120)
+
+
+class Worker:
+    """One publisher subprocess, its log file, stopped by PID at the end."""
+
+    def __init__(self, log_path: Path, env: dict) -> None:
+        self.log_path = log_path
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("FLEXGATE_", "NATS_", "DATABASE_"))}
+        with open(log_path, "wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "workers.publisher"], cwd=ROOT,
+                                         env={**clean, "FLEXGATE_LOG_LEVEL": "INFO", **env},
+                                         stdout=subprocess.DEVNULL, stderr=out)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def count(self, text: str) -> int:
+        return self.log().count(text)
+
+
+@pytest.fixture
+def workers(tmp_path):
+    started: list[Worker] = []
+
+    def start(database_url: str, nats_url: str, **extra: str) -> Worker:
+        env = {"DATABASE_URL": database_url, "NATS_SERVERS": nats_url, "FLEXGATE_TICK_SECONDS": "1", **extra}
+        worker = Worker(tmp_path / f"publisher-{len(started)}.log", env)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        stop_process(worker.proc, signal.SIGKILL, timeout=5)
+
+
+def until(predicate, timeout: float, what: str):
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def nats_call(url: str, work):
+    """Run ``work(js)`` on a short-lived connection."""
+    async def main():
+        nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
+        try:
+            return await work(nc.jetstream())
+        finally:
+            await nc.close()
+
+    return asyncio.run(main())
+
+
+async def stored(js, stream: str) -> list[tuple[str, dict, dict]]:
+    """(subject, headers, body) of every message in ``stream``."""
+    try:
+        info = await js.stream_info(stream)
+    except Exception:  # noqa: BLE001 - not created yet
+        return []
+    found = []
+    if not info.state.messages:
+        return found
+    for seq in range(info.state.first_seq, info.state.last_seq + 1):
+        try:
+            msg = await js.get_msg(stream, seq)
+        except NotFoundError:
+            continue  # removed by a limit
+        found.append((msg.subject, msg.headers or {}, json.loads(msg.data)))
+    return found
+
+
+async def purge(js) -> None:
+    """Empty the streams and the shared alert state left by earlier tests."""
+    for stream in (METRICS_STREAM, ROUTES_STREAM, ALERTS_STREAM, f"KV_{ALERT_STATE_BUCKET}"):
+        try:
+            await js.purge_stream(stream)
+        except Exception:  # noqa: BLE001 - not created yet
+            pass
+
+
+def seeded(db, count: int = 1500) -> list[tuple]:
+    schema.upgrade(db)
+    rows = make_rows(11, count, end=datetime.now(UTC))
+    insert(db, rows)
+    return rows
+
+
+def test_two_publishers_store_each_window_once_and_figures_are_right(workers, db, database_url, nats_server):
+    rows = seeded(db)
+    nats_call(nats_server.url, purge)
+    first = workers(database_url, nats_server.url, FLEXGATE_TOP_ROUTES="3")
+    second = workers(database_url, nats_server.url, FLEXGATE_TOP_ROUTES="3")
+    pids = {first.proc.pid, second.proc.pid}
+
+    def both_live():
+        live = nats_call(nats_server.url, read_liveness)
+        return {p["beat"]["pid"] for p in live["publishers"] if p["live"]} >= pids and live
+
+    until(both_live, 30, "both publishers to tick")
+    until(lambda: len(nats_call(nats_server.url, lambda js: stored(js, METRICS_STREAM))) >= 6, 30, "six windows")
+    for worker in (first, second):
+        worker.proc.send_signal(signal.SIGTERM)
+    assert [w.proc.wait(10) for w in (first, second)] == [0, 0]
+
+    summaries = nats_call(nats_server.url, lambda js: stored(js, METRICS_STREAM))
+    ends = [body["windowEnd"] for _s, _h, body in summaries]
+    assert len(ends) == len(set(ends)) >= 6
+    assert all(h["Nats-Msg-Id"] == f"metrics.summary@{b['windowEnd']}" for _s, h, b in summaries)
+    per_route = nats_call(nats_server.url, lambda js: stored(js, ROUTES_STREAM))
+    keys = [(subject, body["windowEnd"]) for subject, _h, body in per_route]
+    assert len(keys) == len(set(keys)) >= 6 and {b["route"] for _s, _h, b in per_route} <= {
+        b["name"] for _s, _h, s in summaries for b in s["routes"]}
+    assert first.count("already stored") + second.count("already stored") > 0  # both really published
+    _s, _h, newest = summaries[-1]
+    assert_snapshot_matches(newest, rows, parse_iso(newest["windowEnd"]), top=3)
+    assert "Traceback" not in first.log() + second.log()
+    liveness = nats_call(nats_server.url, read_liveness)
+    assert liveness["newestWindowEnd"] == newest["windowEnd"] and liveness["snapshotAge"] is not None
+    assert liveness["publishers"] == []  # both warm stops removed their heartbeats
+
+
+def _v(option) -> str:
+    return getattr(option, "value", option)
+
+
+def test_streams_have_the_original_limits(nats_server):
+    async def configs(js):
+        return {name: (await js.stream_info(name)).config for name in (METRICS_STREAM, ALERTS_STREAM)}
+
+    nats_call(nats_server.url, lambda js: ensure_streams(js, 1))
+    metrics, alerts = nats_call(nats_server.url, configs).values()
+    assert (metrics.subjects, metrics.max_age, metrics.max_bytes, metrics.max_msgs, metrics.duplicate_window,
+            _v(metrics.storage), _v(metrics.discard), _v(metrics.retention)) == (
+        ["metrics.>"], 86400, 1 << 30, 100_000, 120, "file", "old", "limits")
+    assert (alerts.subjects, alerts.max_age, alerts.max_bytes, alerts.max_msgs, _v(alerts.storage)) == (
+        ["alerts.>"], 7 * 86400, 100 << 20, 10_000, "file")
+
+
+def _block_requests(database_url: str):
+    """Hold an exclusive lock on requests so the next tick's query waits."""
+    blocker = psycopg2.connect(database_url)
+    with blocker.cursor() as cur:
+        cur.execute("LOCK TABLE requests IN ACCESS EXCLUSIVE MODE")
+    return blocker
+
+
+def _ticked(worker: Worker) -> bool:
+    return worker.count("took") > 0
+
+
+def test_sigterm_finishes_quickly_and_exits_zero_even_with_a_stuck_query(workers, db, database_url, nats_server):
+    seeded(db, 100)
+    worker = workers(database_url, nats_server.url)
+    until(lambda: _ticked(worker), 30, "the first tick")
+    blocker = _block_requests(database_url)
+    try:
+        until(lambda: _stuck(database_url), 10, "a tick waiting on the lock")
+        started = time.monotonic()
+        worker.proc.send_signal(signal.SIGTERM)
+        code = worker.proc.wait(10)
+        elapsed = time.monotonic() - started
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert code == 0
+    assert elapsed < 5.0, f"warm stop took {elapsed:.2f} s"
+    assert "warm stop" in worker.log() and "stopped" in worker.log()
+    live = nats_call(nats_server.url, read_liveness)
+    assert worker.proc.pid not in {p["beat"]["pid"] for p in live["publishers"]}  # heartbeat removed
+
+
+def _stuck(database_url: str) -> bool:
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'flexgate-publisher'"
+                    " AND wait_event_type = 'Lock'")
+        return cur.fetchone()[0] > 0
+
+
+def test_second_sigterm_is_a_cold_stop(workers, db, database_url, nats_server):
+    seeded(db, 100)
+    worker = workers(database_url, nats_server.url)
+    until(lambda: _ticked(worker), 30, "the first tick")
+    blocker = _block_requests(database_url)
+    try:
+        until(lambda: _stuck(database_url), 10, "a tick waiting on the lock")
+        worker.proc.send_signal(signal.SIGTERM)
+        until(lambda: "warm stop" in worker.log(), 5, "the warm stop to begin")
+        started = time.monotonic()
+        worker.proc.send_signal(signal.SIGTERM)
+        code = worker.proc.wait(10)
+        elapsed = time.monotonic() - started
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert code == 1 and "cold stop" in worker.log()
+    assert elapsed < 2.0, f"cold stop took {elapsed:.2f} s"
+
+
+def test_database_down_is_one_log_line_then_recovers(workers, postgres_server, nats_server):
+    name = f"late_{os.getpid()}_{int(time.time())}"
+    worker = workers(postgres_server.admin_url(name), nats_server.url, FLEXGATE_TICK_SECONDS="0.5")
+    admin = psycopg2.connect(postgres_server.admin_url())
+    admin.autocommit = True
+    try:
+        until(lambda: worker.count("PostgreSQL is unavailable"), 20, "the database-down line")
+        time.sleep(3)  # several ticks pass while it is down: the assertion below is about them
+        assert worker.count("PostgreSQL is unavailable") == 1 and worker.proc.poll() is None
+        beats = [p for p in nats_call(nats_server.url, read_liveness)["publishers"]
+                 if p["beat"]["pid"] == worker.proc.pid]
+        assert [(p["live"], p["beat"]["database"], p["beat"]["lastTickAt"]) for p in beats] == [
+            (True, "unavailable", None)]  # alive, says why nothing is published
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        conn = psycopg2.connect(postgres_server.admin_url(name))
+        schema.upgrade(conn)
+        conn.close()
+        until(lambda: worker.count("PostgreSQL is back"), 30, "the database-back line")
+        until(lambda: _ticked(worker), 30, "a tick after recovery")
+        assert worker.count("PostgreSQL is unavailable") == 1
+    finally:
+        stop_process(worker.proc)
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+    assert worker.proc.returncode == 0
+
+
+def test_nats_down_at_start_and_restarted_later(workers, db, database_url, tmp_path):
+    seeded(db, 100)
+    port = free_port()
+    server = NatsServer(tmp_path / "nats-store", port=port, log_file=tmp_path / "nats.log")
+    worker = workers(database_url, server.url, FLEXGATE_TICK_SECONDS="0.5")
+    try:
+        until(lambda: worker.count("NATS is unavailable"), 20, "the NATS-down line")
+        time.sleep(2)  # several ticks while NATS is down must not add log lines
+        assert worker.count("NATS is unavailable") == 1 and worker.proc.poll() is None
+        server.start()
+        until(lambda: _ticked(worker), 30, "a tick once NATS is up")
+        server.kill()
+        until(lambda: worker.count("NATS is unavailable") == 2, 20, "the second NATS-down line")
+        ticks = worker.count("took")
+        server.start()
+        until(lambda: worker.count("NATS is back") == 2, 30, "the reconnection")
+        newest = until(lambda: nats_call(server.url, lambda js: stored(js, METRICS_STREAM)), 30, "a snapshot")
+        until(lambda: nats_call(server.url, lambda js: stored(js, METRICS_STREAM))[-1][2]["windowEnd"]
+              > newest[-1][2]["windowEnd"] or None, 30, "snapshots after the restart")
+        assert worker.count("NATS is unavailable") == 2 and ticks >= 1
+        assert worker.proc.poll() is None and "Traceback" not in worker.log() and "failed" not in worker.log()
+    finally:
+        stop_process(worker.proc)
+        server.stop()
+    assert worker.proc.returncode == 0
+
+
+def test_alerts_fire_and_resolve_once_with_two_publishers(workers, db, database_url, nats_server):
+    schema.upgrade(db)
+    now = datetime.now(UTC)
+    with db, db.cursor() as cur:
+        cur.execute("INSERT INTO requests (\"timestamp\", method, path, status_code, response_time_ms, upstream)"
+                    " SELECT %s - make_interval(secs => i), 'GET', '/api/orders/' || i,"
+                    " CASE WHEN i %% 2 = 0 THEN 503 ELSE 200 END, 10, 'orders-svc' FROM generate_series(1, 60) AS i",
+                    (now,))
+    nats_call(nats_server.url, purge)
+    pair = [workers(database_url, nats_server.url) for _ in range(2)]
+
+    def alerts():
+        return [body for _s, _h, body in nats_call(nats_server.url, lambda js: stored(js, ALERTS_STREAM))]
+
+    until(lambda: len(alerts()) >= 4, 30, "four firing alerts")
+    _both_ticked_past(nats_server.url, pair, time.time() + 3)
+    firing = alerts()
+    assert sorted((a["rule"], a["route"] or "*", a["state"]) for a in firing) == [
+        ("error-rate-critical", "*", "firing"), ("error-rate-critical", "/api/orders/:id", "firing"),
+        ("error-rate-warning", "*", "firing"), ("error-rate-warning", "/api/orders/:id", "firing")]
+    assert all(a["value"] == 50.0 for a in firing)
+    with db, db.cursor() as cur:
+        cur.execute("UPDATE requests SET status_code = 200")
+    until(lambda: len(alerts()) >= 8, 30, "four resolved alerts")
+    _both_ticked_past(nats_server.url, pair, time.time() + 3)
+    resolved = [a for a in alerts() if a["state"] == "resolved"]
+    assert len(alerts()) == 8 and len(resolved) == 4
+    assert {a["startedAt"] for a in resolved} <= {a["startedAt"] for a in firing}
+
+
+def _both_ticked_past(url: str, pair: list[Worker], instant: float) -> None:
+    """Wait until every worker of ``pair`` published a window ending after ``instant`` (from its heartbeat)."""
+    pids = {w.proc.pid for w in pair}
+
+    def done() -> bool:
+        beats = [p["beat"] for p in nats_call(url, read_liveness)["publishers"] if p["beat"]["pid"] in pids]
+        return len(beats) == len(pids) and all(
+            b["lastWindowEnd"] and parse_iso(b["lastWindowEnd"]).timestamp() > instant for b in beats)
+
+    until(done, 30, "both publishers to tick past the moment")
+
+
+@pytest.mark.parametrize(("env", "variable"), [
+    ({"DATABASE_URL": ""}, "DATABASE_URL"),
+    ({"FLEXGATE_ALERT_OVERRIDES": "error-rate-warning.above=lots"}, "FLEXGATE_ALERT_OVERRIDES"),
+    ({"FLEXGATE_TICK_SECONDS": "0"}, "FLEXGATE_TICK_SECONDS"),
+])
+def test_bad_configuration_stops_with_one_sentence(tmp_path, env, variable):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("FLEXGATE_", "NATS_", "DATABASE_"))}
+    done = subprocess.run([sys.executable, "-m", "workers.publisher"], cwd=ROOT, capture_output=True, text=True,
+                          env={**clean, "DATABASE_URL": "postgresql://u@127.0.0.1:1/x", **env}, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"flexgate-stream: {variable}") and done.stderr.count("\n") == 1

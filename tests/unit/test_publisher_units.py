@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flexgate_stream.aggregation import Stats, WindowFigures
+from flexgate_stream.messages import Snapshot, Summary, encode
+from flexgate_stream.routes import fold_route
+from flexgate_stream.snapshot import summary_snapshot
+from workers.links import Backoff, StateLog
+from workers.publisher import publisher_id, window_end_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_window_end_is_the_tick_boundary():
+    assert window_end_for(1_700_000_000.003, 5) == datetime.fromtimestamp(1_700_000_000, UTC)
+    assert window_end_for(1_700_000_003.9, 5) == datetime.fromtimestamp(1_700_000_000, UTC)
+    assert window_end_for(1_699_999_999.9, 5) == datetime.fromtimestamp(1_700_000_000, UTC)  # fired a bit early
+    assert window_end_for(1_700_000_000.6, 0.5) == datetime.fromtimestamp(1_700_000_000.5, UTC)
+
+
+def test_backoff_doubles_up_to_its_cap():
+    backoff = Backoff(0.5, 4)
+    assert [backoff.next_delay() for _ in range(5)] == [0.5, 1, 2, 4, 4]
+    backoff.reset()
+    assert backoff.next_delay() == 0.5
+
+
+def test_state_log_says_each_change_once(caplog):
+    state = StateLog("p1", "PostgreSQL")
+    with caplog.at_level(logging.INFO, logger="workers.publisher"):
+        for _ in range(5):
+            state.down(ConnectionRefusedError("connection refused"))
+        state.up()
+        state.up()
+    assert [r.getMessage().split(": ", 1)[1].split(" (")[0] for r in caplog.records] == [
+        "PostgreSQL is unavailable", "PostgreSQL is back after 0.0 s"]
+
+
+def test_publisher_id_is_a_kv_key():
+    ident = publisher_id()
+    assert all(c.isalnum() or c in "-_" for c in ident)
+
+
+def test_folding_examples():
+    assert fold_route("/api/users/123") == "/api/users/:id"
+    assert fold_route("/api/users/123?x=1#f") == "/api/users/:id"
+    assert fold_route("/api/inventory/0b5f2a3c-1d2e-4f50-8a9b-0c1d2e3f4a5b") == "/api/inventory/:id"
+    assert fold_route("/objects/5f8d0d55b54764421b7156c9/meta") == "/objects/:id/meta"
+    assert fold_route("/api/v2/users") == "/api/v2/users"
+    assert fold_route("/api/users/") == "/api/users"
+    assert fold_route(None) == "/" and fold_route("") == "/"
+
+
+def test_snapshot_has_every_field_as_json_numbers():
+    end = datetime(2026, 1, 1, tzinfo=UTC)
+    stats = Stats(10, 7, 2, 1, 9, 90.0, (5.0, 9.0, 9.9))
+    snap = summary_snapshot(WindowFigures(end, stats, 12, {200: 7, 404: 2, 500: 1}, {11: stats}, {}, {}), 5)
+    assert set(snap) == set(Snapshot.__annotations__)
+    assert set(snap["summary"]) == set(Summary.__annotations__)
+    decoded = json.loads(encode(snap))
+    assert all(isinstance(v, int | float) for v in decoded["summary"].values())
+    assert decoded["summary"]["errorRate"] == 10.0 and decoded["summary"]["availability"] == 70.0
+    assert decoded["requestRate"]["data"][-1] == {"timestamp": "2025-12-31T23:55:00.000Z", "value": 0.033}
+
+
+FORBIDDEN = "sorted({m.split('.')[0] for m in sys.modules} & {'flask', 'gevent', 'werkzeug'})"
+
+
+def test_worker_process_imports_neither_flask_nor_gevent():
+    code = f"import sys\nimport workers.publisher, flexgate_stream.liveness\nprint({FORBIDDEN})"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -1,0 +1,213 @@
+"""The publisher's two connections: PostgreSQL (on its own thread) and NATS (on the asyncio loop).
+
+Each says when it goes down and when it comes back in one log line, never once per tick, and
+reconnects forever with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import nats
+import psycopg2
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from flexgate_stream import database
+from flexgate_stream.aggregation import AllTimeCounter, TimeColumn, WindowFigures, aggregate_window
+from flexgate_stream.errors import DatabaseUnavailable
+from flexgate_stream.settings import Settings
+from flexgate_stream.streams import ensure_streams
+
+log = logging.getLogger("workers.publisher")
+
+
+class Backoff:
+    """Exponential delays between attempts: ``first``, doubling, at most ``cap`` seconds."""
+
+    def __init__(self, first: float = 0.5, cap: float = 10.0) -> None:
+        self.first, self.cap, self.attempts = first, cap, 0
+
+    def next_delay(self) -> float:
+        """The delay before the next attempt."""
+        delay = min(self.cap, self.first * 2 ** self.attempts)
+        self.attempts += 1
+        return delay
+
+    def reset(self) -> None:
+        """Start again from the first delay (after a success)."""
+        self.attempts = 0
+
+
+class StateLog:
+    """Logs a link's state only when it changes: one line on going down, one on coming back."""
+
+    def __init__(self, ident: str, what: str) -> None:
+        self.ident, self.what, self.down_since = ident, what, None
+
+    def down(self, reason: object, exc_info: bool = False) -> None:
+        """Note a failure; logs only the first of a run."""
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            log.warning("publisher[%s]: %s is unavailable (%s); retrying with backoff", self.ident, self.what,
+                        str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__,
+                        exc_info=exc_info)
+
+    def up(self) -> None:
+        """Note a success; logs only after a failure."""
+        if self.down_since is not None:
+            log.info("publisher[%s]: %s is back after %.1f s", self.ident, self.what,
+                     time.monotonic() - self.down_since)
+            self.down_since = None
+
+
+class Database:
+    """One PostgreSQL connection, used only from one worker thread so the loop never blocks on it."""
+
+    def __init__(self, settings: Settings, ident: str) -> None:
+        self.url = settings.require_database()
+        self.zone = settings.requests_timezone
+        self.state = StateLog(ident, "PostgreSQL")
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="publisher-pg")
+        self.backoff = Backoff(cap=15.0)
+        self.retry_at = 0.0
+        self.busy = False
+        self.conn = None
+        self.counter: AllTimeCounter | None = None
+
+    async def aggregate(self, window_end: datetime) -> WindowFigures | None:
+        """The tick's figures, or None while PostgreSQL is down (or not yet due for a retry)."""
+        if time.monotonic() < self.retry_at:
+            return None
+        try:
+            figures = await asyncio.get_running_loop().run_in_executor(self.executor, self._aggregate, window_end)
+        except (psycopg2.Error, DatabaseUnavailable) as exc:
+            self.state.down(exc, exc_info=not isinstance(exc, psycopg2.OperationalError | DatabaseUnavailable))
+            self.retry_at = time.monotonic() + self.backoff.next_delay()
+            await asyncio.get_running_loop().run_in_executor(self.executor, self.close)
+            return None
+        self.backoff.reset()
+        self.state.up()
+        return figures
+
+    def _aggregate(self, window_end: datetime) -> WindowFigures:
+        self.busy = True  # set on the database thread itself, so a stop can tell a query still runs
+        try:
+            if self.conn is None or self.conn.closed:
+                self._connect()
+            return aggregate_window(self.conn, window_end, self.counter.column, self.counter)
+        finally:
+            self.busy = False
+
+    def _connect(self) -> None:
+        conn = database.connect(self.url, application_name="flexgate-publisher", timeout=2)
+        with conn, conn.cursor() as cur:
+            # In-memory sorts for the percentiles; a runaway query is cut short rather than stalling ticks.
+            cur.execute("SET work_mem = '64MB'; SET statement_timeout = '30s'")
+        column = TimeColumn(self.zone if database.timestamp_is_naive(conn) else None)
+        conn.commit()
+        self.conn, self.counter = conn, AllTimeCounter(column)
+
+    def cancel(self) -> None:
+        """Cancel a running query (thread-safe), so a warm stop stays within its deadline."""
+        if self.conn is not None and not self.conn.closed:
+            try:
+                self.conn.cancel()
+            except psycopg2.Error:
+                pass
+
+    def close(self) -> None:
+        """Close the connection (on the database thread)."""
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except psycopg2.Error:
+                pass
+            self.conn = None
+
+
+class NatsLink:
+    """The NATS connection: first connect retried forever with backoff, then nats-py reconnects (also backed off)."""
+
+    def __init__(self, settings: Settings, ident: str, on_ready: Callable[[JetStreamContext], Awaitable[None]]):
+        self.settings, self.ident, self.on_ready = settings, ident, on_ready
+        self.state = StateLog(ident, "NATS")
+        self.nc: NATS | None = None
+        self.js: JetStreamContext | None = None
+        self.streams_ready = False
+        self._reconnect_backoff = Backoff(0.25, 5.0)
+
+    @property
+    def ready(self) -> bool:
+        """Connected, with a JetStream context."""
+        return self.nc is not None and self.nc.is_connected and self.js is not None
+
+    async def run(self) -> None:
+        """Connect (retrying forever), then keep the streams present; returns once connected."""
+        backoff = Backoff(0.5, 5.0)
+        while self.nc is None:
+            try:
+                self.nc = await nats.connect(**self._options())
+            except Exception as exc:  # noqa: BLE001 - every connect failure means "retry later"
+                self.state.down(exc)
+                await asyncio.sleep(backoff.next_delay())
+        self.nc.options["max_reconnect_attempts"] = -1  # from now on nats-py reconnects forever
+        self.js = self.nc.jetstream(timeout=2)
+        self.state.up()
+        await self.ensure()
+
+    async def ensure(self) -> bool:
+        """Create or update the streams and buckets when they may be missing; True when present."""
+        if not self.streams_ready and self.ready:
+            try:
+                await ensure_streams(self.js, self.settings.stream_replicas)
+                await self.on_ready(self.js)
+                self.streams_ready = True
+            except Exception as exc:  # noqa: BLE001 - retried on the next tick
+                self.state.down(f"cannot create streams: {exc}")
+        return self.streams_ready and self.ready
+
+    def _options(self) -> dict:
+        return {
+            **self.settings.nats_connect_options,
+            "name": f"flexgate-publisher {self.ident}",
+            "connect_timeout": 2,
+            "max_reconnect_attempts": 1,  # first connect fails fast; our loop retries
+            "reconnect_time_wait": 0.2,
+            "drain_timeout": 1,
+            "error_cb": self._on_error,
+            "disconnected_cb": self._on_disconnected,
+            "reconnected_cb": self._on_reconnected,
+            "reconnect_to_server_handler": self._next_server,
+        }
+
+    def _next_server(self, servers, _info):
+        return None, self._reconnect_backoff.next_delay()
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.debug("publisher[%s]: NATS error %r", self.ident, exc)
+
+    async def _on_disconnected(self) -> None:
+        if self.nc is not None and not self.nc.is_closed and not self.nc.is_draining:
+            self.state.down("disconnected")
+
+    async def _on_reconnected(self) -> None:
+        self._reconnect_backoff.reset()
+        self.streams_ready = False  # a new or wiped server may lack them
+        self.state.up()
+
+    async def close(self, timeout: float = 1.5) -> None:
+        """Drain (flush what is in flight), then close; bounded by ``timeout``."""
+        if self.nc is None or self.nc.is_closed:
+            return
+        try:
+            await asyncio.wait_for(self.nc.drain(), timeout)
+        except Exception:  # noqa: BLE001 - closing anyway
+            pass
+        if not self.nc.is_closed:
+            await self.nc.close()

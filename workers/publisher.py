@@ -1,0 +1,172 @@
+"""The metrics publisher: ``python -m workers.publisher`` (the Procfile's ``worker``).
+
+Every tick (5 s, aligned to wall-clock multiples) it aggregates the request log for the window
+ending at that instant and publishes the summary snapshot, per-route snapshots and alert changes
+to JetStream, each with a Nats-Msg-Id derived from subject and window end, so publishers running
+side by side store each message once. Like rq's worker: bootstrap, signal handlers, loop, teardown;
+the first SIGTERM is a warm stop (finish the tick, drain NATS, exit 0), the second a cold stop.
+
+Scheduling uses APScheduler's AsyncIOScheduler: the tick is a coroutine on the loop that owns
+nats-py, so publishing needs no thread hand-off; the blocking PostgreSQL work runs on the
+Database's own thread, which keeps the loop responsive to signals and NATS pings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+import nats.errors
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from flexgate_stream.alerts import Rule, load_rules
+from flexgate_stream.errors import ConfigError
+from flexgate_stream.settings import Settings, load_or_exit
+from workers.links import Database, NatsLink
+from workers.publishing import Publishing
+
+log = logging.getLogger("workers.publisher")
+
+WARM_STOP_SECONDS = 4.5  # the whole warm stop, inside the 5 s a supervisor grants
+TICK_GRACE = 3.0  # how long a warm stop waits for a running tick before cancelling its query
+
+
+def window_end_for(now: float, tick: float) -> datetime:
+    """The tick boundary a run at ``now`` stands for: the latest multiple of ``tick`` (early firing tolerated)."""
+    return datetime.fromtimestamp(math.floor(now / tick + 0.2) * tick, UTC)
+
+
+def publisher_id() -> str:
+    """A KV-key-safe id: host, pid and a random suffix."""
+    host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())[:40] or "host"
+    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Publisher:
+    """One publisher process: scheduler, PostgreSQL thread, NATS connection, signal handling."""
+
+    def __init__(self, settings: Settings, rules: list[Rule]) -> None:
+        self.settings = settings
+        self.ident = publisher_id()
+        self.db = Database(settings, self.ident)
+        self.out = Publishing(settings, rules, self.ident)
+        self.nats = NatsLink(settings, self.ident, self.out.attach)
+        self.stopping: asyncio.Event | None = None
+        self.signals = 0
+        self.tick_task: asyncio.Task | None = None
+        self.last_window_end: datetime | None = None
+
+    async def run(self) -> int:
+        """Bootstrap, tick until a stop is requested, tear down; the exit status."""
+        loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        log.info("publisher[%s]: starting, tick %.3g s, pid %d", self.ident, self.settings.tick_seconds, os.getpid())
+        connector = asyncio.create_task(self.nats.run())
+        scheduler = self._scheduler(loop)
+        scheduler.start()
+        try:
+            await self.stopping.wait()
+        finally:
+            await self._teardown(scheduler, connector)
+        return 0
+
+    def _scheduler(self, loop: asyncio.AbstractEventLoop) -> AsyncIOScheduler:
+        tick = self.settings.tick_seconds
+        first = datetime.fromtimestamp(math.ceil(time.time() / tick) * tick, UTC)
+        scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
+        scheduler.add_job(self.tick, IntervalTrigger(seconds=tick, start_date=first, timezone=UTC), id="tick",
+                          max_instances=1, coalesce=True, misfire_grace_time=max(1, int(tick)))
+        return scheduler
+
+    def _on_signal(self, sig: int) -> None:
+        self.signals += 1
+        if self.signals == 1:
+            log.info("publisher[%s]: %s, warm stop (finishing the tick, draining NATS)", self.ident,
+                     signal.Signals(sig).name)
+            self.stopping.set()
+            return
+        log.warning("publisher[%s]: second %s, cold stop", self.ident, signal.Signals(sig).name)
+        sys.stderr.flush()
+        os._exit(1)
+
+    async def tick(self) -> None:
+        """One tick: aggregate the window ending now, publish it; never raises."""
+        window_end = window_end_for(time.time(), self.settings.tick_seconds)
+        if self.stopping.is_set() or (self.last_window_end is not None and window_end <= self.last_window_end):
+            return
+        self.tick_task = asyncio.current_task()
+        try:
+            await self._tick(window_end, time.perf_counter())
+        except Exception:  # the loop boundary: log and carry on with the next tick
+            log.error("publisher[%s]: tick %s failed", self.ident, window_end.isoformat(), exc_info=True)
+        finally:
+            self.tick_task = None
+
+    async def _tick(self, window_end: datetime, started: float) -> None:
+        figures = await self.db.aggregate(window_end)
+        if not await self.nats.ensure():
+            return  # NATS down: its state line said so
+        try:
+            if figures is None:
+                await self.out.heartbeat(database="unavailable")  # alive, but nothing to publish
+                return
+            await self.out.publish(self.nats.js, figures, started)
+        except (TimeoutError, nats.errors.Error) as exc:
+            self.nats.state.down(exc)  # e.g. a publish timed out while the connection was failing
+            return
+        self.nats.state.up()
+        self.last_window_end = window_end
+
+    async def _teardown(self, scheduler: AsyncIOScheduler, connector: asyncio.Task) -> None:
+        deadline = time.monotonic() + WARM_STOP_SECONDS
+        scheduler.pause()  # no new ticks; shutdown() would cancel the running one, so it waits until after
+        task = self.tick_task
+        if task is not None and not task.done():
+            _done, pending = await asyncio.wait({task}, timeout=TICK_GRACE)
+            if pending:
+                log.warning("publisher[%s]: tick still running at stop; cancelling its query", self.ident)
+                self.db.cancel()
+                await asyncio.wait({task}, timeout=max(0.1, deadline - time.monotonic() - 1.0))
+        scheduler.shutdown(wait=False)
+        connector.cancel()
+        if self.nats.ready:
+            await self.out.retire(self.nats.js, timeout=0.5)
+        await self.nats.close(timeout=max(0.1, deadline - time.monotonic() - 0.2))
+        self.db.cancel()
+        self.db.executor.submit(self.db.close)
+        self.db.executor.shutdown(wait=False)
+        log.info("publisher[%s]: stopped", self.ident)
+
+
+def main() -> None:
+    """Entry point: settings and rules (one-sentence errors, status 2), then run until stopped."""
+    settings = load_or_exit()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
+    try:
+        settings.require_database()
+        rules = load_rules(settings.alert_rules_file, settings.alert_overrides)
+    except ConfigError as exc:
+        print(f"flexgate-stream: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    publisher = Publisher(settings, rules)
+    code = asyncio.run(publisher.run())
+    logging.shutdown()
+    if publisher.db.busy:
+        os._exit(code)  # a query we could not cancel must not hold the exit past the stop deadline
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

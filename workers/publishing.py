@@ -1,0 +1,128 @@
+"""What one tick sends: snapshots, alert changes (with their shared state) and the liveness heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+
+from nats.js import JetStreamContext
+from nats.js.errors import NoKeysError, NotFoundError
+from nats.js.kv import KeyValue
+
+from flexgate_stream.aggregation import WindowFigures
+from flexgate_stream.alerts import AlertTracker, Rule, observe
+from flexgate_stream.liveness import utc_now_iso
+from flexgate_stream.messages import (
+    ALERT_STATE_BUCKET,
+    ALERT_SUBJECT_PREFIX,
+    PUBLISHERS_BUCKET,
+    SUMMARY_SUBJECT,
+    PublisherBeat,
+    encode,
+    message_id,
+    route_subject,
+)
+from flexgate_stream.settings import Settings
+from flexgate_stream.snapshot import busiest_routes, iso, route_snapshot, summary_snapshot
+
+log = logging.getLogger("workers.publisher")
+
+
+class Publishing:
+    """Sends a tick's messages with Nats-Msg-Id dedupe and keeps the publisher's KV heartbeat."""
+
+    def __init__(self, settings: Settings, rules: list[Rule], ident: str) -> None:
+        self.settings, self.rules, self.ident = settings, rules, ident
+        self.tracker = AlertTracker()
+        self.beat = PublisherBeat(publisher=ident, host=socket.gethostname(), pid=os.getpid(),
+                                  startedAt=utc_now_iso(), seenAt=utc_now_iso(), lastTickAt=None,
+                                  lastWindowEnd=None, tickMs=None, tickSeconds=settings.tick_seconds, database="ok")
+        self.beats: KeyValue | None = None
+        self.alert_state: KeyValue | None = None
+        self.ticks = 0
+
+    async def attach(self, js: JetStreamContext) -> None:
+        """On (re)connect: open the buckets, adopt firing alerts, announce this publisher."""
+        self.beats = await js.key_value(PUBLISHERS_BUCKET)
+        self.alert_state = await js.key_value(ALERT_STATE_BUCKET)
+        try:
+            keys = await self.alert_state.keys()
+        except (NoKeysError, NotFoundError):
+            keys = []
+        for key in keys:
+            firing = await self._firing(key)
+            if firing is not None:
+                self.tracker.adopt(key, firing)
+        await self.heartbeat()
+
+    async def heartbeat(self, **changes: object) -> None:
+        """Write this publisher's KV entry, with ``changes`` applied and ``seenAt`` now."""
+        self.beat.update(changes, seenAt=utc_now_iso())
+        if self.beats is not None:
+            await self.beats.put(self.ident, encode(dict(self.beat)))
+
+    async def publish(self, js: JetStreamContext, figures: WindowFigures, started: float) -> None:
+        """Publish the tick's snapshots and alert changes, then the heartbeat."""
+        end = iso(figures.window_end)
+        top = self.settings.top_routes
+        busiest = busiest_routes(figures, top)
+        messages = [(SUMMARY_SUBJECT, summary_snapshot(figures, top))]
+        messages += [(route_subject(route), route_snapshot(figures, route, entry, top)) for route, entry in busiest]
+        acks = await asyncio.gather(*(self._send(js, subject, message, message_id(subject, end))
+                                      for subject, message in messages))
+        await self._alerts(js, figures, [route for route, _ in busiest], end)
+        tick_ms = (time.perf_counter() - started) * 1000
+        await self.heartbeat(lastTickAt=utc_now_iso(), lastWindowEnd=end, tickMs=round(tick_ms, 1), database="ok")
+        self.ticks += 1
+        slow = tick_ms > self.settings.tick_seconds * 500
+        log.log(logging.INFO if self.ticks == 1 or slow else logging.DEBUG,
+                "publisher[%s]: tick %s took %.1f ms (%d messages, %d already stored)", self.ident, end, tick_ms,
+                len(acks), sum(1 for ack in acks if ack.duplicate))
+
+    async def _send(self, js: JetStreamContext, subject: str, message: dict, msg_id: str):
+        return await js.publish(subject, encode(message), headers={"Nats-Msg-Id": msg_id}, timeout=2)
+
+    async def _alerts(self, js: JetStreamContext, figures: WindowFigures, routes: list[str], end: str) -> None:
+        observations = observe(self.rules, figures, routes)
+        for obs in observations:
+            if obs.firing and obs.key not in self.tracker.active:
+                firing = await self._firing(obs.key)  # announced by another publisher already?
+                if firing is not None:
+                    self.tracker.adopt(obs.key, firing)
+        before = dict(self.tracker.active)
+        try:
+            for key, alert in self.tracker.step(observations, end):
+                if alert["state"] == "resolved" and await self._firing(key) is None:
+                    continue  # another publisher resolved it already
+                await self._send(js, ALERT_SUBJECT_PREFIX + alert["severity"], alert, alert["id"])
+                log.info("publisher[%s]: alert %s %s (%s)", self.ident, alert["rule"], alert["state"],
+                         alert["route"] or "all traffic")
+                if alert["state"] == "firing":
+                    await self.alert_state.put(key, encode(alert))
+                else:
+                    await self.alert_state.delete(key)
+        except BaseException:
+            self.tracker.active = before  # announce again on the next tick
+            raise
+
+    async def _firing(self, key: str) -> dict | None:
+        if self.alert_state is None:
+            return None
+        try:
+            entry = await self.alert_state.get(key)
+        except NotFoundError:
+            return None
+        return json.loads(entry.value) if entry.value else None
+
+    async def retire(self, js: JetStreamContext, timeout: float) -> None:
+        """Remove this publisher's heartbeat at a warm stop, so liveness drops at once."""
+        if self.beats is None:
+            return
+        try:
+            await asyncio.wait_for(self.beats.delete(self.ident), timeout)
+        except Exception:  # noqa: BLE001 - the TTL removes it anyway
+            pass
