@@ -6,19 +6,25 @@ function isNumber(value) {
   return typeof value === "number" && Number.isFinite(value);
 }
 
+const UNITS = [[1e3, "K"], [1e6, "M"], [1e9, "B"]];
+
+function scaled(value) {
+  const abs = Math.abs(value);
+  return trimZeros(value.toFixed(abs >= 100 ? 0 : abs >= 10 ? 1 : 2));
+}
+
 /** A count as 950, 12.3K, 4.56M, 1.2B. */
 export function compact(value) {
   if (!isNumber(value)) return DASH;
   const abs = Math.abs(value);
-  const units = [[1e9, "B"], [1e6, "M"], [1e3, "K"]];
-  for (const [size, suffix] of units) {
-    if (abs >= size) {
-      const scaled = value / size;
-      const digits = Math.abs(scaled) >= 100 ? 0 : Math.abs(scaled) >= 10 ? 1 : 2;
-      return `${trimZeros(scaled.toFixed(digits))}${suffix}`;
-    }
+  if (abs < 999.5) return String(Math.round(value));
+  let unit = abs >= 1e9 ? 2 : abs >= 1e6 ? 1 : 0;
+  let text = scaled(value / UNITS[unit][0]);
+  if (Math.abs(Number(text)) >= 1000 && unit < UNITS.length - 1) {
+    unit += 1; // 999,999 reads 1M, not 1000K
+    text = scaled(value / UNITS[unit][0]);
   }
-  return String(Math.round(value));
+  return `${text}${UNITS[unit][1]}`;
 }
 
 /** A whole count with thousands separators, for tooltips and sub-lines. */
@@ -32,6 +38,7 @@ export function rate(value) {
   const abs = Math.abs(value);
   if (abs >= 1000) return Math.round(value).toLocaleString("en-US");
   if (abs >= 10) return value.toFixed(1);
+  if (value === 0) return "0";
   return value.toFixed(2);
 }
 
@@ -41,14 +48,24 @@ export function millis(value) {
   if (value >= 1000) return `${trimZeros((value / 1000).toFixed(2))} s`;
   if (value >= 100) return `${Math.round(value)} ms`;
   if (value >= 10) return `${value.toFixed(1)} ms`;
+  if (value === 0) return "0 ms";
   return `${value.toFixed(2)} ms`;
+}
+
+/** A bare number for a table column whose unit is in the header: 0.42, 21.4, 388, 2,380. */
+export function plain(value) {
+  if (!isNumber(value)) return DASH;
+  const abs = Math.abs(value);
+  if (abs >= 100) return Math.round(value).toLocaleString("en-US");
+  if (abs >= 10) return value.toFixed(1);
+  return trimZeros(value.toFixed(2));
 }
 
 /** A percentage (already 0–100): 99.95 %, 0.12 %, 100 %. */
 export function percent(value) {
   if (!isNumber(value)) return DASH;
   if (value === 0 || value === 100) return `${value} %`;
-  const digits = Math.abs(value) >= 10 ? 2 : Math.abs(value) >= 1 ? 2 : 3;
+  const digits = Math.abs(value) >= 1 ? 2 : 3;
   return `${trimZeros(value.toFixed(digits))} %`;
 }
 
