@@ -1,8 +1,17 @@
 """gunicorn settings for the web process: gevent workers sized for thousands of open streams."""
 
+import os
+import shutil
+
 from flexgate_stream.settings import load_or_exit
+from flexgate_stream.web import lifecycle
 
 _settings = load_or_exit()  # a bad environment stops the master with one sentence, exit 2
+
+# prometheus-client chooses multiprocess mode from this variable when first imported: set it here,
+# in the master, before any worker exists, so /metrics adds up all workers.
+_metrics_dir, _own_metrics_dir = lifecycle.metrics_dir(_settings.prometheus_multiproc_dir)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 bind = f"0.0.0.0:{_settings.port}"
 workers = _settings.web_concurrency
@@ -11,10 +20,41 @@ worker_class = "gevent"
 worker_connections = _settings.max_clients + 1000
 timeout = 30
 graceful_timeout = 10
-keepalive = 5
+# Short, so idle keep-alive connections do not hold a stopping worker past its 5 s budget.
+keepalive = 2
 # Several gunicorn masters may run on one host (tests, blue/green): no shared control socket.
 control_socket_disable = True
 accesslog = "-"
+# The path without its query string: ?access_token= must not reach the log.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
 errorlog = "-"
 loglevel = _settings.log_level.lower()
-wsgi_app = "flexgate_stream:create_app()"
+# Built without the CLI, so the web process never imports the PostgreSQL driver.
+wsgi_app = "flexgate_stream:create_app(cli=False)"
+
+
+def on_starting(server):
+    lifecycle.clear_metrics_dir(_metrics_dir)
+
+
+def when_ready(server):
+    warning = lifecycle.open_api_warning(_settings)
+    if warning:
+        server.log.warning(warning)
+
+
+def post_worker_init(worker):
+    lifecycle.worker_started(worker)
+
+
+def worker_exit(server, worker):
+    lifecycle.worker_exiting(worker)
+
+
+def child_exit(server, worker):
+    lifecycle.worker_gone(worker.pid, _metrics_dir)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

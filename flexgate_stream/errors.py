@@ -17,3 +17,39 @@ class DatabaseUnavailable(FlexgateError):
 
 class LocalStackError(FlexgateError):
     """An embedded server (PostgreSQL or nats-server) could not be started."""
+
+
+class NatsUnavailable(FlexgateError):
+    """NATS is not connected, or did not answer in time; the bridge keeps reconnecting."""
+
+
+class RequestError(FlexgateError):
+    """A request the web tier refuses; ``status`` is the HTTP status it answers with."""
+
+    status = 400
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.headers = headers or {}
+
+
+class BadInput(RequestError):
+    """A parameter, header or body field is malformed or missing; the message names it."""
+
+
+class Unauthorized(RequestError):
+    """No valid API token was given."""
+
+    status = 401
+
+
+class TooLarge(RequestError):
+    """The request body is larger than the service accepts."""
+
+    status = 413
+
+
+class AtCapacity(RequestError):
+    """This worker already serves its maximum number of streams."""
+
+    status = 503

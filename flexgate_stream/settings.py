@@ -47,6 +47,8 @@ class Settings:
     heartbeat_seconds: float = 30.0
     retry_ms: int = 3000
     client_queue: int = 64
+    send_timeout_seconds: float = 30.0
+    prometheus_multiproc_dir: str | None = None
     log_level: str = "INFO"
     data_dir: Path = field(default_factory=lambda: Path("var"))
 
@@ -105,6 +107,8 @@ class Settings:
             heartbeat_seconds=env.number("FLEXGATE_HEARTBEAT_SECONDS", 30.0, low=0.1, high=3600),
             retry_ms=env.integer("FLEXGATE_RETRY_MS", 3000, low=100, high=600_000),
             client_queue=env.integer("FLEXGATE_CLIENT_QUEUE", 64, low=1, high=100_000),
+            send_timeout_seconds=env.number("FLEXGATE_SEND_TIMEOUT", 30.0, low=1, high=3600),
+            prometheus_multiproc_dir=env.directory("PROMETHEUS_MULTIPROC_DIR"),
             log_level=env.choice("FLEXGATE_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
             data_dir=Path(env.text("FLEXGATE_DATA_DIR") or "var"),
         )
@@ -187,6 +191,12 @@ class _Env:
         raw = self.text(name)
         if raw is not None and not Path(raw).is_file():
             raise ConfigError(f"{name} names {raw!r}, which is not a readable file.")
+        return raw
+
+    def directory(self, name: str) -> str | None:
+        raw = self.text(name)
+        if raw is not None and not Path(raw).is_dir():
+            raise ConfigError(f"{name} names {raw!r}, which is not a directory.")
         return raw
 
     def timezone(self, name: str, default: str) -> str:

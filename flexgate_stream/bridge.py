@@ -1,0 +1,287 @@
+"""The asyncio/gevent boundary: one NATS connection per gunicorn worker, feeding the StreamHub.
+
+This is the only module that imports both asyncio and gevent.
+
+Choice: nats-py runs on an asyncio event loop driven by one greenlet of the monkey-patched worker
+(not by a native thread). Why:
+
+- one OS thread: the hub, the bridge and the request greenlets never run at the same time, so a
+  message reaches the hub by a plain method call and the hub needs no locks;
+- the loop's selector is gevent's (``selectors`` is patched), so the loop parks cooperatively, and
+  name resolution goes through gevent's resolver, so ``localhost`` in NATS_SERVERS works;
+- a request greenlet calls into the loop with ``loop.call_soon_threadsafe`` (which wakes the
+  selector through asyncio's self-pipe) and waits on a gevent ``AsyncResult``: it blocks only itself.
+
+The cost: time spent in nats-py's parser is taken from serving requests; at one snapshot per tick
+per followed subject that is negligible next to writing the frames.
+
+Each followed subject gets its own ordered consumer (ephemeral, memory-backed, never shared by two
+workers) that starts at the subject's newest message, so every worker's clients see every message in
+order. Like Flower's events.py, the bridge reconnects forever with exponential backoff and logs one
+line per state change; after a reconnect each consumer is re-created from the sequence after the
+last one its channel received, so a NATS restart leaves no gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import gevent
+import nats
+import nats.errors
+from gevent.event import AsyncResult
+from nats.aio.client import Client as NATS
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from flexgate_stream import jetstream
+from flexgate_stream.errors import NatsUnavailable
+from flexgate_stream.feeds import Feed
+from flexgate_stream.hub import Channel, Policy, StreamHub
+from flexgate_stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CONSUMER_HEARTBEAT = 2.0  # an ordered consumer missing two heartbeats is re-created by nats-py
+RECONCILE_SECONDS = 2.0  # how often feeds that could not be followed (stream missing) are retried
+BACKOFF_MIN, BACKOFF_MAX = 0.25, 5.0
+
+
+def backoff(attempt: int) -> float:
+    """Exponential delay with jitter for reconnect ``attempt`` (1, 2, ...)."""
+    delay = min(BACKOFF_MIN * 2 ** (attempt - 1), BACKOFF_MAX)
+    return delay * random.uniform(0.8, 1.2)
+
+
+class Bridge:
+    """Owns the worker's NATS connection and one ordered consumer per followed feed."""
+
+    def __init__(self, settings: Settings, hub: StreamHub, on_reconnect: Callable[[], None] | None = None) -> None:
+        self.settings = settings
+        self.hub = hub
+        self.on_reconnect = on_reconnect
+        self.name = f"bridge[{os.getpid()}]"
+        self.reconnects = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._nc: NATS | None = None
+        self._greenlet: gevent.Greenlet | None = None
+        self._feeds: dict[str, tuple[Feed, Channel]] = {}
+        self._subs: dict[str, Any] = {}
+        self._busy: set[str] = set()
+        self._failing: set[str] = set()
+        self._lost: asyncio.Event | None = None
+        self._stopping = False
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    def start(self) -> None:
+        """Run the asyncio loop in a greenlet of this (gevent-patched) process."""
+        if self._greenlet is None:
+            self.name = f"bridge[{os.getpid()}]"
+            self._greenlet = gevent.spawn(self._run)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Close the connection and end the loop, waiting at most ``timeout`` seconds."""
+        self._stopping = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._signal_lost)
+        if self._greenlet is not None:
+            self._greenlet.join(timeout)
+
+    def follow(self, feed: Feed, channel: Channel) -> None:
+        """Feed ``channel`` from ``feed``'s subject, now and after every reconnect."""
+        self._feeds[feed.key] = (feed, channel)
+        self._submit(self._follow, feed.key)
+
+    def unfollow(self, key: str) -> None:
+        """Stop feeding the channel ``key``."""
+        self._feeds.pop(key, None)
+        self._submit(self._unfollow, key)
+
+    def call(self, fn: Callable[..., Awaitable[T]], *args: Any, timeout: float = jetstream.TIMEOUT + 1) -> T:
+        """Run ``fn(nc, *args)`` on the loop and wait for it in this greenlet; NatsUnavailable when it cannot."""
+        loop, nc = self._loop, self._nc
+        if loop is None or nc is None or not nc.is_connected:
+            raise NatsUnavailable("NATS is not connected; the service keeps reconnecting.")
+        result: AsyncResult = AsyncResult()
+
+        def finished(task: asyncio.Task) -> None:
+            if task.cancelled():
+                result.set_exception(NatsUnavailable("the NATS request was cancelled."))
+            elif task.exception() is not None:
+                result.set_exception(task.exception())
+            else:
+                result.set(task.result())
+
+        loop.call_soon_threadsafe(lambda: loop.create_task(fn(nc, *args)).add_done_callback(finished))
+        try:
+            return result.get(timeout=timeout)
+        except gevent.Timeout:
+            raise NatsUnavailable(f"NATS did not answer within {timeout:g} s.") from None
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise NatsUnavailable(f"NATS request failed: {exc or type(exc).__name__}.") from None
+
+    # -- inside the loop ---------------------------------------------------------------------
+
+    def _submit(self, fn: Callable[[str], Awaitable[None]], key: str) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(lambda: loop.create_task(fn(key)))
+
+    def _run(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._main())
+        except Exception:
+            log.error("%s: the NATS loop ended on an error", self.name, exc_info=True)
+        finally:
+            loop.run_until_complete(_cancel_others())
+            loop.close()
+
+    async def _main(self) -> None:
+        attempt, ever_connected = 0, False
+        while not self._stopping:
+            try:
+                nc = await nats.connect(**self._options())
+            except Exception as exc:
+                attempt += 1
+                if attempt == 1:
+                    log.warning("%s: NATS unreachable (%s); retrying with backoff", self.name,
+                                exc or type(exc).__name__)
+                await self._pause(backoff(attempt))
+                continue
+            if ever_connected:
+                self.reconnects += 1
+                if self.on_reconnect:
+                    self.on_reconnect()
+            log.info("%s: NATS connected to %s%s", self.name, nc.connected_url.netloc if nc.connected_url else "?",
+                     f" after {attempt} attempts" if attempt else "")
+            attempt, ever_connected = 0, True
+            await self._serve(nc)
+
+    def _options(self) -> dict:
+        opts = dict(self.settings.nats_connect_options)
+        # nats-py's own reconnecting is off (and its connect gives up after one retry): the loop in _main
+        # reconnects with backoff and re-creates every consumer from the right sequence.
+        opts.update(name=f"flexgate-web-{os.getpid()}", allow_reconnect=False, connect_timeout=2,
+                    max_reconnect_attempts=1, reconnect_time_wait=0.1,
+                    ping_interval=10, max_outstanding_pings=2,
+                    disconnected_cb=self._on_lost, closed_cb=self._on_lost, error_cb=self._on_error)
+        return opts
+
+    async def _serve(self, nc: NATS) -> None:
+        """Follow every feed on this connection until it is lost or the bridge stops."""
+        self._nc, self._lost = nc, asyncio.Event()
+        try:
+            self.hub.set_connected(True)  # before following, so clients hear "connected" before new frames
+            await self._reconcile()
+            while not self._lost.is_set():
+                try:
+                    await asyncio.wait_for(self._lost.wait(), RECONCILE_SECONDS)
+                except TimeoutError:
+                    await self._reconcile()
+        finally:
+            self._nc = None
+            self._subs.clear()
+            self.hub.set_connected(False)
+            if not self._stopping:
+                log.warning("%s: NATS connection lost; reconnecting with backoff", self.name)
+            try:
+                await asyncio.wait_for(nc.close(), 1.0)
+            except Exception:
+                pass
+
+    async def _reconcile(self) -> None:
+        for key in list(self._feeds):
+            await self._follow(key)
+
+    async def _follow(self, key: str) -> None:
+        nc = self._nc
+        if nc is None or key in self._subs or key in self._busy or key not in self._feeds:
+            return
+        feed, channel = self._feeds[key]
+        self._busy.add(key)
+        try:
+            start = channel.last_seq + 1 if channel.last_seq else await self._first_seq(nc, feed)
+            channel.set_floor(start - 1)
+            sub = await nc.jetstream().subscribe(
+                feed.subject, stream=feed.stream, cb=_deliver_to(channel), ordered_consumer=True,
+                idle_heartbeat=CONSUMER_HEARTBEAT, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                config=ConsumerConfig(opt_start_seq=start))
+        except Exception as exc:
+            if key not in self._failing:
+                self._failing.add(key)
+                log.warning("%s: cannot follow %s yet (%s); retrying every %g s", self.name, feed.subject,
+                            exc or type(exc).__name__, RECONCILE_SECONDS)
+            return
+        finally:
+            self._busy.discard(key)
+        if key in self._failing:
+            self._failing.discard(key)
+            log.info("%s: following %s from sequence %d", self.name, feed.subject, start)
+        if self._feeds.get(key, (None, None))[1] is channel and self._nc is nc:
+            self._subs[key] = sub
+        else:
+            await _quietly(sub.unsubscribe())
+
+    async def _first_seq(self, nc: NATS, feed: Feed) -> int:
+        """Where a new consumer starts: a snapshot feed at its newest message, alerts after the last one."""
+        if feed.policy is Policy.LATEST:
+            newest = await jetstream.last_message(nc, feed.stream, feed.subject)
+            if newest is not None:
+                return newest.seq
+        return (await jetstream.bounds(nc, feed.stream)).last + 1
+
+    async def _unfollow(self, key: str) -> None:
+        sub = self._subs.pop(key, None)
+        nc = self._nc
+        if sub is not None:
+            await _quietly(sub.unsubscribe())
+            if nc is not None:  # at once, rather than when the server notices the interest is gone
+                await _quietly(nc.jetstream().delete_consumer(sub._stream, sub._consumer))
+
+    async def _on_lost(self) -> None:
+        self._signal_lost()
+
+    def _signal_lost(self) -> None:
+        if self._lost is not None:
+            self._lost.set()
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.debug("%s: NATS error: %s", self.name, exc)
+
+    async def _pause(self, seconds: float) -> None:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not self._stopping and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(min(0.1, seconds))
+
+
+def _deliver_to(channel: Channel) -> Callable[[Any], Awaitable[None]]:
+    async def deliver(msg: Any) -> None:
+        channel.publish(msg.metadata.sequence.stream, msg.data)
+
+    return deliver
+
+
+async def _cancel_others() -> None:
+    """Cancel what is left on the loop (subscription tasks, timers) so it closes cleanly."""
+    pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _quietly(awaitable: Awaitable[Any]) -> None:
+    try:
+        await asyncio.wait_for(awaitable, 1.0)
+    except Exception:
+        pass

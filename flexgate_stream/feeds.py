@@ -1,0 +1,36 @@
+"""Feeds: which JetStream stream and subject a client stream follows, and its overrun policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flexgate_stream.hub import Policy
+from flexgate_stream.messages import (
+    ALERT_SUBJECT_PREFIX,
+    ALERTS_STREAM,
+    METRICS_STREAM,
+    ROUTES_STREAM,
+    SUMMARY_SUBJECT,
+    route_subject,
+    route_token,
+)
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One followed subject: its channel key, stream, subject and policy."""
+
+    key: str
+    stream: str
+    subject: str
+    policy: Policy
+    shared: bool  # followed for the worker's life; otherwise dropped when its last client leaves
+
+
+SUMMARY = Feed("metrics", METRICS_STREAM, SUMMARY_SUBJECT, Policy.LATEST, shared=True)
+ALERTS = Feed("alerts", ALERTS_STREAM, ALERT_SUBJECT_PREFIX + ">", Policy.EVERY, shared=True)
+
+
+def route_feed(route: str) -> Feed:
+    """The per-route snapshots of ``route``."""
+    return Feed(f"route:{route_token(route)}", ROUTES_STREAM, route_subject(route), Policy.LATEST, shared=False)

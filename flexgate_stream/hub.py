@@ -1,0 +1,197 @@
+"""StreamHub: per-worker fan-out of JetStream messages to SSE clients.
+
+Each channel (the summary snapshots, one route's snapshots, the alerts) keeps a bounded ring of
+frames, each encoded once into SSE bytes. A client is a cursor into its channel's ring, so the
+memory a client holds is a few integers whatever its speed; the ring bounds the rest. A client
+that falls out of the ring is *overrun*: a snapshot client skips to the newest snapshot (later
+snapshots supersede earlier ones), an alerts client is told with ``event: reset`` and must resume
+from JetStream, because an alert is never skipped silently.
+
+Everything here runs on the gevent hub's thread; the bridge calls ``publish`` from its greenlet.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass
+
+from gevent.event import Event
+
+from flexgate_stream import sse
+
+
+class Policy(enum.Enum):
+    """What a client that fell behind the ring gets."""
+
+    LATEST = "latest"  # snapshots: skip to the newest
+    EVERY = "every"  # alerts: every message or an explicit reset
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One JetStream message: its stream sequence, its JSON bytes, and its SSE frame."""
+
+    index: int
+    seq: int
+    data: bytes
+    sse: bytes
+
+
+class Overrun(Exception):
+    """The client fell out of an EVERY channel's ring; ``last_seq`` is the last frame it got."""
+
+    def __init__(self, last_seq: int) -> None:
+        super().__init__(f"client fell behind after sequence {last_seq}")
+        self.last_seq = last_seq
+
+
+class Channel:
+    """A bounded ring of frames for one subject, and the event that wakes its readers."""
+
+    def __init__(self, key: str, policy: Policy, capacity: int) -> None:
+        self.key = key
+        self.policy = policy
+        self.ring: deque[Frame] = deque(maxlen=capacity)
+        self.next_index = 0
+        self.last_seq = 0  # highest stream sequence accepted (or the floor set at subscribe)
+        self.clients = 0
+        self._wakeup = Event()
+
+    @property
+    def latest(self) -> Frame | None:
+        """The newest frame, if any arrived."""
+        return self.ring[-1] if self.ring else None
+
+    @property
+    def first_index(self) -> int:
+        return self.ring[0].index if self.ring else self.next_index
+
+    def set_floor(self, seq: int) -> None:
+        """Ignore messages at or below ``seq`` (they predate this channel's subscription)."""
+        self.last_seq = max(self.last_seq, seq)
+
+    def publish(self, seq: int, data: bytes) -> Frame | None:
+        """Add a message; a sequence at or below the last one is a redelivery and is dropped."""
+        if seq <= self.last_seq:
+            return None
+        item = Frame(self.next_index, seq, data, sse.frame(data, id=seq))
+        self.ring.append(item)
+        self.next_index += 1
+        self.last_seq = seq
+        self.wake()
+        return item
+
+    def index_after(self, seq: int) -> int | None:
+        """The ring index of the first frame after ``seq``, or None when the ring starts after it."""
+        if not self.ring or self.ring[0].seq > seq:
+            return None
+        for item in self.ring:
+            if item.seq > seq:
+                return item.index
+        return self.next_index
+
+    def frames_from(self, index: int) -> list[Frame]:
+        """Frames at ``index`` and later (``index`` must be inside the ring or at its end)."""
+        offset = index - self.first_index
+        return [self.ring[i] for i in range(offset, len(self.ring))]
+
+    def wait(self, timeout: float | None) -> None:
+        """Block this greenlet until the channel changes or ``timeout`` passes."""
+        self._wakeup.wait(timeout)
+
+    def wake(self) -> None:
+        event, self._wakeup = self._wakeup, Event()
+        event.set()
+
+
+class Subscriber:
+    """One client's position in a channel, plus what it has been told."""
+
+    __slots__ = ("channel", "cursor", "last_seq", "skipped", "status_seen")
+
+    def __init__(self, channel: Channel, cursor: int, status_seen: int) -> None:
+        self.channel = channel
+        self.cursor = cursor
+        self.last_seq = 0  # the last sequence written to this client
+        self.skipped = 0
+        self.status_seen = status_seen
+
+    def take(self) -> list[Frame]:
+        """The frames this client has not had yet, after the overrun policy (may raise Overrun)."""
+        channel = self.channel
+        if self.cursor < channel.first_index:
+            if channel.policy is Policy.EVERY:
+                raise Overrun(self.last_seq)
+            newest = channel.latest
+            self.skipped += newest.index - self.cursor
+            self.cursor = newest.index
+        frames = [f for f in channel.frames_from(self.cursor) if f.seq > self.last_seq]
+        self.cursor = channel.next_index
+        if frames:
+            self.last_seq = frames[-1].seq
+        return frames
+
+    @property
+    def pending(self) -> bool:
+        return self.cursor < self.channel.next_index
+
+
+class StreamHub:
+    """All channels of one worker, the NATS connection state, and the shutdown flag."""
+
+    def __init__(self, capacity: int, max_clients: int) -> None:
+        self.capacity = capacity
+        self.max_clients = max_clients
+        self.channels: dict[str, Channel] = {}
+        self.clients = 0
+        self.connected = False
+        self.status_version = 0
+        self.closing = False
+
+    def channel(self, key: str, policy: Policy) -> tuple[Channel, bool]:
+        """The channel for ``key``, and whether it was just created."""
+        found = self.channels.get(key)
+        if found is not None:
+            return found, False
+        created = self.channels[key] = Channel(key, policy, self.capacity)
+        return created, True
+
+    def full(self) -> bool:
+        """True when this worker already serves ``max_clients`` streams."""
+        return self.clients >= self.max_clients
+
+    def attach(self, channel: Channel, cursor: int) -> Subscriber:
+        """Register a client at ``cursor`` in ``channel``."""
+        channel.clients += 1
+        self.clients += 1
+        return Subscriber(channel, cursor, self.status_version)
+
+    def detach(self, sub: Subscriber) -> bool:
+        """Forget a client; True when its channel has no client left."""
+        sub.channel.clients -= 1
+        self.clients -= 1
+        return sub.channel.clients == 0
+
+    def drop(self, key: str) -> None:
+        """Remove an idle channel."""
+        channel = self.channels.get(key)
+        if channel is not None and channel.clients == 0:
+            del self.channels[key]
+            channel.wake()
+
+    def set_connected(self, connected: bool) -> None:
+        """Record the NATS state; every open stream is told of a change."""
+        if connected != self.connected:
+            self.connected = connected
+            self.status_version += 1
+            self._wake_all()
+
+    def close(self) -> None:
+        """Ask every open stream to send its last frame and end."""
+        self.closing = True
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        for channel in list(self.channels.values()):
+            channel.wake()

@@ -1,0 +1,47 @@
+"""Server-sent events: a small pure encoder for frames and the response headers, set in one place."""
+
+from __future__ import annotations
+
+import json
+
+HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # nginx: pass each frame through at once
+}
+
+HEARTBEAT = b": heartbeat\n\n"
+
+
+def frame(data: bytes | str | None = None, *, event: str | None = None, id: int | str | None = None,
+          retry: int | None = None) -> bytes:
+    """One SSE frame (id:, event:, retry:, data: lines, then a blank line) as bytes."""
+    lines: list[bytes] = []
+    if id is not None:
+        lines.append(b"id: " + _field(str(id)))
+    if event is not None:
+        lines.append(b"event: " + _field(event))
+    if retry is not None:
+        lines.append(b"retry: %d" % int(retry))
+    if data is not None:
+        raw = data.encode() if isinstance(data, str) else data
+        # A data value may not hold a line break: each line goes on its own data: field.
+        lines.extend(b"data: " + line for line in raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"))
+    return b"\n".join(lines) + b"\n\n"
+
+
+def json_frame(payload: object, *, event: str | None = None, id: int | None = None,
+               retry: int | None = None) -> bytes:
+    """A frame whose data is compact JSON."""
+    return frame(json.dumps(payload, separators=(",", ":")), event=event, id=id, retry=retry)
+
+
+def comment(text: str) -> bytes:
+    """A comment line, ignored by EventSource (used for heartbeats)."""
+    return b": " + _field(text) + b"\n\n"
+
+
+def _field(value: str) -> bytes:
+    if "\n" in value or "\r" in value:
+        raise ValueError("an SSE id, event or comment may not contain a line break")
+    return value.encode()

@@ -1,0 +1,195 @@
+"""One client's SSE stream: hello, catch-up (from the ring or JetStream), live frames, heartbeats, last frame."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+from flexgate_stream import jetstream, sse
+from flexgate_stream.errors import NatsUnavailable
+from flexgate_stream.feeds import Feed
+from flexgate_stream.hub import Channel, Overrun, Policy, Subscriber
+from flexgate_stream.web.service import StreamService
+
+REPLAY_BATCH = 100
+
+
+class ClientStream:
+    """The frames of one SSE response, as an iterator the WSGI server writes out."""
+
+    def __init__(self, service: StreamService, feed: Feed, channel: Channel, *, last_id: int | None = None,
+                 since: timedelta | None = None, sock: object = None) -> None:
+        self.service = service
+        self.feed = feed
+        self.channel = channel
+        self.last_id = last_id
+        self.since = since
+        self.sock = sock
+        self.client_id = str(uuid.uuid4())
+        self.label = "route" if feed.key.startswith("route:") else feed.key
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._frames()
+
+    def _frames(self) -> Iterator[bytes]:
+        cursor, needs_history = self._start()
+        sub = self.service.attach(self.feed, self.channel, cursor, self.sock)
+        sub.last_seq = self.last_id or 0
+        try:
+            told = self.service.hub.connected
+            hello = sse.json_frame({"type": "connected", "clientId": self.client_id},
+                                   retry=self.service.settings.retry_ms)
+            yield hello if told else hello + _status(False)
+            if needs_history:
+                yield from self._catch_up(sub)
+            elif self.last_id is None and self.channel.policy is Policy.LATEST:
+                yield from self._newest(sub)
+            yield from self._live(sub, told)
+        finally:
+            self.service.release(self.feed, sub)
+
+    def _start(self) -> tuple[int, bool]:
+        """Where the client enters the ring, and whether JetStream must fill in what the ring lacks."""
+        channel = self.channel
+        if self.since is not None:
+            return channel.first_index, True
+        if self.last_id is None:
+            newest = channel.latest
+            if channel.policy is Policy.LATEST and newest is not None:
+                return newest.index, False
+            return channel.next_index, False
+        if self.last_id > channel.last_seq:  # newer than this worker has seen: JetStream decides
+            return channel.first_index, True
+        index = channel.index_after(self.last_id)
+        if index is not None:
+            return index, False
+        if channel.last_seq and self.last_id == channel.last_seq and not channel.ring:
+            return channel.next_index, False
+        return channel.first_index, True
+
+    def _newest(self, sub: Subscriber) -> Iterator[bytes]:
+        """The newest snapshot from JetStream when this worker's consumer has not delivered it yet."""
+        try:
+            stored = self.service.call(jetstream.last_message, self.feed.stream, self.feed.subject)
+        except NatsUnavailable:
+            return  # the ring's newest (if any) is the best there is
+        if stored is None:
+            return
+        known = self.channel.latest
+        if known is not None and known.seq >= stored.seq:
+            sub.last_seq = max(sub.last_seq, stored.seq - 1)  # the ring has it: skip what is older
+            return
+        sub.last_seq = stored.seq  # the ring's older frames are skipped, later ones follow
+        self.service.metrics.events_sent.labels(self.label).inc()
+        yield sse.frame(stored.data, id=stored.seq)
+
+    def _catch_up(self, sub: Subscriber) -> Iterator[bytes]:
+        """Replay from JetStream what the client missed and the ring no longer (or never) held."""
+        upto = self.channel.ring[0].seq if self.channel.ring else None
+        try:
+            if self.since is not None:
+                start = datetime.now(UTC) - self.since
+                first = self.service.call(jetstream.first_since, self.feed.stream, self.feed.subject, start)
+                if first is None:  # nothing that recent: what the ring holds is older still
+                    sub.cursor = self.channel.next_index
+                    return
+                sub.last_seq = first.seq - 1
+                yield from self._replay(sub, first.seq - 1, upto)
+                return
+            kept = self.service.call(jetstream.bounds, self.feed.stream)
+            after = self.last_id or 0
+            if after > kept.last:
+                yield from self._reset(sub, "the last event id is newer than anything the stream holds")
+                return
+            if after + 1 < kept.first:
+                yield from self._reset(sub, "the last event id is older than the stream keeps")
+                if self.channel.policy is Policy.LATEST:
+                    return
+                after = kept.first - 1
+            yield from self._replay(sub, after, upto)
+        except NatsUnavailable:
+            yield from self._reset(sub, "history cannot be read while the message bus is unavailable")
+
+    def _replay(self, sub: Subscriber, after: int, upto: int | None) -> Iterator[bytes]:
+        """Messages after ``after`` (and before ``upto``, where the ring takes over), in batches."""
+        snapshots = self.channel.policy is Policy.LATEST
+        batch_size = self.service.settings.client_queue + 1 if snapshots else REPLAY_BATCH
+        while True:
+            batch = self.service.call(jetstream.read_after, self.feed.stream, self.feed.subject, after,
+                                      batch_size, upto)
+            if snapshots and len(batch) >= batch_size:
+                # More missed than a live client may lag: like a slow client, skip to the newest.
+                yield from self._reset(sub, "more snapshots were missed than are replayed")
+                return
+            fresh = [m for m in batch if m.seq > sub.last_seq]
+            if fresh:
+                sub.last_seq = fresh[-1].seq
+                self.service.metrics.events_sent.labels(self.label).inc(len(fresh))
+                yield b"".join(sse.frame(m.data, id=m.seq) for m in fresh)
+            if snapshots or len(batch) < batch_size:
+                return
+            after = batch[-1].seq
+
+    def _reset(self, sub: Subscriber, reason: str) -> Iterator[bytes]:
+        """Tell the client to start over; a snapshot client then gets the newest snapshot."""
+        self.service.metrics.resets.labels(self.label).inc()
+        yield sse.json_frame({"reason": reason}, event="reset")
+        if self.channel.policy is not Policy.LATEST:
+            return
+        sub.last_seq = 0
+        newest = self.channel.latest
+        if newest is not None:
+            sub.cursor = newest.index
+            return
+        try:
+            stored = self.service.call(jetstream.last_message, self.feed.stream, self.feed.subject)
+        except NatsUnavailable:
+            return
+        if stored is not None:
+            sub.last_seq = stored.seq
+            yield sse.frame(stored.data, id=stored.seq)
+
+    def _live(self, sub: Subscriber, told: bool) -> Iterator[bytes]:
+        """Frames as they arrive, a status event on NATS changes, heartbeats, and a last frame at shutdown."""
+        hub, metrics = self.service.hub, self.service.metrics
+        beat = self.service.settings.heartbeat_seconds
+        next_beat = time.monotonic() + beat
+        while True:
+            if hub.closing:
+                yield sse.json_frame({"reason": "the server is restarting"}, event="shutdown",
+                                     retry=self._jittered_retry())
+                return
+            if hub.connected != told:
+                told = hub.connected
+                yield _status(told)
+            try:
+                frames = sub.take()
+            except Overrun:
+                metrics.resets.labels(self.label).inc()
+                yield sse.json_frame({"reason": "the client fell too far behind; reconnect to resume"},
+                                     event="reset", retry=self._jittered_retry())
+                return
+            if sub.skipped:
+                metrics.skipped.inc(sub.skipped)
+                sub.skipped = 0
+            now = time.monotonic()
+            if frames:
+                metrics.events_sent.labels(self.label).inc(len(frames))
+                next_beat = now + beat
+                yield b"".join(f.sse for f in frames)
+            elif now >= next_beat:
+                next_beat = now + beat
+                yield sse.HEARTBEAT
+            else:
+                sub.channel.wait(next_beat - now)
+
+    def _jittered_retry(self) -> int:
+        """A reconnect delay spread over 0.5..1.5 x retry_ms, so clients do not all return at once."""
+        return int(self.service.settings.retry_ms * random.uniform(0.5, 1.5))
+
+
+def _status(connected: bool) -> bytes:
+    return sse.json_frame({"connected": connected}, event="status")

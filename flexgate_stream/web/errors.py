@@ -1,0 +1,58 @@
+"""Every error answers JSON ``{"success": false, "error": "..."}``; never a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from flexgate_stream.errors import NatsUnavailable, RequestError
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER = "5"
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """The JSON error body with ``status``."""
+    response = jsonify({"success": False, "error": message})
+    response.status_code = status
+    response.headers.update(headers or {})
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Register the JSON error handlers."""
+    app.register_error_handler(RequestError, _request_error)
+    app.register_error_handler(NatsUnavailable, _nats_unavailable)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)
+
+
+def _request_error(exc: RequestError) -> Response:
+    return error_response(exc.status, str(exc), exc.headers)
+
+
+def _nats_unavailable(exc: NatsUnavailable) -> Response:
+    return error_response(503, f"the message bus is unavailable: {exc}", {"Retry-After": RETRY_AFTER})
+
+
+def _http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    if status == 404:
+        message = f"no such endpoint: {request.path}."
+    elif status == 405:
+        allowed = sorted(m for m in (exc.valid_methods or []) if m not in ("HEAD", "OPTIONS"))  # type: ignore[attr-defined]
+        message = f"{request.method} is not allowed on {request.path}; use {' or '.join(allowed) or 'another method'}."
+    elif status == 413:
+        message = "the request body is too large (at most 64 KiB)."
+    else:
+        message = (exc.description or exc.name).rstrip(".") + "."
+    headers = {"Allow": ", ".join(exc.valid_methods)} if status == 405 and getattr(exc, "valid_methods", None) else {}
+    return error_response(status, message, headers)
+
+
+def _unexpected(exc: Exception) -> Response:
+    log.error("web: %s %s failed", request.method, request.path, exc_info=exc)
+    return error_response(500, "internal error; the server log has the details.")

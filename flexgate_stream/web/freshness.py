@@ -1,0 +1,32 @@
+"""How fresh a snapshot this worker holds is (stats read flexgate_stream.liveness from NATS instead)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+STALE_TICKS = 3
+
+
+def snapshot_time(data: bytes) -> datetime | None:
+    """When a snapshot's window ended (else its ``timestamp``); None when unreadable."""
+    try:
+        doc = json.loads(data)
+        raw = doc.get("windowEnd") or doc.get("timestamp")
+        stamp = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except (ValueError, TypeError, AttributeError):
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def snapshot_age(data: bytes | None, now: datetime | None = None) -> float | None:
+    """Seconds since the snapshot in ``data`` was taken."""
+    taken = snapshot_time(data) if data else None
+    if taken is None:
+        return None
+    return max(0.0, ((now or datetime.now(UTC)) - taken).total_seconds())
+
+
+def is_stale(age: float | None, tick_seconds: float) -> bool:
+    """A snapshot older than three ticks (or none at all) is stale."""
+    return age is None or age > STALE_TICKS * tick_seconds

@@ -1,0 +1,70 @@
+"""gunicorn hooks for the web process: start the bridge in each worker, end streams fast on SIGTERM,
+and keep prometheus-client's multiprocess files right. conf/gunicorn.conf.py calls these."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from flexgate_stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 2.0  # seconds a stream has to deliver its last frame before its socket is cut
+
+
+def metrics_dir(configured: str | None) -> tuple[str, bool]:
+    """The multiprocess metrics folder, created when not configured; and whether we created it."""
+    if configured:
+        return configured, False
+    return tempfile.mkdtemp(prefix="flexgate-prometheus-"), True
+
+
+def clear_metrics_dir(path: str) -> None:
+    """Remove the files of a previous run (their PIDs are gone) before any worker starts."""
+    for stale in Path(path).glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def open_api_warning(settings: Settings) -> str | None:
+    """when_ready (in the master): the one warning to log when the API has no token."""
+    if settings.api_tokens:
+        return None
+    return "auth: FLEXGATE_API_TOKENS is not set, so /api/* answers anyone who can reach it"
+
+
+def worker_started(worker: Any) -> None:
+    """post_worker_init: start the bridge, and make SIGTERM end every stream with a last frame."""
+    import gevent
+
+    from flexgate_stream.web.service import EXTENSION
+
+    service = worker.wsgi.extensions[EXTENSION]
+    service.start()
+
+    def on_term() -> None:
+        log.info("web[%s]: SIGTERM, ending %d streams", os.getpid(), service.hub.clients)
+        worker.alive = False  # gunicorn stops accepting and waits for open requests, which now end at once
+        service.shutdown(grace=SHUTDOWN_GRACE)
+
+    gevent.signal_handler(signal.SIGTERM, on_term)
+
+
+def worker_exiting(worker: Any) -> None:
+    """worker_exit: close the worker's NATS connection."""
+    from flexgate_stream.web.service import EXTENSION
+
+    service = getattr(worker, "wsgi", None) and worker.wsgi.extensions.get(EXTENSION)
+    if service is not None:
+        service.stop(timeout=1.0)
+
+
+def worker_gone(pid: int, path: str) -> None:
+    """child_exit (in the master): drop a dead worker's live gauges, however it died."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid, path)

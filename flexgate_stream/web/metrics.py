@@ -1,0 +1,97 @@
+"""Prometheus metrics of the web tier, correct across gunicorn workers.
+
+Under gunicorn every worker writes its values to PROMETHEUS_MULTIPROC_DIR (conf/gunicorn.conf.py
+sets it up and marks dead workers), and ``GET /metrics`` merges all workers' files, whichever worker
+answers. Without that directory (a single process) the app's own registry is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from flask import Blueprint, Response, current_app
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from flexgate_stream.hub import Channel, StreamHub
+from flexgate_stream.settings import Settings
+from flexgate_stream.web.freshness import snapshot_age
+
+bp = Blueprint("metrics", __name__)
+
+CLIENTS = "flexgate_stream_clients_connected"
+
+
+class WebMetrics:
+    """The counters and gauges the stream views and the bridge update."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.directory = settings.prometheus_multiproc_dir
+        self.registry = CollectorRegistry()
+        own = None if self.directory else self.registry  # multiprocess values live in files, not a registry
+        self.clients = Gauge(CLIENTS, "Open SSE streams.", ["stream"], multiprocess_mode="livesum", registry=own)
+        self.events_sent = Counter("flexgate_stream_events_sent", "Messages written to SSE clients.", ["stream"],
+                                   registry=own)
+        self.skipped = Counter("flexgate_stream_snapshots_skipped", "Snapshots slow clients skipped.", registry=own)
+        self.resets = Counter("flexgate_stream_resets", "event: reset frames sent.", ["stream"], registry=own)
+        self.reconnects = Counter("flexgate_stream_nats_reconnects", "NATS connections re-established after a loss.",
+                                  registry=own)
+        self._live: Collector | None = None
+
+    def watch(self, hub: StreamHub, summary: Callable[[], Channel | None]) -> None:
+        """Report this worker's live figures (snapshot age, NATS state) at scrape time."""
+        self._live = _LiveCollector(hub, summary)
+        if not self.directory:
+            self.registry.register(self._live)
+
+    def render(self) -> bytes:
+        """The exposition text of every worker."""
+        if not self.directory:
+            return generate_latest(self.registry)
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=self.directory)
+        if self._live is not None:
+            registry.register(self._live)
+        return generate_latest(registry)
+
+    def total_clients(self) -> int | None:
+        """Open streams across all workers, or None when only this process is known."""
+        if not self.directory:
+            return None
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        for family in MultiProcessCollector(None, path=self.directory).collect():
+            if family.name == CLIENTS:
+                return int(sum(sample.value for sample in family.samples))
+        return 0
+
+
+class _LiveCollector(Collector):
+    """Figures read from this worker's hub when scraped."""
+
+    def __init__(self, hub: StreamHub, summary: Callable[[], Channel | None]) -> None:
+        self.hub = hub
+        self.summary = summary
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        channel = self.summary()
+        newest = channel.latest if channel is not None else None
+        age = snapshot_age(newest.data) if newest is not None else None
+        yield GaugeMetricFamily("flexgate_stream_newest_snapshot_age_seconds",
+                                "Age of the newest summary snapshot this worker received (NaN when none).",
+                                value=float("nan") if age is None else age)
+        yield GaugeMetricFamily("flexgate_stream_nats_connected",
+                                "1 when the answering worker's NATS connection is up.",
+                                value=1.0 if self.hub.connected else 0.0)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text exposition."""
+    from flexgate_stream.web.service import EXTENSION
+
+    service = current_app.extensions[EXTENSION]
+    return Response(service.metrics.render(), content_type=CONTENT_TYPE_LATEST)

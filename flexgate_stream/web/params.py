@@ -1,0 +1,99 @@
+"""Parsing of what clients send: event ids, route names, durations, webhook events. Pure functions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+from flexgate_stream.errors import BadInput
+
+MAX_EVENT_ID = 2**63 - 1
+MAX_ROUTE = 256
+MAX_SINCE = timedelta(days=7)  # what ALERTS keeps
+EVENT_NAME = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z0-9_-]+){0,4}")
+DIGITS = re.compile(r"[0-9]{1,19}")
+SINCE = re.compile(r"(\d{1,7})(ms|s|m|h|d)")
+UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def last_event_id(header: str | None, query: str | None) -> int | None:
+    """The resume point: the Last-Event-ID header (newer, sent by EventSource on reconnect), else ?lastEventId=."""
+    for name, raw in (("Last-Event-ID header", header), ("lastEventId parameter", query)):
+        if raw is None or raw.strip() == "":
+            continue
+        value = raw.strip()
+        if not DIGITS.fullmatch(value) or int(value) > MAX_EVENT_ID:
+            raise BadInput(f"the {name} must be a stream sequence number (digits only), got {_show(raw)}.")
+        return int(value)
+    return None
+
+
+def route(raw: str | None) -> str | None:
+    """A route name as the gateway reports it: 1 to 256 printable characters, no spaces."""
+    if raw is None:
+        return None
+    if not raw or len(raw) > MAX_ROUTE or not raw.isprintable() or any(c.isspace() for c in raw):
+        raise BadInput(f"the route parameter must be 1 to {MAX_ROUTE} printable characters without spaces, "
+                       f"got {_show(raw)}.")
+    return raw
+
+
+def since(raw: str | None) -> timedelta | None:
+    """A look-back such as 90s, 15m, 1h or 7d (at most 7 days, what the alerts stream keeps)."""
+    if raw is None:
+        return None
+    match = SINCE.fullmatch(raw.strip())
+    if not match:
+        raise BadInput(f"the since parameter must be a duration such as 30s, 15m, 1h or 2d, got {_show(raw)}.")
+    span = timedelta(seconds=int(match[1]) * UNITS[match[2]])
+    if span > MAX_SINCE:
+        raise BadInput(f"the since parameter may reach back at most 7d (what the alerts stream keeps), got {raw}.")
+    return span
+
+
+def gateway_event(body: bytes) -> dict:
+    """A webhook body ``{event, timestamp, data}`` checked and normalised into a GatewayEvent."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadInput("the body is not valid JSON.") from None
+    if not isinstance(doc, dict):
+        raise BadInput("the body must be a JSON object with event, timestamp and data.")
+    missing = [name for name in ("event", "timestamp") if name not in doc]
+    if missing:
+        raise BadInput(f"the body is missing {' and '.join(missing)}.")
+    name = doc["event"]
+    if not isinstance(name, str) or not EVENT_NAME.fullmatch(name):
+        raise BadInput("event must be a dotted lower-case name such as circuit_breaker.opened, "
+                       f"got {_show(str(name))}.")
+    data = doc.get("data", {})
+    if not isinstance(data, dict):
+        raise BadInput("data must be a JSON object.")
+    stamp = _timestamp(doc["timestamp"])
+    digest = hashlib.sha256(json.dumps([name, stamp, data], sort_keys=True).encode()).hexdigest()[:32]
+    return {"type": "event", "id": digest, "event": name, "timestamp": stamp, "data": data}
+
+
+def _timestamp(raw: object) -> str:
+    """An ISO 8601 time (or epoch milliseconds) as UTC ISO with Z."""
+    try:
+        if isinstance(raw, bool):
+            raise TypeError
+        if isinstance(raw, int | float):
+            moment = datetime.fromtimestamp(raw / 1000, UTC)
+        else:
+            moment = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except (ValueError, TypeError, OverflowError, OSError):
+        raise BadInput(f"timestamp must be an ISO 8601 time such as 2026-01-31T12:00:00Z, got {_show(str(raw))}.")\
+            from None
+    if moment.tzinfo is None:
+        raise BadInput("timestamp must carry a time zone (Z or +hh:mm).")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _show(raw: str) -> str:
+    """A user value, shortened and quoted, safe to echo in a message."""
+    short = raw if len(raw) <= 40 else raw[:37] + "..."
+    return json.dumps(short)

@@ -1,0 +1,137 @@
+"""StreamService: one worker's hub, bridge and metrics, started lazily inside the worker."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from flask import Flask, current_app
+
+from flexgate_stream import feeds
+from flexgate_stream.errors import NatsUnavailable
+from flexgate_stream.feeds import Feed
+from flexgate_stream.hub import Channel, StreamHub, Subscriber
+from flexgate_stream.settings import Settings
+from flexgate_stream.web.metrics import WebMetrics
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+EXTENSION = "flexgate_stream"
+
+
+class StreamService:
+    """What the stream views share in one worker process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.hub = StreamHub(settings.client_queue, settings.max_clients)
+        self.metrics = WebMetrics(settings)
+        self.bridge: Any = None  # flexgate_stream.bridge.Bridge, imported only in a gevent worker
+        self._pid: int | None = None
+        self._sockets: dict[int, Any] = {}  # open streams' sockets, by subscriber
+
+    @property
+    def started(self) -> bool:
+        return self._pid == os.getpid()
+
+    def start(self) -> None:
+        """Start the bridge in this process (a gevent-patched gunicorn worker); idempotent."""
+        if self.started:
+            return
+        from gevent import monkey
+
+        if not monkey.is_module_patched("socket"):
+            raise NatsUnavailable("the stream service runs in gunicorn's gevent workers (see conf/gunicorn.conf.py).")
+        from flexgate_stream.bridge import Bridge
+
+        self._pid = os.getpid()
+        self.bridge = Bridge(self.settings, self.hub, on_reconnect=self.metrics.reconnects.inc)
+        self.bridge.start()
+        for feed in (feeds.SUMMARY, feeds.ALERTS):
+            self.open(feed)
+        self.metrics.watch(self.hub, lambda: self.summary)
+
+    def shutdown(self, grace: float = 2.0) -> None:
+        """Ask every stream to send its last frame and end; after ``grace`` seconds cut the ones still stuck
+        in a write to a client that stopped reading."""
+        self.hub.close()
+        import gevent
+
+        gevent.spawn_later(grace, self._cut_stalled)
+
+    def _cut_stalled(self) -> None:
+        stalled = list(self._sockets.values())
+        if stalled:
+            log.warning("web[%s]: cutting %d streams whose clients stopped reading", os.getpid(), len(stalled))
+        for sock in stalled:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """End every stream and close the NATS connection."""
+        self.hub.close()
+        if self.bridge is not None and self.started:
+            self.bridge.stop(timeout)
+
+    @property
+    def summary(self) -> Channel | None:
+        return self.hub.channels.get(feeds.SUMMARY.key)
+
+    def open(self, feed: Feed) -> Channel:
+        """The channel of ``feed``, followed from NATS when it is new."""
+        channel, created = self.hub.channel(feed.key, feed.policy)
+        if created and self.bridge is not None:
+            self.bridge.follow(feed, channel)
+        return channel
+
+    def attach(self, feed: Feed, channel: Channel, cursor: int, sock: Any = None) -> Subscriber:
+        """Register one client stream (and its socket, so shutdown can cut it if it stalls)."""
+        self.metrics.clients.labels(_label(feed)).inc()
+        sub = self.hub.attach(channel, cursor)
+        if sock is not None:
+            self._sockets[id(sub)] = sock
+        return sub
+
+    def release(self, feed: Feed, sub: Subscriber) -> None:
+        """Forget one client stream; a per-route feed nobody reads any more is dropped."""
+        self._sockets.pop(id(sub), None)
+        self.metrics.clients.labels(_label(feed)).dec()
+        if self.hub.detach(sub) and not feed.shared:
+            self.hub.drop(feed.key)
+            if self.bridge is not None:
+                self.bridge.unfollow(feed.key)
+
+    def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run a JetStream coroutine from ``flexgate_stream.jetstream`` and wait for its result."""
+        if self.bridge is None or not self.started:
+            raise NatsUnavailable("the stream service is not running in this process.")
+        return self.bridge.call(fn, *args)
+
+    @property
+    def connected(self) -> bool:
+        return self.started and self.bridge is not None and self.bridge.connected
+
+
+def _label(feed: Feed) -> str:
+    return "route" if feed.key.startswith("route:") else feed.key
+
+
+def init_app(app: Flask, settings: Settings) -> StreamService:
+    """Attach a StreamService to ``app``; it starts in the worker (post_worker_init) or on first use."""
+    service = StreamService(settings)
+    app.extensions[EXTENSION] = service
+    return service
+
+
+def current_service() -> StreamService:
+    """The StreamService of the current app, started in this process if it was not yet."""
+    service: StreamService = current_app.extensions[EXTENSION]
+    if not service.started:
+        service.start()
+    return service

@@ -1,0 +1,68 @@
+"""``GET /api/stream/stats`` (200 healthy, 503 otherwise) and ``GET /api/metrics/live``."""
+
+from __future__ import annotations
+
+import os
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from flexgate_stream import jetstream
+from flexgate_stream.errors import FlexgateError, NatsUnavailable
+from flexgate_stream.feeds import SUMMARY, route_feed
+from flexgate_stream.web import params
+from flexgate_stream.web.freshness import is_stale
+from flexgate_stream.web.service import EXTENSION, StreamService
+
+bp = Blueprint("stats", __name__, url_prefix="/api")
+
+
+@bp.get("/stream/stats")
+def stream_stats() -> tuple[Response, int]:
+    """Stream figures, snapshot freshness and client counts; 503 with the reason when unhealthy."""
+    service: StreamService = current_app.extensions[EXTENSION]
+    tick = service.settings.tick_seconds
+    reasons: list[str] = []
+    found: dict = {"metrics": None, "alerts": None, "liveness": None}
+    try:
+        if not service.started:
+            service.start()
+        found = service.call(jetstream.overview)
+    except FlexgateError as exc:
+        reasons.append(f"NATS is unreachable ({exc})")
+    live = found["liveness"] or {"newestWindowEnd": None, "snapshotAge": None, "publishers": []}
+    age = live["snapshotAge"]
+    stale = is_stale(age, tick)
+    if stale and not reasons:
+        reasons.append("no summary snapshot has been published yet" if age is None else
+                       f"the newest snapshot is {age:.1f} s old, more than three ticks of {tick:g} s")
+    data = {
+        "metrics": found["metrics"],
+        "alerts": found["alerts"],
+        "connected": service.connected,
+        "newestSnapshotAt": live["newestWindowEnd"],
+        "newestSnapshotAge": None if age is None else round(age, 3),
+        "stale": stale,
+        "tickSeconds": tick,
+        "publishers": [{"publisher": p["beat"].get("publisher"), "live": p["live"],
+                        "age": None if p["age"] is None else round(p["age"], 3)} for p in live["publishers"]],
+        "clients": {"worker": service.hub.clients, "total": service.metrics.total_clients(), "workerPid": os.getpid()},
+    }
+    body: dict = {"success": not reasons, "data": data}
+    if reasons:
+        data["reason"] = body["error"] = "; ".join(reasons)
+    return jsonify(body), 503 if reasons else 200
+
+
+@bp.get("/metrics/live")
+def metrics_live() -> Response:
+    """The newest snapshot (``?route=`` for one route) read from JetStream, for clients without SSE."""
+    route = params.route(request.args.get("route"))
+    feed = route_feed(route) if route is not None else SUMMARY
+    service: StreamService = current_app.extensions[EXTENSION]
+    if not service.started:
+        service.start()
+    stored = service.call(jetstream.last_message, feed.stream, feed.subject)
+    if stored is None:
+        raise NatsUnavailable("no snapshot has been published yet" + (f" for route {route}" if route else ""))
+    body = b'{"success":true,"data":' + stored.data + b"}"
+    return Response(body, content_type="application/json", headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,70 @@
+"""End-to-end fixtures: real gunicorn (conf/gunicorn.conf.py, 2 gevent workers) against real nats-server.
+
+Usage, for any e2e test (the dashboard's browser tests included)::
+
+    def test_page(web_server, nats_client):
+        # a shared server for the session: 2 workers, the session nats_server, short timings
+        # (FLEXGATE_HEARTBEAT_SECONDS=1, FLEXGATE_TICK_SECONDS=1, FLEXGATE_RETRY_MS=500)
+        seq = nats_client.publish_snapshot()            # like the publisher: encode() + Nats-Msg-Id
+        stream = SSEClient(web_server.url + "/api/stream/metrics")
+        ...
+
+    def test_locked(start_web):
+        # a server of your own, with environment overrides; stopped by PID at the end of the test
+        server = start_web({"FLEXGATE_API_TOKENS": "s3cret"})  # also nats_url=, workers=, ready=False
+        server.url, server.pid, server.worker_pids()
+        server.kill_worker()          # SIGKILL one worker; gunicorn starts another
+        seconds = server.stop()       # SIGTERM the master, wait, return how long it took
+
+``WebServer`` starts gunicorn on a free 127.0.0.1 port with its own PROMETHEUS_MULTIPROC_DIR, and waits
+until ``/readyz`` answers ready from a worker whose master is the process it started (``server`` field)
+and every worker is up. ``NatsClient`` publishes snapshots and alerts from the test process;
+``SSEClient`` reads a stream (``next()``, ``data_events(n)``, ``last_id``); ``open_spread(url, n)`` opens n
+streams over both workers. All in tests/e2e/support.py.
+
+Status: /api/stream/metrics (and ?route=), /api/stream/alerts, /api/stream/stats, /api/metrics/live,
+POST /api/events, /healthz, /readyz and /metrics work end to end against these fixtures
+(tests/e2e/test_stream_*.py, test_stats_health.py, test_security.py, test_lifecycle.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.e2e.support import NatsClient, WebServer
+
+
+@pytest.fixture(scope="session")
+def nats_client(nats_server) -> Iterator[NatsClient]:
+    """A publishing connection to the session nats_server; the streams exist once it is made."""
+    client = NatsClient(nats_server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def web_server(nats_server, nats_client, tmp_path_factory) -> Iterator[WebServer]:
+    """One gunicorn (2 workers) for the session, on the session nats_server."""
+    server = WebServer(nats_server.url, tmp_path_factory.mktemp("web")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_web(nats_server, nats_client, tmp_path) -> Iterator[Callable[..., WebServer]]:
+    """A factory of gunicorn servers with environment overrides, all stopped after the test."""
+    started: list[WebServer] = []
+
+    def start(env: dict[str, str] | None = None, *, nats_url: str | None = None, workers: int = 2,
+              ready: bool = True) -> WebServer:
+        workdir = tmp_path / f"web{len(started)}"
+        workdir.mkdir()
+        server = WebServer(nats_url or nats_server.url, workdir, env, workers)
+        started.append(server)
+        return server.start(ready=ready)
+
+    yield start
+    for server in started:
+        server.stop()

@@ -1,0 +1,83 @@
+"""Clients that stop reading: memory stays bounded, snapshots are skipped, alerts never silently."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import requests
+
+from flexgate_stream.messages import ALERT_SUBJECT_PREFIX, encode
+from tests.e2e.support import SSEClient
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
+
+BIG = "x" * 200_000  # enough frames of this size fill the socket buffers, so the server's writes block
+
+
+def read_to_end(client: SSEClient) -> list:
+    events = []
+    try:
+        while True:
+            events.append(client.next())
+    except StopIteration:
+        return events
+
+
+@pytest.fixture(scope="module")
+def small_rings(nats_server, nats_client, tmp_path_factory):
+    from tests.e2e.support import WebServer
+
+    server = WebServer(nats_server.url, tmp_path_factory.mktemp("slow"),
+                       {"FLEXGATE_CLIENT_QUEUE": "4", "FLEXGATE_HEARTBEAT_SECONDS": "30"}, workers=1).start()
+    yield server
+    server.stop()
+
+
+def test_stalled_alerts_client_gets_reset_then_resumes_without_loss(small_rings, nats_client):
+    client = SSEClient(small_rings.url + "/api/stream/alerts", read_timeout=30)
+    client.next()
+    published = []
+    for i in range(60):
+        ack = nats_client.run(nats_client.js.publish(ALERT_SUBJECT_PREFIX + "warning", encode(
+            {"type": "alert", "id": f"big-{i}", "rule": "slow", "severity": "warning", "pad": BIG})))
+        published.append(ack.seq)
+    events = read_to_end(client)  # the server ended this stream after telling it to reset
+    got = [int(e.id) for e in events if e.id]
+    assert events[-1].event == "reset"
+    assert got == published[: len(got)] and len(got) < len(published)
+    again = SSEClient(small_rings.url + "/api/stream/alerts", headers={"Last-Event-ID": client.last_id},
+                      read_timeout=30)
+    again.next()
+    rest = [int(e.id) for e in again.data_events(len(published) - len(got))]
+    assert got + rest == published
+    again.close()
+
+
+def test_stalled_snapshot_client_skips_to_the_newest(small_rings, nats_client):
+    nats_client.publish_snapshot()
+    client = SSEClient(small_rings.url + "/api/stream/metrics", read_timeout=30)
+    client.next()
+    client.data_events(1)
+    published = [nats_client.publish_snapshot(padding=len(BIG)) for _ in range(60)]
+    got: list[int] = []
+    while not got or got[-1] < published[-1]:
+        got.append(int(client.data_events(1)[0].id))
+    client.close()
+    assert got == sorted(got) and got[-1] == published[-1]  # in order, and it ends on the newest
+    assert len(got) < len(published)  # it skipped some instead of queueing them all
+    text = requests.get(small_rings.url + "/metrics", timeout=5).text
+    skipped = float(re.search(r"^flexgate_stream_snapshots_skipped_total (\S+)$", text, re.M)[1])
+    assert skipped >= len(published) - len(got)
+
+
+def test_sigterm_exits_within_5_seconds_even_with_a_client_that_stopped_reading(start_web, nats_client):
+    web = start_web({"FLEXGATE_HEARTBEAT_SECONDS": "30"}, workers=1)
+    nats_client.publish_snapshot()
+    stalled = SSEClient(web.url + "/api/stream/metrics", read_timeout=30)
+    stalled.next()
+    for _ in range(30):  # ~6 MB: more than the socket buffers hold, so the worker's write blocks
+        nats_client.publish_snapshot(padding=len(BIG))
+    assert web.stop() < 5.0
+    assert "stopped reading" in web.log_text()
+    stalled.close()

@@ -1,0 +1,108 @@
+"""StreamHub: one encoding per message, bounded rings, and the overrun policy of each channel kind."""
+
+from __future__ import annotations
+
+import gevent
+import pytest
+
+from flexgate_stream.hub import Overrun, Policy, StreamHub
+
+
+def hub_with(policy: Policy, capacity: int = 4):
+    hub = StreamHub(capacity, max_clients=3)
+    channel, created = hub.channel("c", policy)
+    assert created
+    return hub, channel
+
+
+def test_each_message_is_encoded_once_and_shared_by_every_client():
+    hub, channel = hub_with(Policy.LATEST)
+    a = hub.attach(channel, channel.next_index)
+    b = hub.attach(channel, channel.next_index)
+    channel.publish(1, b'{"n":1}')
+    fa, fb = a.take(), b.take()
+    assert fa[0].sse == b'id: 1\ndata: {"n":1}\n\n'
+    assert fa[0].sse is fb[0].sse
+
+
+def test_clients_get_every_frame_in_order_when_keeping_up():
+    hub, channel = hub_with(Policy.LATEST)
+    sub = hub.attach(channel, channel.next_index)
+    for seq in (3, 4, 5):
+        channel.publish(seq, b"x")
+    assert [f.seq for f in sub.take()] == [3, 4, 5]
+    assert sub.take() == []
+
+
+def test_redeliveries_and_older_sequences_are_dropped():
+    hub, channel = hub_with(Policy.LATEST)
+    channel.set_floor(10)
+    assert channel.publish(9, b"old") is None
+    assert channel.publish(11, b"new") is not None
+    assert channel.publish(11, b"again") is None
+
+
+def test_ring_is_bounded():
+    hub, channel = hub_with(Policy.LATEST, capacity=4)
+    for seq in range(1, 101):
+        channel.publish(seq, b"x")
+    assert len(channel.ring) == 4 and channel.latest.seq == 100
+
+
+def test_slow_snapshot_client_skips_to_the_newest_and_counts_what_it_skipped():
+    hub, channel = hub_with(Policy.LATEST, capacity=4)
+    slow = hub.attach(channel, channel.next_index)
+    for seq in range(1, 11):
+        channel.publish(seq, b"x")
+    assert [f.seq for f in slow.take()] == [10]
+    assert slow.skipped == 9
+    channel.publish(11, b"x")
+    assert [f.seq for f in slow.take()] == [11]
+
+
+def test_slow_alerts_client_is_never_skipped_silently():
+    hub, channel = hub_with(Policy.EVERY, capacity=4)
+    slow = hub.attach(channel, channel.next_index)
+    channel.publish(1, b"x")
+    assert [f.seq for f in slow.take()] == [1]
+    for seq in range(2, 8):
+        channel.publish(seq, b"x")
+    with pytest.raises(Overrun) as overrun:
+        slow.take()
+    assert overrun.value.last_seq == 1  # where the client resumes (Last-Event-ID) from JetStream
+
+
+def test_resume_point_inside_the_ring():
+    hub, channel = hub_with(Policy.LATEST)
+    for seq in (5, 7, 9):
+        channel.publish(seq, b"x")
+    assert channel.index_after(7) == channel.ring[2].index
+    assert channel.index_after(9) == channel.next_index
+    assert channel.index_after(4) is None  # the ring starts after it: JetStream must fill in
+
+
+def test_client_cap_and_idle_channel_drop():
+    hub, channel = hub_with(Policy.LATEST)
+    subs = [hub.attach(channel, 0) for _ in range(3)]
+    assert hub.full()
+    assert [hub.detach(s) for s in subs] == [False, False, True]
+    hub.drop("c")
+    assert "c" not in hub.channels and not hub.full()
+
+
+def test_waiting_reader_wakes_on_publish_status_and_close():
+    hub, channel = hub_with(Policy.LATEST)
+    woke = []
+
+    def reader():
+        channel.wait(5)
+        woke.append(True)
+
+    for trigger in (lambda: channel.publish(1, b"x"), lambda: hub.set_connected(True), hub.close):
+        woke.clear()
+        g = gevent.spawn(reader)
+        gevent.sleep(0)
+        trigger()
+        g.join(1)
+        assert woke == [True]
+    assert hub.status_version == 1 and hub.closing

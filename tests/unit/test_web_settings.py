@@ -1,0 +1,40 @@
+"""The web tier's own settings and helpers: send timeout, metrics folder, snapshot freshness."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from flexgate_stream.errors import ConfigError
+from flexgate_stream.settings import Settings
+from flexgate_stream.web import lifecycle
+from flexgate_stream.web.freshness import is_stale, snapshot_age
+
+
+def test_send_timeout_and_metrics_dir(tmp_path):
+    s = Settings.from_env({"FLEXGATE_SEND_TIMEOUT": "5", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    assert s.send_timeout_seconds == 5.0 and s.prometheus_multiproc_dir == str(tmp_path)
+    assert Settings.from_env({}).send_timeout_seconds == 30.0
+    with pytest.raises(ConfigError, match="^PROMETHEUS_MULTIPROC_DIR"):
+        Settings.from_env({"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "missing")})
+    with pytest.raises(ConfigError, match="^FLEXGATE_SEND_TIMEOUT"):
+        Settings.from_env({"FLEXGATE_SEND_TIMEOUT": "0"})
+
+
+def test_metrics_dir_is_created_when_not_configured_and_cleared_of_old_files(tmp_path):
+    assert lifecycle.metrics_dir(str(tmp_path)) == (str(tmp_path), False)
+    made, own = lifecycle.metrics_dir(None)
+    assert own
+    (tmp_path / "counter_123.db").write_bytes(b"x")
+    lifecycle.clear_metrics_dir(str(tmp_path))
+    assert not list(tmp_path.glob("*.db"))
+    lifecycle.clear_metrics_dir(made)
+
+
+def test_snapshot_age_and_staleness():
+    now = datetime(2026, 1, 1, 12, 0, 10, tzinfo=UTC)
+    assert snapshot_age(b'{"windowEnd":"2026-01-01T12:00:00Z"}', now) == 10.0
+    assert snapshot_age(b'{"timestamp":"2026-01-01T12:00:04Z"}', now) == 6.0
+    assert snapshot_age(b"not json", now) is None
+    assert not is_stale(14.9, 5.0) and is_stale(15.1, 5.0) and is_stale(None, 5.0)
