@@ -15,6 +15,7 @@ from flexgate_stream.hub import Channel, Overrun, Policy, Subscriber
 from flexgate_stream.web.service import StreamService
 
 REPLAY_BATCH = 100
+BUS_WAIT_SECONDS = 60.0  # how long a resume waits for NATS before it gives up with event: reset
 
 
 class ClientStream:
@@ -87,31 +88,52 @@ class ClientStream:
         yield sse.frame(stored.data, id=stored.seq)
 
     def _catch_up(self, sub: Subscriber) -> Iterator[bytes]:
+        """Replay what the client missed; while NATS cannot be read, hold the stream open and try again."""
+        deadline = time.monotonic() + BUS_WAIT_SECONDS
+        while True:
+            try:
+                yield from self._read_history(sub)
+                return
+            except NatsUnavailable:
+                if sub.last_seq:  # part was replayed: go on from there when the bus answers
+                    self.since, self.last_id = None, sub.last_seq
+                if time.monotonic() >= deadline or self.service.hub.closing:
+                    yield from self._reset(sub, "history cannot be read while the message bus is unavailable")
+                    return
+                yield from self._await_bus(deadline)
+
+    def _await_bus(self, deadline: float) -> Iterator[bytes]:
+        """Heartbeats until the hub reports NATS connected (at least one short pause), the deadline or shutdown."""
+        hub = self.service.hub
+        pause = min(1.0, self.service.settings.heartbeat_seconds)
+        self.channel.wait(pause)
+        while not hub.connected and not hub.closing and time.monotonic() < deadline:
+            yield sse.HEARTBEAT
+            self.channel.wait(min(self.service.settings.heartbeat_seconds, max(0.0, deadline - time.monotonic())))
+
+    def _read_history(self, sub: Subscriber) -> Iterator[bytes]:
         """Replay from JetStream what the client missed and the ring no longer (or never) held."""
         upto = self.channel.ring[0].seq if self.channel.ring else None
-        try:
-            if self.since is not None:
-                start = datetime.now(UTC) - self.since
-                first = self.service.call(jetstream.first_since, self.feed.stream, self.feed.subject, start)
-                if first is None:  # nothing that recent: what the ring holds is older still
-                    sub.cursor = self.channel.next_index
-                    return
-                sub.last_seq = first.seq - 1
-                yield from self._replay(sub, first.seq - 1, upto)
+        if self.since is not None:
+            start = datetime.now(UTC) - self.since
+            first = self.service.call(jetstream.first_since, self.feed.stream, self.feed.subject, start)
+            if first is None:  # nothing that recent: what the ring holds is older still
+                sub.cursor = self.channel.next_index
                 return
-            kept = self.service.call(jetstream.bounds, self.feed.stream)
-            after = self.last_id or 0
-            if after > kept.last:
-                yield from self._reset(sub, "the last event id is newer than anything the stream holds")
+            sub.last_seq = first.seq - 1
+            yield from self._replay(sub, first.seq - 1, upto)
+            return
+        kept = self.service.call(jetstream.bounds, self.feed.stream)
+        after = self.last_id or 0
+        if after > kept.last:
+            yield from self._reset(sub, "the last event id is newer than anything the stream holds")
+            return
+        if after + 1 < kept.first:
+            yield from self._reset(sub, "the last event id is older than the stream keeps")
+            if self.channel.policy is Policy.LATEST:
                 return
-            if after + 1 < kept.first:
-                yield from self._reset(sub, "the last event id is older than the stream keeps")
-                if self.channel.policy is Policy.LATEST:
-                    return
-                after = kept.first - 1
-            yield from self._replay(sub, after, upto)
-        except NatsUnavailable:
-            yield from self._reset(sub, "history cannot be read while the message bus is unavailable")
+            after = kept.first - 1
+        yield from self._replay(sub, after, upto)
 
     def _replay(self, sub: Subscriber, after: int, upto: int | None) -> Iterator[bytes]:
         """Messages after ``after`` (and before ``upto``, where the ring takes over), in batches."""

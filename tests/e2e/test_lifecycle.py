@@ -210,3 +210,30 @@ def test_id_older_than_the_stream_keeps_gives_reset_and_the_newest(own_nats, sta
             client.close()
     finally:
         publisher.close()
+
+
+def test_alerts_resume_while_nats_is_down_waits_and_misses_nothing(own_nats, start_web):
+    publisher = NatsClient(own_nats.url)
+    try:
+        seen = publisher.publish_alert()
+        missed = [publisher.publish_alert() for _ in range(3)]
+    finally:
+        publisher.close()
+    own_nats.stop()
+    # A worker that has never reached NATS gets a resume request: it must hold the stream, not reset it.
+    web = start_web(nats_url=own_nats.url, workers=1, ready=False)
+    client = SSEClient(web.url + "/api/stream/alerts", headers={"Last-Event-ID": str(seen)})
+    try:
+        client.next()
+        assert next_named(client, "status") == {"connected": False}
+        restarted = NatsServer(own_nats.store_dir, port=own_nats.port).start()
+        own_nats.proc = restarted.proc  # so the fixture stops it
+        events = []
+        while len(events) < len(missed):
+            event = client.next()
+            assert event.event != "reset", event.data
+            if event.event == "message" and event.id:
+                events.append(int(event.id))
+        assert events == missed
+    finally:
+        client.close()
