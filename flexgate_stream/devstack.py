@@ -18,7 +18,7 @@ from pathlib import Path
 
 from flexgate_stream import database, schema
 from flexgate_stream.errors import FlexgateError
-from flexgate_stream.localstack import NatsServer, PostgresServer, stop_process
+from flexgate_stream.localstack import NatsServer, PostgresServer, dies_with_parent, stop_process
 from flexgate_stream.settings import Settings, load_or_exit
 
 log = logging.getLogger("devstack")
@@ -78,7 +78,8 @@ class DevStack:
         if supervisord is None:
             raise FlexgateError("supervisord is not installed: pip install -r requirements.txt.")
         self.supervisord = subprocess.Popen([supervisord, "-n", "-c", str(ROOT / "conf" / "supervisord.conf")],
-                                            cwd=ROOT, env=env, start_new_session=True)
+                                            cwd=ROOT, env=env, start_new_session=True,
+                                            preexec_fn=dies_with_parent(signal.SIGTERM))
         return self.supervisord.wait()
 
     def stop(self) -> None:

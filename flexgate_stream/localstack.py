@@ -7,6 +7,8 @@ Each server takes a free loopback port chosen at run time, is checked to be our 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import json
 import logging
 import os
@@ -20,7 +22,7 @@ import tempfile
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from flexgate_stream.errors import LocalStackError
@@ -28,6 +30,21 @@ from flexgate_stream.errors import LocalStackError
 log = logging.getLogger(__name__)
 
 UNPRIVILEGED_USER = "nobody"
+PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def dies_with_parent(sig: int) -> Callable[[], None]:
+    """A ``preexec_fn`` that has the kernel send ``sig`` to the server when the process that started it dies.
+
+    So a test run or ``make run`` that is killed outright leaves no server behind. libc is loaded
+    before the fork: the child only makes the one system call.
+    """
+
+    def arm() -> None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, sig)
+
+    return arm
 
 
 def free_port() -> int:
@@ -107,7 +124,8 @@ class NatsServer:
             args = [_venv_bin("nats-server"), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
                     "-p", str(self.port), "-n", self.name]
             with _output(self.log_file) as out:
-                self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                             preexec_fn=dies_with_parent(signal.SIGTERM))
             try:
                 wait_for(self._answers, timeout, "nats-server", self.proc)
                 return self
@@ -220,7 +238,8 @@ class PostgresServer:
                 "-c", "max_connections=200", "-c", "shared_buffers=256MB"]
         with _output(self.log_file) as out:
             self.proc = subprocess.Popen(args, cwd="/", stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True, **self._user_kwargs())
+                                         start_new_session=True, preexec_fn=dies_with_parent(signal.SIGINT),
+                                         **self._user_kwargs())
 
     def _answers(self) -> bool:
         import psycopg2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ import pytest
 import requests
 
 from flexgate_stream.localstack import free_port
+from tests.e2e.support import SSEClient
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,6 +88,11 @@ class Launcher:
             return False
 
 
+def _counted_snapshot(stream: SSEClient) -> dict | None:
+    message = json.loads(stream.data_events(1)[0].data)  # the first is {"type": "connected", ...}
+    return message if message.get("type") == "metrics" and message["summary"]["totalRequests"] > 0 else None
+
+
 def row_count(url: str) -> int:
     conn = psycopg2.connect(url)
     try:
@@ -113,6 +120,17 @@ def test_run_serves_grows_and_stops_everything_on_ctrl_c(data_dir):
         wait_until(launcher.healthy, 60, "/healthz to answer 200")
         first = wait_until(lambda: row_count(url), 30, "demo rows")
         wait_until(lambda: row_count(url) > first, 30, "the requests table to grow")
+        # The whole pipeline: demo rows -> publisher -> JetStream -> gunicorn -> an SSE client.
+        stream = SSEClient(f"http://127.0.0.1:{launcher.port}/api/stream/metrics", read_timeout=30)
+        try:
+            assert stream.status == 200
+            snapshot = wait_until(lambda: _counted_snapshot(stream), 60, "a snapshot that counts the demo rows")
+        finally:
+            stream.close()
+        assert snapshot["type"] == "metrics" and snapshot["window"]["name"] == "24h"
+        assert snapshot["summary"]["successfulRequests"] > 0 and snapshot["routes"]
+        stats = requests.get(f"http://127.0.0.1:{launcher.port}/api/stream/stats", timeout=10)
+        assert stats.status_code == 200 and stats.json()["data"]["stale"] is False
         started = descendants(launcher.proc.pid)
         assert len(started) >= 5  # postgres, nats-server, supervisord, gunicorn, demo traffic at least
         launcher.proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers
