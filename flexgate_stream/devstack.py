@@ -48,7 +48,7 @@ class DevStack:
             self.postgres = PostgresServer(self.var / "postgres", log_file=logs / "postgres.log").start()
             database_url = self.postgres.url
         nats_servers = ",".join(self.settings.nats_servers)
-        if not self.environ.get("NATS_SERVERS") and not self.environ.get("NATS_URL"):
+        if not self.settings.nats_configured:
             self.nats = NatsServer(self.var / "nats", log_file=logs / "nats-server.log").start()
             nats_servers = self.nats.url
         return database_url, nats_servers
@@ -70,8 +70,8 @@ class DevStack:
             NATS_SERVERS=nats_servers,
             PORT=str(self.settings.port),
             FLEXGATE_VAR=str(self.var),
-            FLEXGATE_DEMO=env.get("FLEXGATE_DEMO", "false" if self.settings.database_url else "true"),
-            FLEXGATE_DEMO_RPS=env.get("FLEXGATE_DEMO_RPS", "50"),
+            FLEXGATE_DEMO=str(self._demo()).lower(),
+            FLEXGATE_DEMO_RPS=f"{self.settings.demo_rps:g}",
             PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         )
         supervisord = shutil.which("supervisord", path=env["PATH"])
@@ -81,6 +81,10 @@ class DevStack:
                                             cwd=ROOT, env=env, start_new_session=True,
                                             preexec_fn=dies_with_parent(signal.SIGTERM))
         return self.supervisord.wait()
+
+    def _demo(self) -> bool:
+        """Demo traffic: as FLEXGATE_DEMO says, else only into the database this run started."""
+        return self.settings.demo if self.settings.demo is not None else not self.settings.database_url
 
     def stop(self) -> None:
         """Stop supervisord (and through it every program), then the servers, by PID."""

@@ -51,6 +51,9 @@ class Settings:
     prometheus_multiproc_dir: str | None = None
     log_level: str = "INFO"
     data_dir: Path = field(default_factory=lambda: Path("var"))
+    nats_configured: bool = False  # NATS_SERVERS or NATS_URL was given (make run then starts no nats-server)
+    demo: bool | None = None  # make run: demo traffic; None = on only with the embedded database
+    demo_rps: float = 50.0
 
     @property
     def nats_connect_options(self) -> dict:
@@ -111,6 +114,9 @@ class Settings:
             prometheus_multiproc_dir=env.directory("PROMETHEUS_MULTIPROC_DIR"),
             log_level=env.choice("FLEXGATE_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
             data_dir=Path(env.text("FLEXGATE_DATA_DIR") or "var"),
+            nats_configured=bool(env.text("NATS_SERVERS") or env.text("NATS_URL")),
+            demo=env.boolean("FLEXGATE_DEMO", None),
+            demo_rps=env.number("FLEXGATE_DEMO_RPS", 50.0, low=0.1, high=100_000),
         )
 
 
@@ -162,7 +168,7 @@ class _Env:
             raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value:g}.")
         return value
 
-    def boolean(self, name: str, default: bool) -> bool:
+    def boolean(self, name: str, default: bool | None) -> bool | None:
         raw = self.text(name)
         if raw is None:
             return default

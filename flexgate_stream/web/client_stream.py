@@ -113,15 +113,15 @@ class ClientStream:
 
     def _read_history(self, sub: Subscriber) -> Iterator[bytes]:
         """Replay from JetStream what the client missed and the ring no longer (or never) held."""
-        upto = self.channel.ring[0].seq if self.channel.ring else None
         if self.since is not None:
             start = datetime.now(UTC) - self.since
+            arriving = self.channel.next_index  # before the call: frames may arrive while it runs
             first = self.service.call(jetstream.first_since, self.feed.stream, self.feed.subject, start)
             if first is None:  # nothing that recent: what the ring holds is older still
-                sub.cursor = self.channel.next_index
+                sub.cursor = arriving
                 return
             sub.last_seq = first.seq - 1
-            yield from self._replay(sub, first.seq - 1, upto)
+            yield from self._replay_to_ring(sub, first.seq - 1)
             return
         kept = self.service.call(jetstream.bounds, self.feed.stream)
         after = self.last_id or 0
@@ -133,7 +133,18 @@ class ClientStream:
             if self.channel.policy is Policy.LATEST:
                 return
             after = kept.first - 1
-        yield from self._replay(sub, after, upto)
+        yield from self._replay_to_ring(sub, after)
+
+    def _replay_to_ring(self, sub: Subscriber, after: int) -> Iterator[bytes]:
+        """Replay up to the ring's oldest frame and enter the ring there; for alerts, replay again if the
+        ring moved past that frame meanwhile (the JetStream reads yield to the bridge)."""
+        while True:
+            sub.cursor = self.channel.first_index
+            upto = self.channel.ring[0].seq if self.channel.ring else None
+            yield from self._replay(sub, after, upto)
+            if self.channel.policy is Policy.LATEST or self.channel.first_index <= sub.cursor:
+                return
+            after = sub.last_seq
 
     def _replay(self, sub: Subscriber, after: int, upto: int | None) -> Iterator[bytes]:
         """Messages after ``after`` (and before ``upto``, where the ring takes over), in batches."""
