@@ -13,6 +13,7 @@ Everything here runs on the gevent hub's thread; the bridge calls ``publish`` fr
 from __future__ import annotations
 
 import enum
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -108,7 +109,7 @@ class Channel:
 class Subscriber:
     """One client's position in a channel, plus what it has been told."""
 
-    __slots__ = ("channel", "cursor", "last_seq", "skipped", "status_seen")
+    __slots__ = ("channel", "cursor", "last_seq", "skipped", "status_seen", "writing_since")
 
     def __init__(self, channel: Channel, cursor: int, status_seen: int) -> None:
         self.channel = channel
@@ -116,6 +117,7 @@ class Subscriber:
         self.last_seq = 0  # the last sequence written to this client
         self.skipped = 0
         self.status_seen = status_seen
+        self.writing_since: float | None = None  # monotonic time the pending write began, if one is pending
 
     def take(self) -> list[Frame]:
         """The frames this client has not had yet, after the overrun policy (may raise Overrun)."""
@@ -144,7 +146,7 @@ class StreamHub:
         self.capacity = capacity
         self.max_clients = max_clients
         self.channels: dict[str, Channel] = {}
-        self.clients = 0
+        self.subscribers: set[Subscriber] = set()
         self.connected = False
         self.status_version = 0
         self.closing = False
@@ -157,6 +159,15 @@ class StreamHub:
         created = self.channels[key] = Channel(key, policy, self.capacity)
         return created, True
 
+    @property
+    def clients(self) -> int:
+        return len(self.subscribers)
+
+    def stalled(self, seconds: float) -> int:
+        """How many clients have had a write pending for more than ``seconds`` (they are not reading)."""
+        now = time.monotonic()
+        return sum(1 for sub in self.subscribers if sub.writing_since is not None and now - sub.writing_since > seconds)
+
     def full(self) -> bool:
         """True when this worker already serves ``max_clients`` streams."""
         return self.clients >= self.max_clients
@@ -164,13 +175,14 @@ class StreamHub:
     def attach(self, channel: Channel, cursor: int) -> Subscriber:
         """Register a client at ``cursor`` in ``channel``."""
         channel.clients += 1
-        self.clients += 1
-        return Subscriber(channel, cursor, self.status_version)
+        sub = Subscriber(channel, cursor, self.status_version)
+        self.subscribers.add(sub)
+        return sub
 
     def detach(self, sub: Subscriber) -> bool:
         """Forget a client; True when its channel has no client left."""
         sub.channel.clients -= 1
-        self.clients -= 1
+        self.subscribers.discard(sub)
         return sub.channel.clients == 0
 
     def drop(self, key: str) -> None:

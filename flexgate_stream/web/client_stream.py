@@ -40,17 +40,22 @@ class ClientStream:
         sub = self.service.attach(self.feed, self.channel, cursor, self.sock)
         sub.last_seq = self.last_id or 0
         try:
-            told = self.service.hub.connected
-            hello = sse.json_frame({"type": "connected", "clientId": self.client_id},
-                                   retry=self.service.settings.retry_ms)
-            yield hello if told else hello + _status(False)
-            if needs_history:
-                yield from self._catch_up(sub)
-            elif self.last_id is None and self.channel.policy is Policy.LATEST:
-                yield from self._newest(sub)
-            yield from self._live(sub, told)
+            for chunk in self._body(sub, needs_history):
+                sub.writing_since = time.monotonic()
+                yield chunk  # resumed once the server has written it, so a client that stops reading shows here
+                sub.writing_since = None
         finally:
             self.service.release(self.feed, sub)
+
+    def _body(self, sub: Subscriber, needs_history: bool) -> Iterator[bytes]:
+        told = self.service.hub.connected
+        hello = sse.json_frame({"type": "connected", "clientId": self.client_id}, retry=self.service.settings.retry_ms)
+        yield hello if told else hello + _status(False)
+        if needs_history:
+            yield from self._catch_up(sub)
+        elif self.last_id is None and self.channel.policy is Policy.LATEST:
+            yield from self._newest(sub)
+        yield from self._live(sub, told)
 
     def _start(self) -> tuple[int, bool]:
         """Where the client enters the ring, and whether JetStream must fill in what the ring lacks."""
@@ -115,13 +120,11 @@ class ClientStream:
         """Replay from JetStream what the client missed and the ring no longer (or never) held."""
         if self.since is not None:
             start = datetime.now(UTC) - self.since
-            arriving = self.channel.next_index  # before the call: frames may arrive while it runs
+            newest = self.channel.last_seq  # read before the call: what arrives while it runs is newer
             first = self.service.call(jetstream.first_since, self.feed.stream, self.feed.subject, start)
-            if first is None:  # nothing that recent: what the ring holds is older still
-                sub.cursor = arriving
-                return
-            sub.last_seq = first.seq - 1
-            yield from self._replay_to_ring(sub, first.seq - 1)
+            # With nothing that recent, what the ring holds is older still.
+            sub.last_seq = newest if first is None else first.seq - 1
+            yield from self._replay_to_ring(sub, sub.last_seq)
             return
         kept = self.service.call(jetstream.bounds, self.feed.stream)
         after = self.last_id or 0

@@ -15,6 +15,8 @@ from flexgate_stream.web.service import EXTENSION, StreamService
 
 bp = Blueprint("stats", __name__, url_prefix="/api")
 
+STALLED_SECONDS = 2.0  # a write to a client pending this long means the client is not reading
+
 
 @bp.get("/stream/stats")
 def stream_stats() -> tuple[Response, int]:
@@ -45,7 +47,8 @@ def stream_stats() -> tuple[Response, int]:
         "tickSeconds": tick,
         "publishers": [{"publisher": p["beat"].get("publisher"), "live": p["live"],
                         "age": None if p["age"] is None else round(p["age"], 3)} for p in live["publishers"]],
-        "clients": {"worker": service.hub.clients, "total": service.metrics.total_clients(), "workerPid": os.getpid()},
+        "clients": {"worker": service.hub.clients, "total": service.metrics.total_clients(), "workerPid": os.getpid(),
+                    "stalled": service.hub.stalled(STALLED_SECONDS)},
     }
     body: dict = {"success": not reasons, "data": data}
     if reasons:

@@ -18,7 +18,7 @@ from pathlib import Path
 import nats
 import requests
 
-from flexgate_stream.localstack import free_port, stop_process, wait_for
+from flexgate_stream.localstack import dies_with_parent, free_port, stop_process, wait_for
 from flexgate_stream.messages import (
     ALERT_SUBJECT_PREFIX,
     METRICS_STREAM,
@@ -67,8 +67,10 @@ class WebServer:
         gunicorn = str(Path(sys.executable).parent / "gunicorn")
         args = [gunicorn, "-c", "conf/gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}"]
         with open(self.log, "ab") as out:
+            # Its own session, so signals meant for pytest miss it; and SIGTERM when pytest dies, even by SIGKILL
+            # (the workers notice their master is gone and exit too).
             self.proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=dies_with_parent(signal.SIGTERM))
         wait_for(self._ready, timeout, f"gunicorn (log: {self.log})", self.proc)
         return self
 

@@ -96,7 +96,7 @@ def test_memory_stays_flat_over_many_snapshots(stack, browser):
     cdp = page.context.new_cdp_session(page)
 
     def settle_and_measure(total: int) -> tuple[int, dict]:
-        expect(by_testid(page, "value-requests")).to_have_text(f"{total // 1000}K", timeout=10000)
+        expect(by_testid(page, "value-requests")).to_have_text(f"{total // 1000}K", timeout=30000)
         cdp.send("HeapProfiler.collectGarbage")
         return cdp.send("Runtime.getHeapUsage")["usedSize"], cdp.send("Memory.getDOMCounters")
 

@@ -17,7 +17,7 @@ import psycopg2
 import pytest
 import requests
 
-from flexgate_stream.localstack import free_port
+from flexgate_stream.localstack import dies_with_parent, free_port
 from tests.e2e.support import SSEClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +72,8 @@ class Launcher:
         self.log = data_dir.parent / f"launcher-{port}.log"
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "flexgate_stream.devstack"], cwd=ROOT, env=env,
-                                         stdout=out, stderr=subprocess.STDOUT)
+                                         stdout=out, stderr=subprocess.STDOUT,
+                                         preexec_fn=dies_with_parent(signal.SIGTERM))
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

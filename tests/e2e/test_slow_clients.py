@@ -7,6 +7,7 @@ import re
 import pytest
 import requests
 
+from flexgate_stream.localstack import wait_for
 from flexgate_stream.messages import ALERT_SUBJECT_PREFIX, encode
 from tests.e2e.support import SSEClient
 
@@ -22,6 +23,11 @@ def read_to_end(client: SSEClient) -> list:
             events.append(client.next())
     except StopIteration:
         return events
+
+
+def stalled_streams(url: str) -> int:
+    """Streams the answering worker has been stuck writing to for a while (/api/stream/stats)."""
+    return requests.get(url + "/api/stream/stats", timeout=5).json()["data"]["clients"]["stalled"]
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +82,13 @@ def test_sigterm_exits_within_5_seconds_even_with_a_client_that_stopped_reading(
     nats_client.publish_snapshot()
     stalled = SSEClient(web.url + "/api/stream/metrics", read_timeout=30)
     stalled.next()
+    # The newest snapshot first: a stream that looks it up after the padded ones are stored skips straight to
+    # the last of them (snapshots supersede each other) and never fills the buffers.
+    stalled.data_events(1)
     for _ in range(30):  # ~6 MB: more than the socket buffers hold, so the worker's write blocks
         nats_client.publish_snapshot(padding=len(BIG))
+    # Only a stream stuck in a write has its socket cut at shutdown; one that is not ends with its last frame.
+    wait_for(lambda: stalled_streams(web.url) == 1, 30, "the worker to be stuck writing to the stalled client")
     assert web.stop() < 5.0
     assert "stopped reading" in web.log_text()
     stalled.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -50,12 +51,43 @@ def test_since_replays_history_first_then_live(web_server, nats_client):
         client.next()
         history: list[int] = []  # everything of the last hour (other tests' alerts too), oldest first
         while not history or history[-1] < earlier[-1]:
-            history.append(int(client.data_events(1)[0].id))
+            event = client.next()
+            assert event.event != "reset", f"reset after {len(history)} alerts: {event.data}"
+            if event.event == "message":
+                history.append(int(event.id))
         assert history[-2:] == earlier
         assert history == sorted(history)
         live = nats_client.publish_alert("critical")
         assert int(client.data_events(1)[0].id) == live
     finally:
+        client.close()
+
+
+def test_since_replay_misses_nothing_while_alerts_outpace_the_ring(web_server, nats_client):
+    # More alerts than a worker's ring holds (FLEXGATE_CLIENT_QUEUE, 64), and more arriving while history is
+    # read, so the ring moves past where the replay stops: the client must still get every alert, and no reset.
+    earlier = [nats_client.publish_alert("warning", rule="ring-test") for _ in range(70)]
+    during: list[int] = []
+
+    def publish_more() -> None:
+        for _ in range(100):
+            during.append(nats_client.publish_alert("info", rule="ring-test"))
+
+    publisher = threading.Thread(target=publish_more)
+    client = SSEClient(web_server.url + "/api/stream/alerts", params={"since": "1h"})
+    publisher.start()
+    try:
+        client.next()
+        got: list[int] = []
+        while publisher.is_alive() or not got or got[-1] < during[-1]:
+            event = client.next()
+            assert event.event != "reset", f"reset after {len(got)} alerts: {event.data}"
+            if event.event == "message":
+                got.append(int(event.id))
+        assert got == sorted(set(got))
+        assert set(earlier + during) <= set(got)
+    finally:
+        publisher.join(30)
         client.close()
 
 

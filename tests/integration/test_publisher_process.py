@@ -19,7 +19,7 @@ from nats.js.errors import NotFoundError
 
 from flexgate_stream import schema
 from flexgate_stream.liveness import parse_iso, read_liveness
-from flexgate_stream.localstack import NatsServer, free_port, stop_process
+from flexgate_stream.localstack import NatsServer, dies_with_parent, free_port, stop_process
 from flexgate_stream.messages import ALERT_STATE_BUCKET, ALERTS_STREAM, METRICS_STREAM, ROUTES_STREAM
 from flexgate_stream.streams import ensure_streams
 from tests.integration.test_aggregation import assert_snapshot_matches, insert, make_rows
@@ -37,7 +37,8 @@ class Worker:
         with open(log_path, "wb") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "workers.publisher"], cwd=ROOT,
                                          env={**clean, "FLEXGATE_LOG_LEVEL": "INFO", **env},
-                                         stdout=subprocess.DEVNULL, stderr=out)
+                                         stdout=subprocess.DEVNULL, stderr=out,
+                                         preexec_fn=dies_with_parent(signal.SIGTERM))
 
     def log(self) -> str:
         return self.log_path.read_text()

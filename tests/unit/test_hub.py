@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import gevent
 import pytest
 
@@ -106,3 +108,13 @@ def test_waiting_reader_wakes_on_publish_status_and_close():
         g.join(1)
         assert woke == [True]
     assert hub.status_version == 1 and hub.closing
+
+
+def test_stalled_counts_clients_whose_write_has_been_pending_too_long():
+    hub, channel = hub_with(Policy.LATEST)
+    reading, stuck, idle = (hub.attach(channel, 0) for _ in range(3))
+    reading.writing_since = time.monotonic()
+    stuck.writing_since = time.monotonic() - 10
+    assert hub.stalled(2.0) == 1 and hub.clients == 3
+    hub.detach(stuck)
+    assert hub.stalled(2.0) == 0 and hub.clients == 2
