@@ -85,17 +85,7 @@ class WebServer:
 
     def worker_pids(self) -> list[int]:
         """The PIDs of the master's worker processes, read from /proc."""
-        children = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == self.pid:
-                children.append(int(entry.name))
-        return sorted(children)
+        return sorted(pid for pid, parent in process_parents().items() if parent == self.pid)
 
     def kill_worker(self, pid: int | None = None) -> int:
         """SIGKILL one worker (the first, unless ``pid`` is given); gunicorn starts a new one."""
@@ -112,6 +102,20 @@ class WebServer:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def process_parents() -> dict[int, int]:
+    """Every process's parent PID, read from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
 
 
 class NatsClient:

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from flexgate_stream.localstack import dies_with_parent, free_port
-from tests.e2e.support import SSEClient
+from tests.e2e.support import SSEClient, process_parents
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,15 +28,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 def descendants(pid: int) -> set[int]:
     """Every live process below ``pid``, from /proc."""
     children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
+    for child, parent in process_parents().items():
+        children.setdefault(parent, []).append(child)
     found, todo = set(), [pid]
     while todo:
         for child in children.get(todo.pop(), []):
