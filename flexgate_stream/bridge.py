@@ -19,7 +19,8 @@ Each followed subject gets its own ordered consumer (ephemeral, memory-backed, n
 workers) that starts at the subject's newest message, so every worker's clients see every message in
 order. Like Flower's events.py, the bridge reconnects forever with exponential backoff and logs one
 line per state change; after a reconnect each consumer is re-created from the sequence after the
-last one its channel received, so a NATS restart leaves no gap.
+last one its channel received, so a NATS restart leaves no gap. The same re-creation repairs a
+consumer that went silent while NATS stayed connected (see watchdog.py).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from flexgate_stream.errors import NatsUnavailable
 from flexgate_stream.feeds import Feed
 from flexgate_stream.hub import Channel, Policy, StreamHub
 from flexgate_stream.settings import Settings
+from flexgate_stream.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,7 @@ T = TypeVar("T")
 
 CONSUMER_HEARTBEAT = 2.0  # an ordered consumer missing two heartbeats is re-created by nats-py
 RECONCILE_SECONDS = 2.0  # how often feeds that could not be followed (stream missing) are retried
+STALL_SECONDS = 3 * CONSUMER_HEARTBEAT  # behind the stream this long without moving: re-create the consumer
 BACKOFF_MIN, BACKOFF_MAX = 0.25, 5.0
 
 
@@ -75,6 +78,8 @@ class Bridge:
         self._subs: dict[str, Any] = {}
         self._busy: set[str] = set()
         self._failing: set[str] = set()
+        self._watchdog = Watchdog(STALL_SECONDS)
+        self._resuming: set[str] = set()
         self._lost: asyncio.Event | None = None
         self._stopping = False
 
@@ -100,6 +105,7 @@ class Bridge:
     def follow(self, feed: Feed, channel: Channel) -> None:
         """Feed ``channel`` from ``feed``'s subject, now and after every reconnect."""
         self._feeds[feed.key] = (feed, channel)
+        self._resuming.discard(feed.key)
         self._submit(self._follow, feed.key)
 
     def unfollow(self, key: str) -> None:
@@ -189,6 +195,7 @@ class Bridge:
                     await asyncio.wait_for(self._lost.wait(), RECONCILE_SECONDS)
                 except TimeoutError:
                     await self._reconcile()
+                    await self._repair_stalled(nc)
         finally:
             self._nc = None
             self._subs.clear()
@@ -204,6 +211,25 @@ class Bridge:
         for key in list(self._feeds):
             await self._follow(key)
 
+    async def _repair_stalled(self, nc: NATS) -> None:
+        """Re-create each consumer that left its channel behind the stream (nats-py did not notice)."""
+        followed = [(key, *self._feeds[key]) for key in self._subs if key in self._feeds and key not in self._busy]
+        try:
+            stalled = await self._watchdog.stalled(nc, followed)
+        except Exception as exc:
+            log.debug("%s: cannot check the followed subjects (%s)", self.name, exc or type(exc).__name__)
+            return
+        for key, newer in stalled:
+            if key not in self._feeds or key not in self._subs:
+                continue
+            feed, channel = self._feeds[key]
+            log.warning("%s: %s stalled at sequence %d while NATS holds %d; re-creating its consumer",
+                        self.name, feed.subject, channel.last_seq, newer)
+            self._watchdog.forget(key)
+            self._resuming.add(key)  # from channel.last_seq + 1 even when that is 0, until a consumer is made
+            await self._unfollow(key)
+            await self._follow(key)
+
     async def _follow(self, key: str) -> None:
         nc = self._nc
         if nc is None or key in self._subs or key in self._busy or key not in self._feeds:
@@ -211,7 +237,8 @@ class Bridge:
         feed, channel = self._feeds[key]
         self._busy.add(key)
         try:
-            start = channel.last_seq + 1 if channel.last_seq else await self._first_seq(nc, feed)
+            resume = bool(channel.last_seq) or key in self._resuming
+            start = channel.last_seq + 1 if resume else await self._first_seq(nc, feed)
             channel.set_floor(start - 1)
             sub = await nc.jetstream().subscribe(
                 feed.subject, stream=feed.stream, cb=_deliver_to(channel), ordered_consumer=True,
@@ -230,6 +257,7 @@ class Bridge:
             log.info("%s: following %s from sequence %d", self.name, feed.subject, start)
         if self._feeds.get(key, (None, None))[1] is channel and self._nc is nc:
             self._subs[key] = sub
+            self._resuming.discard(key)
         else:
             await _quietly(sub.unsubscribe())
 
@@ -243,6 +271,9 @@ class Bridge:
 
     async def _unfollow(self, key: str) -> None:
         sub = self._subs.pop(key, None)
+        if key not in self._feeds:
+            self._watchdog.forget(key)
+            self._resuming.discard(key)
         nc = self._nc
         if sub is not None:
             await _quietly(sub.unsubscribe())

@@ -149,8 +149,8 @@ def test_route_consumer_exists_only_while_someone_reads_the_route(own_nats, star
         seq = publisher.publish_snapshot(route="/api/lazy")
         client = SSEClient(web.url + STREAM, params={"route": "/api/lazy"})
         client.next()
-        assert int(client.data_events(1)[0].id) == seq
-        assert route_consumers() == 1
+        assert int(client.data_events(1)[0].id) == seq  # served by a direct get, before the consumer may exist
+        wait_for(lambda: route_consumers() == 1, 10, "one route consumer while the route is read")
         client.close()  # the worker notices at its next heartbeat write
         wait_for(lambda: route_consumers() == 0, 10, "the route consumer to be dropped")
     finally:
