@@ -107,7 +107,7 @@ def test_memory_stays_flat_over_many_snapshots(stack, browser):
     points = by_testid(page, "dashboard").get_attribute("data-points")
     chart_ids = page.evaluate("() => [...document.querySelectorAll('canvas')].map(c => Chart.getChart(c).id)")
 
-    for batch in range(4):  # 400 more snapshots: over half an hour of 5 s ticks
+    for batch in range(8):  # 800 more snapshots: over an hour of 5 s ticks
         bus.publish_snapshot(*(make_snapshot(30_000 + batch * 100 + i) for i in range(100)))
     bus.publish_snapshot(make_snapshot(40_000))
     heap_after, dom_after = settle_and_measure(40_000)
@@ -116,7 +116,9 @@ def test_memory_stays_flat_over_many_snapshots(stack, browser):
     assert page.evaluate("() => [...document.querySelectorAll('canvas')].map(c => Chart.getChart(c).id)") == chart_ids
     assert dom_after["jsEventListeners"] == dom_before["jsEventListeners"], (dom_before, dom_after)
     assert dom_after["nodes"] <= dom_before["nodes"] + 20, (dom_before, dom_after)
-    assert heap_after < heap_before + 1_000_000, (heap_before, heap_after)
+    # Keeping each snapshot would cost at least its JSON text (800 x ~5 KB = 4 MB, far more once parsed);
+    # V8's own bookkeeping after a forced GC has been seen to wander by up to ~1.4 MB.
+    assert heap_after < heap_before + 2_500_000, (heap_before, heap_after)
     assert_clean(page)
 
 
