@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-STALE_TICKS = 3
+from flexgate_stream.liveness import STALE_TICKS, parse_iso
 
 
 def snapshot_time(data: bytes) -> datetime | None:
@@ -13,7 +13,7 @@ def snapshot_time(data: bytes) -> datetime | None:
     try:
         doc = json.loads(data)
         raw = doc.get("windowEnd") or doc.get("timestamp")
-        stamp = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        stamp = parse_iso(raw)
     except (ValueError, TypeError, AttributeError):
         return None
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
