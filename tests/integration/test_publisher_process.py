@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -170,12 +172,18 @@ def test_streams_have_the_original_limits(nats_server):
         ["alerts.>"], 7 * 86400, 100 << 20, 10_000, "file")
 
 
-def _block_requests(database_url: str):
-    """Hold an exclusive lock on requests so the next tick's query waits."""
+@contextlib.contextmanager
+def _tick_stuck_on_lock(database_url: str) -> Iterator[None]:
+    """Hold an exclusive lock on requests until a tick's query waits on it; release it on leaving."""
     blocker = psycopg2.connect(database_url)
-    with blocker.cursor() as cur:
-        cur.execute("LOCK TABLE requests IN ACCESS EXCLUSIVE MODE")
-    return blocker
+    try:
+        with blocker.cursor() as cur:
+            cur.execute("LOCK TABLE requests IN ACCESS EXCLUSIVE MODE")
+        until(lambda: _stuck(database_url), 10, "a tick waiting on the lock")
+        yield
+    finally:
+        blocker.rollback()
+        blocker.close()
 
 
 def _ticked(worker: Worker) -> bool:
@@ -186,16 +194,11 @@ def test_sigterm_finishes_quickly_and_exits_zero_even_with_a_stuck_query(workers
     seeded(db, 100)
     worker = workers(database_url, nats_server.url)
     until(lambda: _ticked(worker), 30, "the first tick")
-    blocker = _block_requests(database_url)
-    try:
-        until(lambda: _stuck(database_url), 10, "a tick waiting on the lock")
+    with _tick_stuck_on_lock(database_url):
         started = time.monotonic()
         worker.proc.send_signal(signal.SIGTERM)
         code = worker.proc.wait(10)
         elapsed = time.monotonic() - started
-    finally:
-        blocker.rollback()
-        blocker.close()
     assert code == 0
     assert elapsed < 5.0, f"warm stop took {elapsed:.2f} s"
     assert "warm stop" in worker.log() and "stopped" in worker.log()
@@ -214,18 +217,13 @@ def test_second_sigterm_is_a_cold_stop(workers, db, database_url, nats_server):
     seeded(db, 100)
     worker = workers(database_url, nats_server.url)
     until(lambda: _ticked(worker), 30, "the first tick")
-    blocker = _block_requests(database_url)
-    try:
-        until(lambda: _stuck(database_url), 10, "a tick waiting on the lock")
+    with _tick_stuck_on_lock(database_url):
         worker.proc.send_signal(signal.SIGTERM)
         until(lambda: "warm stop" in worker.log(), 5, "the warm stop to begin")
         started = time.monotonic()
         worker.proc.send_signal(signal.SIGTERM)
         code = worker.proc.wait(10)
         elapsed = time.monotonic() - started
-    finally:
-        blocker.rollback()
-        blocker.close()
     assert code == 1 and "cold stop" in worker.log()
     assert elapsed < 2.0, f"cold stop took {elapsed:.2f} s"
 
