@@ -25,6 +25,7 @@ from flexgate_stream.localstack import NatsServer, dies_with_parent, free_port, 
 from flexgate_stream.messages import ALERT_STATE_BUCKET, ALERTS_STREAM, METRICS_STREAM, ROUTES_STREAM
 from flexgate_stream.streams import ensure_streams
 from tests.integration.test_aggregation import assert_snapshot_matches, insert, make_rows
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(120)
@@ -64,15 +65,6 @@ def workers(tmp_path):
         stop_process(worker.proc, signal.SIGKILL, timeout=5)
 
 
-def until(predicate, timeout: float, what: str):
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def nats_call(url: str, work):
@@ -132,8 +124,8 @@ def test_two_publishers_store_each_window_once_and_figures_are_right(workers, db
         live = nats_call(nats_server.url, read_liveness)
         return {p["beat"]["pid"] for p in live["publishers"] if p["live"]} >= pids and live
 
-    until(both_live, 30, "both publishers to tick")
-    until(lambda: len(nats_call(nats_server.url, lambda js: stored(js, METRICS_STREAM))) >= 6, 30, "six windows")
+    wait_until(both_live, 30, "both publishers to tick")
+    wait_until(lambda: len(nats_call(nats_server.url, lambda js: stored(js, METRICS_STREAM))) >= 6, 30, "six windows")
     for worker in (first, second):
         worker.proc.send_signal(signal.SIGTERM)
     assert [w.proc.wait(10) for w in (first, second)] == [0, 0]
@@ -179,7 +171,7 @@ def _tick_stuck_on_lock(database_url: str) -> Iterator[None]:
     try:
         with blocker.cursor() as cur:
             cur.execute("LOCK TABLE requests IN ACCESS EXCLUSIVE MODE")
-        until(lambda: _stuck(database_url), 10, "a tick waiting on the lock")
+        wait_until(lambda: _stuck(database_url), 10, "a tick waiting on the lock")
         yield
     finally:
         blocker.rollback()
@@ -193,7 +185,7 @@ def _ticked(worker: Worker) -> bool:
 def test_sigterm_finishes_quickly_and_exits_zero_even_with_a_stuck_query(workers, db, database_url, nats_server):
     seeded(db, 100)
     worker = workers(database_url, nats_server.url)
-    until(lambda: _ticked(worker), 30, "the first tick")
+    wait_until(lambda: _ticked(worker), 30, "the first tick")
     with _tick_stuck_on_lock(database_url):
         started = time.monotonic()
         worker.proc.send_signal(signal.SIGTERM)
@@ -216,10 +208,10 @@ def _stuck(database_url: str) -> bool:
 def test_second_sigterm_is_a_cold_stop(workers, db, database_url, nats_server):
     seeded(db, 100)
     worker = workers(database_url, nats_server.url)
-    until(lambda: _ticked(worker), 30, "the first tick")
+    wait_until(lambda: _ticked(worker), 30, "the first tick")
     with _tick_stuck_on_lock(database_url):
         worker.proc.send_signal(signal.SIGTERM)
-        until(lambda: "warm stop" in worker.log(), 5, "the warm stop to begin")
+        wait_until(lambda: "warm stop" in worker.log(), 5, "the warm stop to begin")
         started = time.monotonic()
         worker.proc.send_signal(signal.SIGTERM)
         code = worker.proc.wait(10)
@@ -234,7 +226,7 @@ def test_database_down_is_one_log_line_then_recovers(workers, postgres_server, n
     admin = psycopg2.connect(postgres_server.admin_url())
     admin.autocommit = True
     try:
-        until(lambda: worker.count("PostgreSQL is unavailable"), 20, "the database-down line")
+        wait_until(lambda: worker.count("PostgreSQL is unavailable"), 20, "the database-down line")
         time.sleep(3)  # several ticks pass while it is down: the assertion below is about them
         assert worker.count("PostgreSQL is unavailable") == 1 and worker.proc.poll() is None
         beats = [p for p in nats_call(nats_server.url, read_liveness)["publishers"]
@@ -246,8 +238,8 @@ def test_database_down_is_one_log_line_then_recovers(workers, postgres_server, n
         conn = psycopg2.connect(postgres_server.admin_url(name))
         schema.upgrade(conn)
         conn.close()
-        until(lambda: worker.count("PostgreSQL is back"), 30, "the database-back line")
-        until(lambda: _ticked(worker), 30, "a tick after recovery")
+        wait_until(lambda: worker.count("PostgreSQL is back"), 30, "the database-back line")
+        wait_until(lambda: _ticked(worker), 30, "a tick after recovery")
         assert worker.count("PostgreSQL is unavailable") == 1
     finally:
         stop_process(worker.proc)
@@ -263,18 +255,18 @@ def test_nats_down_at_start_and_restarted_later(workers, db, database_url, tmp_p
     server = NatsServer(tmp_path / "nats-store", port=port, log_file=tmp_path / "nats.log")
     worker = workers(database_url, server.url, FLEXGATE_TICK_SECONDS="0.5")
     try:
-        until(lambda: worker.count("NATS is unavailable"), 20, "the NATS-down line")
+        wait_until(lambda: worker.count("NATS is unavailable"), 20, "the NATS-down line")
         time.sleep(2)  # several ticks while NATS is down must not add log lines
         assert worker.count("NATS is unavailable") == 1 and worker.proc.poll() is None
         server.start()
-        until(lambda: _ticked(worker), 30, "a tick once NATS is up")
+        wait_until(lambda: _ticked(worker), 30, "a tick once NATS is up")
         server.kill()
-        until(lambda: worker.count("NATS is unavailable") == 2, 20, "the second NATS-down line")
+        wait_until(lambda: worker.count("NATS is unavailable") == 2, 20, "the second NATS-down line")
         ticks = worker.count("took")
         server.start()
-        until(lambda: worker.count("NATS is back") == 2, 30, "the reconnection")
-        newest = until(lambda: nats_call(server.url, lambda js: stored(js, METRICS_STREAM)), 30, "a snapshot")
-        until(lambda: nats_call(server.url, lambda js: stored(js, METRICS_STREAM))[-1][2]["windowEnd"]
+        wait_until(lambda: worker.count("NATS is back") == 2, 30, "the reconnection")
+        newest = wait_until(lambda: nats_call(server.url, lambda js: stored(js, METRICS_STREAM)), 30, "a snapshot")
+        wait_until(lambda: nats_call(server.url, lambda js: stored(js, METRICS_STREAM))[-1][2]["windowEnd"]
               > newest[-1][2]["windowEnd"] or None, 30, "snapshots after the restart")
         assert worker.count("NATS is unavailable") == 2 and ticks >= 1
         assert worker.proc.poll() is None and "Traceback" not in worker.log() and "failed" not in worker.log()
@@ -298,7 +290,7 @@ def test_alerts_fire_and_resolve_once_with_two_publishers(workers, db, database_
     def alerts():
         return [body for _s, _h, body in nats_call(nats_server.url, lambda js: stored(js, ALERTS_STREAM))]
 
-    until(lambda: len(alerts()) >= 4, 30, "four firing alerts")
+    wait_until(lambda: len(alerts()) >= 4, 30, "four firing alerts")
     _both_ticked_past(nats_server.url, pair, time.time() + 3)
     firing = alerts()
     assert sorted((a["rule"], a["route"] or "*", a["state"]) for a in firing) == [
@@ -307,7 +299,7 @@ def test_alerts_fire_and_resolve_once_with_two_publishers(workers, db, database_
     assert all(a["value"] == 50.0 for a in firing)
     with db, db.cursor() as cur:
         cur.execute("UPDATE requests SET status_code = 200")
-    until(lambda: len(alerts()) >= 8, 30, "four resolved alerts")
+    wait_until(lambda: len(alerts()) >= 8, 30, "four resolved alerts")
     _both_ticked_past(nats_server.url, pair, time.time() + 3)
     resolved = [a for a in alerts() if a["state"] == "resolved"]
     assert len(alerts()) == 8 and len(resolved) == 4
@@ -323,7 +315,7 @@ def _both_ticked_past(url: str, pair: list[Worker], instant: float) -> None:
         return len(beats) == len(pids) and all(
             b["lastWindowEnd"] and parse_iso(b["lastWindowEnd"]).timestamp() > instant for b in beats)
 
-    until(done, 30, "both publishers to tick past the moment")
+    wait_until(done, 30, "both publishers to tick past the moment")
 
 
 @pytest.mark.parametrize(("env", "variable"), [
