@@ -19,13 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flexgate_stream import database, schema  # noqa: E402
-from flexgate_stream.demo import RowWriter, TrafficModel  # noqa: E402
-from flexgate_stream.localstack import PostgresServer  # noqa: E402
+from flexgate_stream.devstack.demo import RowWriter, TrafficModel  # noqa: E402
+from flexgate_stream.devstack.servers import PostgresServer  # noqa: E402
 from flexgate_stream.messages import encode  # noqa: E402
+from flexgate_stream.requestlog import database, schema  # noqa: E402
 from flexgate_stream.settings import Settings  # noqa: E402
-from flexgate_stream.snapshot import busiest_routes, route_snapshot, summary_snapshot  # noqa: E402
-from workers.links import Database  # noqa: E402
+from flexgate_stream.tick.snapshot import busiest_routes, route_snapshot, summary_snapshot  # noqa: E402
+from workers.connections import Database  # noqa: E402
 
 TICK = 5.0
 

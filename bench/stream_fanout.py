@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from flexgate_stream.localstack import NatsServer
+from flexgate_stream.devstack.servers import NatsServer
 from flexgate_stream.messages import SUMMARY_SUBJECT, encode, message_id
 from tests.e2e.support import NatsClient, WebServer, make_snapshot
 

@@ -4,13 +4,13 @@ import os
 import shutil
 
 from flexgate_stream.settings import load_or_exit
-from flexgate_stream.web import lifecycle
+from flexgate_stream.web import gunicorn_hooks
 
 _settings = load_or_exit()  # a bad environment stops the master with one sentence, exit 2
 
 # prometheus-client chooses multiprocess mode from this variable when first imported: set it here,
 # in the master, before any worker exists, so /metrics adds up all workers.
-_metrics_dir, _own_metrics_dir = lifecycle.metrics_dir(_settings.prometheus_multiproc_dir)
+_metrics_dir, _own_metrics_dir = gunicorn_hooks.metrics_dir(_settings.prometheus_multiproc_dir)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 # Every interface (a PaaS routes to $PORT) unless FLEXGATE_BIND names one; make run sets 127.0.0.1.
@@ -31,30 +31,29 @@ accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
 errorlog = "-"
 loglevel = _settings.log_level.lower()
-# Built without the CLI, so the web process never imports the PostgreSQL driver.
-wsgi_app = "flexgate_stream:create_app(cli=False)"
+wsgi_app = "flexgate_stream:create_app()"
 
 
 def on_starting(server):
-    lifecycle.clear_metrics_dir(_metrics_dir)
+    gunicorn_hooks.clear_metrics_dir(_metrics_dir)
 
 
 def when_ready(server):
-    warning = lifecycle.open_api_warning(_settings)
+    warning = gunicorn_hooks.open_api_warning(_settings)
     if warning:
         server.log.warning(warning)
 
 
 def post_worker_init(worker):
-    lifecycle.worker_started(worker)
+    gunicorn_hooks.worker_started(worker)
 
 
 def worker_exit(server, worker):
-    lifecycle.worker_exiting(worker)
+    gunicorn_hooks.worker_exiting(worker)
 
 
 def child_exit(server, worker):
-    lifecycle.worker_gone(worker.pid, _metrics_dir)
+    gunicorn_hooks.worker_gone(worker.pid, _metrics_dir)
 
 
 def on_exit(server):

@@ -14,9 +14,24 @@ if TYPE_CHECKING:  # Flask is imported by create_app only, so the publisher work
 MAX_BODY = 64 * 1024  # the largest request body accepted (webhook events)
 
 
-def create_app(settings: Settings | None = None, *, cli: bool = True) -> Flask:
-    """Build the web application (and, unless ``cli`` is false, its CLI) from ``settings``, or from the environment."""
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the web application and its CLI from ``settings``, or from the environment."""
+    # Imported here, not at the top: every process imports this package (the worker too), and only the web
+    # process and the CLI may load Flask.
     from flask import Flask
+
+    from flexgate_stream.cli import db_cli, demo_cli
+    from flexgate_stream.web import (
+        auth,
+        dashboard,
+        error_handlers,
+        events,
+        extension,
+        health,
+        prometheus,
+        sse_views,
+        stats,
+    )
 
     settings = settings or load_or_exit()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -25,25 +40,14 @@ def create_app(settings: Settings | None = None, *, cli: bool = True) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.json.sort_keys = False
 
-    from flexgate_stream.web import auth, errors, events, metrics, service, stats, stream
-
-    errors.init_app(app)
+    error_handlers.init_app(app)
     auth.init_app(app)
-    service.init_app(app, settings)
+    extension.init_app(app, settings)
     app.after_request(_name_worker)
-
-    from flexgate_stream.web import dashboard, health
-
-    app.register_blueprint(health.bp)
-    app.register_blueprint(dashboard.bp)
-    for module in (stream, stats, events, metrics):
+    for module in (health, dashboard, sse_views, stats, events, prometheus):
         app.register_blueprint(module.bp)
-
-    if cli:  # the CLI reaches PostgreSQL; the web process (gunicorn) builds the app without it
-        from flexgate_stream.cli import db_cli, demo_cli
-
-        app.cli.add_command(db_cli)
-        app.cli.add_command(demo_cli)
+    app.cli.add_command(db_cli)
+    app.cli.add_command(demo_cli)
     return app
 
 

@@ -1,22 +1,18 @@
-"""Flask CLI commands: ``db upgrade``, ``demo traffic`` and ``demo seed``."""
+"""Flask CLI groups: ``db`` (the request-log schema) and ``demo`` (demo traffic).
+
+Their commands live beside what they drive (``requestlog/commands.py``, ``devstack/demo_commands.py``) and are
+imported only when one runs, so building the app (as the web process does) never loads the PostgreSQL driver.
+"""
 
 from __future__ import annotations
 
-import logging
-import signal
-import time
-from datetime import UTC, datetime, timedelta
+import importlib
+from typing import Any
 
 import click
-import psycopg2
-from flask import current_app
 from flask.cli import AppGroup
 
-from flexgate_stream import database, schema
-from flexgate_stream.demo import RowWriter, TrafficModel
 from flexgate_stream.errors import FlexgateError
-
-log = logging.getLogger(__name__)
 
 
 class CommandError(click.ClickException):
@@ -25,10 +21,24 @@ class CommandError(click.ClickException):
     exit_code = 2
 
 
-class OneSentenceGroup(AppGroup):
-    """Reports a bad argument or setting as one sentence, without the usage text."""
+class CommandGroup(AppGroup):
+    """Loads its commands on use, and reports a bad argument or setting as one sentence, without the usage text."""
 
-    def invoke(self, ctx: click.Context):
+    def __init__(self, name: str, commands: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(name, **kwargs)
+        self.lazy_commands = commands  # name -> "module:attribute"
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy_commands:
+            module, attribute = self.lazy_commands[cmd_name].split(":")
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
@@ -37,112 +47,8 @@ class OneSentenceGroup(AppGroup):
             raise CommandError(str(exc)) from None
 
 
-db_cli = OneSentenceGroup("db", help="Manage the request-log schema.")
-demo_cli = OneSentenceGroup("demo", help="Write demo traffic to the request log.")
-
-
-def _connect():
-    settings = current_app.config["SETTINGS"]
-    return database.connect(settings.require_database(), application_name="flexgate-stream-cli")
-
-
-@db_cli.command("upgrade")
-def db_upgrade() -> None:
-    """Create or update the schema (idempotent)."""
-    conn = _connect()
-    try:
-        applied = schema.upgrade(conn)
-    finally:
-        conn.close()
-    for line in applied:
-        click.echo(f"applied {line}")
-    click.echo("schema is up to date")
-
-
-def _writer(conn) -> RowWriter:
-    zone = current_app.config["SETTINGS"].requests_timezone
-    return RowWriter(conn, zone if database.timestamp_is_naive(conn) else None)
-
-
-@demo_cli.command("traffic")
-@click.option("--rps", type=click.FloatRange(min=0.1, max=100_000), default=50.0, show_default=True,
-              help="Requests per second to write.")
-@click.option("--duration", type=click.FloatRange(min=0), default=0.0,
-              help="Stop after this many seconds (0: run until interrupted).")
-@click.option("--seed", type=int, default=None, help="Random seed, for repeatable rows.")
-def demo_traffic(rps: float, duration: float, seed: int | None) -> None:
-    """Insert realistic rows continuously, in one batch a second."""
-    model = TrafficModel(seed)
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    started = time.monotonic()
-    conn, writer, down = None, None, False
-    tick = time.time()
-    click.echo(f"demo traffic: writing {rps:g} requests/s (Ctrl-C to stop)")
-    try:
-        while not stopping and (not duration or time.monotonic() - started < duration):
-            now = datetime.fromtimestamp(tick, UTC)
-            if not model.incidents or model.incidents[-1].end < now:
-                model.plan_incidents(now, now + timedelta(minutes=30))
-            count = _poisson(model, rps)
-            try:
-                if conn is None:
-                    conn = _connect()
-                    writer = _writer(conn)
-                writer.write(list(model.rows(now, now + timedelta(seconds=1), count)))
-                if down:
-                    log.warning("demo traffic: database is back")
-                    down = False
-            except (FlexgateError, psycopg2.Error) as exc:
-                if not down:
-                    log.warning("demo traffic: cannot write (%s); retrying every second", str(exc).strip())
-                    down = True
-                if conn is not None:
-                    conn.close()
-                conn = None
-            tick += 1
-            time.sleep(max(0.0, tick - time.time()))
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if conn is not None:
-            conn.close()
-
-
-def _poisson(model: TrafficModel, rate: float) -> int:
-    """A Poisson-distributed request count with mean ``rate`` (normal approximation when large)."""
-    if rate > 50:
-        return max(0, round(model.random.gauss(rate, rate ** 0.5)))
-    limit, k, p = pow(2.718281828459045, -rate), 0, 1.0
-    while True:
-        p *= model.random.random()
-        if p <= limit:
-            return k
-        k += 1
-
-
-@demo_cli.command("seed")
-@click.option("--rows", type=click.IntRange(min=1, max=500_000_000), required=True, help="How many rows.")
-@click.option("--hours", type=click.FloatRange(min=0.001, max=24 * 400), default=24.0, show_default=True,
-              help="Spread the rows over this many past hours.")
-@click.option("--seed", type=int, default=None, help="Random seed, for repeatable rows.")
-@click.option("--batch", type=click.IntRange(min=100, max=1_000_000), default=50_000, show_default=True)
-def demo_seed(rows: int, hours: float, seed: int | None, batch: int) -> None:
-    """Fill history fast with COPY."""
-    model = TrafficModel(seed)
-    end = datetime.now(UTC)
-    start = end - timedelta(hours=hours)
-    model.plan_incidents(start, end)
-    conn = _connect()
-    try:
-        writer = _writer(conn)
-        with click.progressbar(length=rows, label="seeding requests", file=click.get_text_stream("stderr")) as bar:
-            left = rows
-            while left:
-                n = min(batch, left)
-                writer.write(list(model.rows(start, end, n)))
-                left -= n
-                bar.update(n)
-    finally:
-        conn.close()
-    click.echo(f"seeded {rows} rows over the last {hours:g} h")
+db_cli = CommandGroup("db", {"upgrade": "flexgate_stream.requestlog.commands:db_upgrade"},
+                      help="Manage the request-log schema.")
+demo_cli = CommandGroup("demo", {"traffic": "flexgate_stream.devstack.demo_commands:demo_traffic",
+                                 "seed": "flexgate_stream.devstack.demo_commands:demo_seed"},
+                        help="Write demo traffic to the request log.")

@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from flexgate_stream.localstack import NatsServer, PostgresServer
+from flexgate_stream.devstack.servers import NatsServer, PostgresServer
 
 
 @pytest.fixture(scope="session")

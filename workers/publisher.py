@@ -28,11 +28,11 @@ import nats.errors
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from flexgate_stream.alerts import Rule, load_rules
 from flexgate_stream.errors import ConfigError
 from flexgate_stream.settings import Settings, load_or_exit
-from workers.links import Database, NatsLink
-from workers.publishing import Publishing
+from flexgate_stream.tick.alerts import Rule, load_rules
+from workers.connections import Database, NatsLink
+from workers.outbox import Publishing
 
 log = logging.getLogger("workers.publisher")
 

@@ -1,1 +1,1 @@
-"""The web tier: blueprints served by gunicorn's gevent workers."""
+"""The web tier: the Flask extension, blueprints and gunicorn hooks of the gevent workers."""

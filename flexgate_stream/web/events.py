@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from flexgate_stream import jetstream
+from flexgate_stream.fanout import jetstream_api
 from flexgate_stream.messages import ALERT_SUBJECT_PREFIX, encode, message_id
 from flexgate_stream.web import params
-from flexgate_stream.web.service import current_service
+from flexgate_stream.web.extension import current_service
 
 bp = Blueprint("events", __name__, url_prefix="/api")
 
@@ -17,6 +17,7 @@ def post_event() -> tuple[Response, int]:
     """Accept one ``{event, timestamp, data}`` and store it in ALERTS (202), deduplicated by content."""
     event = params.gateway_event(request.get_data(cache=False))
     subject = ALERT_SUBJECT_PREFIX + event["event"]
-    seq, duplicate = current_service().call(jetstream.publish, subject, encode(event), message_id(subject, event["id"]))
+    seq, duplicate = current_service().call(jetstream_api.publish, subject, encode(event),
+                                            message_id(subject, event["id"]))
     return jsonify({"success": True, "data": {"id": event["id"], "subject": subject, "seq": seq,
                                               "duplicate": duplicate}}), 202

@@ -6,8 +6,8 @@ import os
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from flexgate_stream import jetstream
 from flexgate_stream.errors import FlexgateError
+from flexgate_stream.fanout import jetstream_api
 
 bp = Blueprint("health", __name__)
 
@@ -21,14 +21,14 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
     """Ready when this worker's NATS connection is up and the streams it reads exist; 503 otherwise."""
-    from flexgate_stream.web.service import EXTENSION
+    from flexgate_stream.web.extension import EXTENSION
 
     service = current_app.extensions[EXTENSION]
     body: dict = {"ready": False, "nats": False, "missingStreams": None, "worker": os.getpid(), "server": os.getppid()}
     try:
         if not service.started:
             service.start()
-        missing = service.call(jetstream.missing_streams)
+        missing = service.call(jetstream_api.missing_streams)
     except FlexgateError as exc:
         body["reason"] = str(exc)
         return jsonify(body), 503

@@ -6,12 +6,12 @@ import os
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from flexgate_stream import jetstream
 from flexgate_stream.errors import FlexgateError, NatsUnavailable
-from flexgate_stream.feeds import SUMMARY, route_feed
+from flexgate_stream.fanout import jetstream_api
+from flexgate_stream.fanout.feeds import SUMMARY, route_feed
 from flexgate_stream.web import params
+from flexgate_stream.web.extension import EXTENSION, StreamService
 from flexgate_stream.web.freshness import is_stale
-from flexgate_stream.web.service import EXTENSION, StreamService
 
 bp = Blueprint("stats", __name__, url_prefix="/api")
 
@@ -28,7 +28,7 @@ def stream_stats() -> tuple[Response, int]:
     try:
         if not service.started:
             service.start()
-        found = service.call(jetstream.overview)
+        found = service.call(jetstream_api.overview)
     except FlexgateError as exc:
         reasons.append(f"NATS is unreachable ({exc})")
     live = found["liveness"] or {"newestWindowEnd": None, "snapshotAge": None, "publishers": []}
@@ -64,7 +64,7 @@ def metrics_live() -> Response:
     service: StreamService = current_app.extensions[EXTENSION]
     if not service.started:
         service.start()
-    stored = service.call(jetstream.last_message, feed.stream, feed.subject)
+    stored = service.call(jetstream_api.last_message, feed.stream, feed.subject)
     if stored is None:
         raise NatsUnavailable("no snapshot has been published yet" + (f" for route {route}" if route else ""))
     body = b'{"success":true,"data":' + stored.data + b"}"

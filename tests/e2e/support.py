@@ -18,7 +18,7 @@ from pathlib import Path
 import nats
 import requests
 
-from flexgate_stream.localstack import dies_with_parent, free_port, stop_process, wait_for
+from flexgate_stream.devstack.processes import dies_with_parent, free_port, stop_process, wait_for
 from flexgate_stream.messages import (
     ALERT_SUBJECT_PREFIX,
     METRICS_STREAM,
@@ -27,7 +27,7 @@ from flexgate_stream.messages import (
     message_id,
     route_subject,
 )
-from flexgate_stream.streams import ensure_streams
+from flexgate_stream.tick.stream_setup import ensure_streams
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flexgate_stream.localstack import NatsServer
+from flexgate_stream.devstack.servers import NatsServer
 from flexgate_stream.messages import ALERTS_STREAM, METRICS_STREAM
 from tests.e2e.support import NatsClient, SSEClient
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from flexgate_stream.localstack import NatsServer
+from flexgate_stream.devstack.servers import NatsServer
 from tests.e2e.support import WebServer
 from tests.e2e.test_dashboard_support import (
     CHROMIUM,

@@ -86,4 +86,4 @@ def test_the_dashboard_module_reads_neither_the_database_nor_nats():
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not {name for name in imported if name.split(".")[0] in ("psycopg2", "nats")}
-    assert "flexgate_stream.database" not in imported
+    assert "flexgate_stream.requestlog.database" not in imported

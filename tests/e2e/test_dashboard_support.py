@@ -20,7 +20,7 @@ from flexgate_stream.messages import (
     message_id,
     route_subject,
 )
-from flexgate_stream.streams import ensure_streams
+from flexgate_stream.tick.stream_setup import ensure_streams
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"

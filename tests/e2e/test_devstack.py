@@ -16,7 +16,7 @@ import psycopg2
 import pytest
 import requests
 
-from flexgate_stream.localstack import dies_with_parent, free_port
+from flexgate_stream.devstack.processes import dies_with_parent, free_port
 from tests.e2e.support import SSEClient, alive, descendants
 from tests.waiting import wait_until
 

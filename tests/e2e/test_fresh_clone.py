@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from flexgate_stream.localstack import dies_with_parent, free_port
+from flexgate_stream.devstack.processes import dies_with_parent, free_port
 from tests.e2e.support import ROOT, SSEClient, alive, descendants
 from tests.e2e.test_devstack import row_count
 from tests.waiting import wait_until

@@ -9,7 +9,8 @@ import socket
 import pytest
 import requests
 
-from flexgate_stream.localstack import NatsServer, wait_for
+from flexgate_stream.devstack.processes import wait_for
+from flexgate_stream.devstack.servers import NatsServer
 from tests.e2e.support import NatsClient, SSEClient, open_spread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]

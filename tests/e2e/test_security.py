@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from flexgate_stream.localstack import wait_for
+from flexgate_stream.devstack.processes import wait_for
 from tests.e2e.support import SSEClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]

@@ -7,7 +7,7 @@ import re
 import pytest
 import requests
 
-from flexgate_stream.localstack import wait_for
+from flexgate_stream.devstack.processes import wait_for
 from flexgate_stream.messages import ALERT_SUBJECT_PREFIX, encode
 from tests.e2e.support import SSEClient
 

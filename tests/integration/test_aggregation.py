@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from flexgate_stream import schema
-from flexgate_stream.aggregation import AllTimeCounter, TimeColumn, aggregate_window
-from flexgate_stream.routes import fold_route, route_sql
-from flexgate_stream.snapshot import busiest_routes, route_snapshot, summary_snapshot
+from flexgate_stream.requestlog import schema
+from flexgate_stream.tick.aggregation import AllTimeCounter, TimeColumn, aggregate_window
+from flexgate_stream.tick.routes import fold_route, route_sql
+from flexgate_stream.tick.snapshot import busiest_routes, route_snapshot, summary_snapshot
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -248,7 +248,7 @@ def test_all_time_count_stays_exact_as_the_window_moves(db):
 
 def test_route_folding_in_sql_equals_python(db):
     rnd = random.Random(6)
-    from flexgate_stream.demo import TrafficModel
+    from flexgate_stream.devstack.demo import TrafficModel
 
     model = TrafficModel(7)
     paths = [p for p in PATHS if p] + [model.row(END)[2] for _ in range(300)] + [
@@ -271,7 +271,7 @@ def st_johns_server():
     import tempfile
     from pathlib import Path
 
-    from flexgate_stream.localstack import PostgresServer
+    from flexgate_stream.devstack.servers import PostgresServer
 
     base = Path(tempfile.mkdtemp(prefix="flexgate-test-pg-tz-"))
     base.chmod(0o755)  # reachable by the unprivileged user the server runs as when we are root

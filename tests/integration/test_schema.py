@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from flexgate_stream import schema
+from flexgate_stream.requestlog import schema
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -7,7 +7,7 @@ import time
 import gevent
 import pytest
 
-from flexgate_stream.hub import Overrun, Policy, StreamHub
+from flexgate_stream.fanout.hub import Overrun, Policy, StreamHub
 
 
 def hub_with(policy: Policy, capacity: int = 4):

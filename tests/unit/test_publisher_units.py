@@ -7,11 +7,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from flexgate_stream.aggregation import Stats, WindowFigures
 from flexgate_stream.messages import Snapshot, Summary, encode
-from flexgate_stream.routes import fold_route
-from flexgate_stream.snapshot import summary_snapshot
-from workers.links import Backoff, StateLog
+from flexgate_stream.tick.aggregation import Stats, WindowFigures
+from flexgate_stream.tick.routes import fold_route
+from flexgate_stream.tick.snapshot import summary_snapshot
+from workers.connections import Backoff, StateLog
 from workers.publisher import publisher_id, window_end_for
 
 ROOT = Path(__file__).resolve().parents[2]

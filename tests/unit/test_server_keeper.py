@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from flexgate_stream.devstack import ServerKeeper
+from flexgate_stream.devstack.keeper import ServerKeeper
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -14,7 +14,7 @@ UNREACHABLE = ("nats://127.0.0.1:1",)
 
 
 def client_for(**overrides):
-    return create_app(Settings(nats_servers=UNREACHABLE, **overrides), cli=False).test_client()
+    return create_app(Settings(nats_servers=UNREACHABLE, **overrides)).test_client()
 
 
 def test_token_compare():

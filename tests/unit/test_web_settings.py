@@ -8,7 +8,7 @@ import pytest
 
 from flexgate_stream.errors import ConfigError
 from flexgate_stream.settings import Settings
-from flexgate_stream.web import lifecycle
+from flexgate_stream.web import gunicorn_hooks
 from flexgate_stream.web.freshness import is_stale, snapshot_age
 
 
@@ -23,13 +23,13 @@ def test_send_timeout_and_metrics_dir(tmp_path):
 
 
 def test_metrics_dir_is_created_when_not_configured_and_cleared_of_old_files(tmp_path):
-    assert lifecycle.metrics_dir(str(tmp_path)) == (str(tmp_path), False)
-    made, own = lifecycle.metrics_dir(None)
+    assert gunicorn_hooks.metrics_dir(str(tmp_path)) == (str(tmp_path), False)
+    made, own = gunicorn_hooks.metrics_dir(None)
     assert own
     (tmp_path / "counter_123.db").write_bytes(b"x")
-    lifecycle.clear_metrics_dir(str(tmp_path))
+    gunicorn_hooks.clear_metrics_dir(str(tmp_path))
     assert not list(tmp_path.glob("*.db"))
-    lifecycle.clear_metrics_dir(made)
+    gunicorn_hooks.clear_metrics_dir(made)
 
 
 def test_snapshot_age_and_staleness():

@@ -10,12 +10,12 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app
 
-from flexgate_stream import feeds
 from flexgate_stream.errors import NatsUnavailable
-from flexgate_stream.feeds import Feed
-from flexgate_stream.hub import Channel, StreamHub, Subscriber
+from flexgate_stream.fanout import feeds
+from flexgate_stream.fanout.feeds import Feed
+from flexgate_stream.fanout.hub import Channel, StreamHub, Subscriber
 from flexgate_stream.settings import Settings
-from flexgate_stream.web.metrics import WebMetrics
+from flexgate_stream.web.prometheus import WebMetrics
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class StreamService:
         self.settings = settings
         self.hub = StreamHub(settings.client_queue, settings.max_clients)
         self.metrics = WebMetrics(settings)
-        self.bridge: Any = None  # flexgate_stream.bridge.Bridge, imported only in a gevent worker
+        self.bridge: Any = None  # flexgate_stream.fanout.bridge.Bridge, imported only in a gevent worker
         self._pid: int | None = None
         self._sockets: dict[int, Any] = {}  # open streams' sockets, by subscriber
 
@@ -46,7 +46,7 @@ class StreamService:
 
         if not monkey.is_module_patched("socket"):
             raise NatsUnavailable("the stream service runs in gunicorn's gevent workers (see conf/gunicorn.conf.py).")
-        from flexgate_stream.bridge import Bridge
+        from flexgate_stream.fanout.bridge import Bridge
 
         self._pid = os.getpid()
         self.bridge = Bridge(self.settings, self.hub, on_reconnect=self.metrics.reconnects.inc)
@@ -108,7 +108,7 @@ class StreamService:
                 self.bridge.unfollow(feed.key)
 
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Run a JetStream coroutine from ``flexgate_stream.jetstream`` and wait for its result."""
+        """Run a JetStream coroutine from ``flexgate_stream.fanout.jetstream_api`` and wait for its result."""
         if self.bridge is None or not self.started:
             raise NatsUnavailable("the stream service is not running in this process.")
         return self.bridge.call(fn, *args)

@@ -6,12 +6,13 @@ import random
 
 from flask import Blueprint, Response, request
 
-from flexgate_stream import feeds, sse
+from flexgate_stream import sse
 from flexgate_stream.errors import AtCapacity
-from flexgate_stream.feeds import Feed
+from flexgate_stream.fanout import feeds
+from flexgate_stream.fanout.client_stream import ClientStream
+from flexgate_stream.fanout.feeds import Feed
 from flexgate_stream.web import params
-from flexgate_stream.web.client_stream import ClientStream
-from flexgate_stream.web.service import current_service
+from flexgate_stream.web.extension import current_service
 
 bp = Blueprint("stream", __name__, url_prefix="/api/stream")
 

@@ -13,8 +13,6 @@ from nats.js import JetStreamContext
 from nats.js.errors import NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
-from flexgate_stream.aggregation import WindowFigures
-from flexgate_stream.alerts import AlertTracker, Rule, observe
 from flexgate_stream.liveness import utc_now_iso
 from flexgate_stream.messages import (
     ALERT_STATE_BUCKET,
@@ -27,7 +25,9 @@ from flexgate_stream.messages import (
     route_subject,
 )
 from flexgate_stream.settings import Settings
-from flexgate_stream.snapshot import busiest_routes, iso, route_snapshot, summary_snapshot
+from flexgate_stream.tick.aggregation import WindowFigures
+from flexgate_stream.tick.alerts import AlertTracker, Rule, observe
+from flexgate_stream.tick.snapshot import busiest_routes, iso, route_snapshot, summary_snapshot
 
 log = logging.getLogger("workers.publisher")
 

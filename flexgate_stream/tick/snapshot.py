@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from flexgate_stream.aggregation import (
+from flexgate_stream.messages import SCHEMA_VERSION, Breakdown, Series, Snapshot, StatusCount, Summary, Window
+from flexgate_stream.tick.aggregation import (
     BREAKDOWN_SPAN,
     BUCKET_SECONDS,
     BUCKETS,
@@ -12,7 +13,6 @@ from flexgate_stream.aggregation import (
     Stats,
     WindowFigures,
 )
-from flexgate_stream.messages import SCHEMA_VERSION, Breakdown, Series, Snapshot, StatusCount, Summary, Window
 
 DECIMALS = 3  # published floats are rounded to 1 µs / 0.001 %; tests compare with this tolerance
 

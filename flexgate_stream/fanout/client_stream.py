@@ -8,11 +8,12 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from flexgate_stream import jetstream, sse
+from flexgate_stream import sse
 from flexgate_stream.errors import NatsUnavailable
-from flexgate_stream.feeds import Feed
-from flexgate_stream.hub import Channel, Overrun, Policy, Subscriber
-from flexgate_stream.web.service import StreamService
+from flexgate_stream.fanout import jetstream_api
+from flexgate_stream.fanout.feeds import Feed
+from flexgate_stream.fanout.hub import Channel, Overrun, Policy, Subscriber
+from flexgate_stream.web.extension import StreamService
 
 REPLAY_BATCH = 100
 BUS_WAIT_SECONDS = 60.0  # how long a resume waits for NATS before it gives up with event: reset
@@ -79,7 +80,7 @@ class ClientStream:
     def _newest(self, sub: Subscriber) -> Iterator[bytes]:
         """The newest snapshot from JetStream when this worker's consumer has not delivered it yet."""
         try:
-            stored = self.service.call(jetstream.last_message, self.feed.stream, self.feed.subject)
+            stored = self.service.call(jetstream_api.last_message, self.feed.stream, self.feed.subject)
         except NatsUnavailable:
             return  # the ring's newest (if any) is the best there is
         if stored is None:
@@ -121,12 +122,12 @@ class ClientStream:
         if self.since is not None:
             start = datetime.now(UTC) - self.since
             newest = self.channel.last_seq  # read before the call: what arrives while it runs is newer
-            first = self.service.call(jetstream.first_since, self.feed.stream, self.feed.subject, start)
+            first = self.service.call(jetstream_api.first_since, self.feed.stream, self.feed.subject, start)
             # With nothing that recent, what the ring holds is older still.
             sub.last_seq = newest if first is None else first.seq - 1
             yield from self._replay_to_ring(sub, sub.last_seq)
             return
-        kept = self.service.call(jetstream.bounds, self.feed.stream)
+        kept = self.service.call(jetstream_api.bounds, self.feed.stream)
         after = self.last_id or 0
         if after > kept.last:
             yield from self._reset(sub, "the last event id is newer than anything the stream holds")
@@ -154,7 +155,7 @@ class ClientStream:
         snapshots = self.channel.policy is Policy.LATEST
         batch_size = self.service.settings.client_queue + 1 if snapshots else REPLAY_BATCH
         while True:
-            batch = self.service.call(jetstream.read_after, self.feed.stream, self.feed.subject, after,
+            batch = self.service.call(jetstream_api.read_after, self.feed.stream, self.feed.subject, after,
                                       batch_size, upto)
             if snapshots and len(batch) >= batch_size:
                 # More missed than a live client may lag: like a slow client, skip to the newest.
@@ -181,7 +182,7 @@ class ClientStream:
             sub.cursor = newest.index
             return
         try:
-            stored = self.service.call(jetstream.last_message, self.feed.stream, self.feed.subject)
+            stored = self.service.call(jetstream_api.last_message, self.feed.stream, self.feed.subject)
         except NatsUnavailable:
             return
         if stored is not None:

@@ -41,7 +41,7 @@ def worker_started(worker: Any) -> None:
     """post_worker_init: start the bridge, and make SIGTERM end every stream with a last frame."""
     import gevent
 
-    from flexgate_stream.web.service import EXTENSION
+    from flexgate_stream.web.extension import EXTENSION
 
     service = worker.wsgi.extensions[EXTENSION]
     service.start()
@@ -56,7 +56,7 @@ def worker_started(worker: Any) -> None:
 
 def worker_exiting(worker: Any) -> None:
     """worker_exit: close the worker's NATS connection."""
-    from flexgate_stream.web.service import EXTENSION
+    from flexgate_stream.web.extension import EXTENSION
 
     service = getattr(worker, "wsgi", None) and worker.wsgi.extensions.get(EXTENSION)
     if service is not None:

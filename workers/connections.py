@@ -18,11 +18,11 @@ import psycopg2
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from flexgate_stream import database
-from flexgate_stream.aggregation import AllTimeCounter, TimeColumn, WindowFigures, aggregate_window
 from flexgate_stream.errors import DatabaseUnavailable
+from flexgate_stream.requestlog import database
 from flexgate_stream.settings import Settings
-from flexgate_stream.streams import ensure_streams
+from flexgate_stream.tick.aggregation import AllTimeCounter, TimeColumn, WindowFigures, aggregate_window
+from flexgate_stream.tick.stream_setup import ensure_streams
 
 log = logging.getLogger("workers.publisher")
 

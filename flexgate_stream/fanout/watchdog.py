@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
 
-from flexgate_stream import jetstream
-from flexgate_stream.feeds import Feed
-from flexgate_stream.hub import Channel
+from flexgate_stream.fanout import jetstream_api
+from flexgate_stream.fanout.feeds import Feed
+from flexgate_stream.fanout.hub import Channel
 
 
 @dataclass
@@ -61,12 +61,12 @@ class Watchdog:
                 found.append((key, watch.newer))
                 continue
             if feed.stream not in lasts:
-                lasts[feed.stream] = (await jetstream.bounds(nc, feed.stream)).last
+                lasts[feed.stream] = (await jetstream_api.bounds(nc, feed.stream)).last
             watch.checked_at = now
             if lasts[feed.stream] <= max(channel.last_seq, watch.stream_last):
                 continue  # the stream did not grow past what was already seen: nothing new on the subject
             request = {"seq": channel.last_seq + 1, "next_by_subj": feed.subject}
-            newer = await jetstream.direct_get(nc, feed.stream, request)
+            newer = await jetstream_api.direct_get(nc, feed.stream, request)
             watch.newer = newer.seq if newer is not None else 0
             watch.stream_last = lasts[feed.stream] if newer is None else 0
         return found

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from flexgate_stream.hub import Channel, StreamHub
+from flexgate_stream.fanout.hub import Channel, StreamHub
 from flexgate_stream.settings import Settings
 from flexgate_stream.web.freshness import snapshot_age
 
@@ -91,7 +91,7 @@ class _LiveCollector(Collector):
 @bp.get("/metrics")
 def metrics() -> Response:
     """Prometheus text exposition."""
-    from flexgate_stream.web.service import EXTENSION
+    from flexgate_stream.web.extension import EXTENSION
 
     service = current_app.extensions[EXTENSION]
     return Response(service.metrics.render(), content_type=CONTENT_TYPE_LATEST)

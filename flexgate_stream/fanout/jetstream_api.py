@@ -1,4 +1,5 @@
-"""JetStream reads for the web tier, as plain coroutines (run on the bridge's asyncio loop)."""
+"""The JetStream calls the web tier makes (reads, and the gateway events it publishes), as plain coroutines
+run on the bridge's asyncio loop."""
 
 from __future__ import annotations
 

@@ -13,11 +13,11 @@ import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from flexgate_stream.aggregation import BUCKET_SECONDS, BUCKETS, Stats, WindowFigures
 from flexgate_stream.errors import ConfigError
 from flexgate_stream.messages import ALERT_SUBJECT_PREFIX, Alert, route_token
+from flexgate_stream.tick.aggregation import BUCKET_SECONDS, BUCKETS, Stats, WindowFigures
 
-DEFAULT_RULES_FILE = Path(__file__).resolve().parent.parent / "conf" / "alert-rules.toml"
+DEFAULT_RULES_FILE = Path(__file__).resolve().parents[2] / "conf" / "alert-rules.toml"
 METRICS = ("errorRate", "avgLatency", "p50Latency", "p95Latency", "p99Latency", "requestsPerSecond")
 SCOPES = ("summary", "routes", "all")
 SEVERITIES = ("info", "warning", "critical")

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import psycopg2.extensions
 
-from flexgate_stream.routes import route_sql
+from flexgate_stream.tick.routes import route_sql
 
 SUMMARY_SPAN = timedelta(hours=24)
 BREAKDOWN_SPAN = timedelta(hours=1)

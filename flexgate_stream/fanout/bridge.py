@@ -39,12 +39,12 @@ from gevent.event import AsyncResult
 from nats.aio.client import Client as NATS
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from flexgate_stream import jetstream
 from flexgate_stream.errors import NatsUnavailable
-from flexgate_stream.feeds import Feed
-from flexgate_stream.hub import Channel, Policy, StreamHub
+from flexgate_stream.fanout import jetstream_api
+from flexgate_stream.fanout.feeds import Feed
+from flexgate_stream.fanout.hub import Channel, Policy, StreamHub
+from flexgate_stream.fanout.watchdog import Watchdog
 from flexgate_stream.settings import Settings
-from flexgate_stream.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class Bridge:
         self._feeds.pop(key, None)
         self._submit(self._unfollow, key)
 
-    def call(self, fn: Callable[..., Awaitable[T]], *args: Any, timeout: float = jetstream.TIMEOUT + 1) -> T:
+    def call(self, fn: Callable[..., Awaitable[T]], *args: Any, timeout: float = jetstream_api.TIMEOUT + 1) -> T:
         """Run ``fn(nc, *args)`` on the loop and wait for it in this greenlet; NatsUnavailable when it cannot."""
         loop, nc = self._loop, self._nc
         if loop is None or nc is None or not nc.is_connected:
@@ -264,10 +264,10 @@ class Bridge:
     async def _first_seq(self, nc: NATS, feed: Feed) -> int:
         """Where a new consumer starts: a snapshot feed at its newest message, alerts after the last one."""
         if feed.policy is Policy.LATEST:
-            newest = await jetstream.last_message(nc, feed.stream, feed.subject)
+            newest = await jetstream_api.last_message(nc, feed.stream, feed.subject)
             if newest is not None:
                 return newest.seq
-        return (await jetstream.bounds(nc, feed.stream)).last + 1
+        return (await jetstream_api.bounds(nc, feed.stream)).last + 1
 
     async def _unfollow(self, key: str) -> None:
         sub = self._subs.pop(key, None)

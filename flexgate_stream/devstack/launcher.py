@@ -16,66 +16,19 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections import deque
 from pathlib import Path
 
-from flexgate_stream import database, schema
-from flexgate_stream.errors import FlexgateError, LocalStackError
-from flexgate_stream.localstack import NatsServer, PostgresServer, dies_with_parent, stop_process
+from flexgate_stream.devstack.keeper import ServerKeeper
+from flexgate_stream.devstack.processes import dies_with_parent, stop_process
+from flexgate_stream.devstack.servers import NatsServer, PostgresServer
+from flexgate_stream.errors import FlexgateError
+from flexgate_stream.requestlog import database, schema
 from flexgate_stream.settings import Settings, load_or_exit
 
 log = logging.getLogger("devstack")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LOCAL_BIND = "127.0.0.1"  # make run serves an open API: local only unless FLEXGATE_BIND says otherwise
-
-
-class ServerKeeper(threading.Thread):
-    """Starts a server again, on its port and with its data, when it dies while the stack runs.
-
-    Gives up after ``max_restarts`` deaths within ``window`` seconds, and then calls ``on_give_up``.
-    """
-
-    def __init__(self, name: str, server: NatsServer | PostgresServer, on_give_up,
-                 max_restarts: int = 3, window: float = 60.0, interval: float = 0.5) -> None:
-        super().__init__(name=f"keeper-{name}", daemon=True)
-        self.server_name = name
-        self.server = server
-        self.on_give_up = on_give_up
-        self.max_restarts = max_restarts
-        self.window = window
-        self.interval = interval
-        self.deaths: deque[float] = deque()
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopping.wait(self.interval):
-            proc = self.server.proc
-            if proc is None or proc.poll() is None:
-                continue
-            if self._too_many(time.monotonic()):
-                log.error("%s died %d times within %.0f s; giving up (its log: %s)", self.server_name,
-                          len(self.deaths), self.window, self.server.log_file)
-                self.on_give_up()
-                return
-            log.warning("%s (pid %d) exited with status %s; starting it again on port %s with the same data",
-                        self.server_name, proc.pid, proc.returncode, self.server.port)
-            try:
-                self.server.start()
-            except LocalStackError as exc:
-                log.warning("%s did not start again: %s", self.server_name, exc)
-
-    def _too_many(self, now: float) -> bool:
-        self.deaths.append(now)
-        while self.deaths and now - self.deaths[0] > self.window:
-            self.deaths.popleft()
-        return len(self.deaths) > self.max_restarts
-
-    def stop(self) -> None:
-        self.stopping.set()
-        if self.is_alive() and self is not threading.current_thread():
-            self.join(timeout=60)
 
 
 class DevStack:
