@@ -28,7 +28,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         events,
         extension,
         health,
-        prometheus,
         sse_views,
         stats,
     )
@@ -44,7 +43,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     auth.init_app(app)
     extension.init_app(app, settings)
     app.after_request(_name_worker)
-    for module in (health, dashboard, sse_views, stats, events, prometheus):
+    for module in (health, dashboard, sse_views, stats, events):
         app.register_blueprint(module.bp)
     app.cli.add_command(db_cli)
     app.cli.add_command(demo_cli)

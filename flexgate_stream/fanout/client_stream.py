@@ -5,48 +5,87 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, TypeVar
 
 from flexgate_stream import sse
 from flexgate_stream.errors import NatsUnavailable
 from flexgate_stream.fanout import jetstream_api
 from flexgate_stream.fanout.feeds import Feed
-from flexgate_stream.fanout.hub import Channel, Overrun, Policy, Subscriber
-from flexgate_stream.web.extension import StreamService
+from flexgate_stream.fanout.hub import Channel, Overrun, Policy, StreamHub, Subscriber
+from flexgate_stream.settings import Settings
 
 REPLAY_BATCH = 100
 BUS_WAIT_SECONDS = 60.0  # how long a resume waits for NATS before it gives up with event: reset
 
+T = TypeVar("T")
+
+
+class StreamCounters(Protocol):
+    """What a client stream counts (web.prometheus.WebMetrics)."""
+
+    def sent(self, label: str, count: int = 1) -> None: ...
+
+    def reset(self, label: str) -> None: ...
+
+    def skipped(self, count: int) -> None: ...
+
+
+class StreamHost(Protocol):
+    """What one client stream needs from the worker that serves it (web.extension.StreamService)."""
+
+    hub: StreamHub
+    settings: Settings
+    metrics: StreamCounters
+
+    def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T: ...
+
+    def attach(self, feed: Feed, channel: Channel, cursor: int, sock: Any = None) -> Subscriber: ...
+
+    def release(self, feed: Feed, sub: Subscriber) -> None: ...
+
 
 class ClientStream:
-    """The frames of one SSE response, as an iterator the WSGI server writes out."""
+    """The frames of one SSE response, as an iterator the WSGI server writes out.
 
-    def __init__(self, service: StreamService, feed: Feed, channel: Channel, *, last_id: int | None = None,
+    The client is registered with its host when made (so capacity counts it at once) and released by
+    ``close()``, which the WSGI server calls whether or not the response was ever iterated.
+    """
+
+    def __init__(self, service: StreamHost, feed: Feed, channel: Channel, *, last_id: int | None = None,
                  since: timedelta | None = None, sock: object = None) -> None:
         self.service = service
         self.feed = feed
         self.channel = channel
         self.last_id = last_id
         self.since = since
-        self.sock = sock
         self.client_id = str(uuid.uuid4())
-        self.label = "route" if feed.key.startswith("route:") else feed.key
+        self.label = feed.label
+        cursor, self.needs_history = self._start()
+        self.sub: Subscriber | None = service.attach(feed, channel, cursor, sock)
+        self.sub.last_seq = last_id or 0
 
     def __iter__(self) -> Iterator[bytes]:
         return self._frames()
 
+    def close(self) -> None:
+        """Release the client (once)."""
+        if self.sub is not None:
+            sub, self.sub = self.sub, None
+            self.service.release(self.feed, sub)
+
     def _frames(self) -> Iterator[bytes]:
-        cursor, needs_history = self._start()
-        sub = self.service.attach(self.feed, self.channel, cursor, self.sock)
-        sub.last_seq = self.last_id or 0
+        sub = self.sub
+        if sub is None:
+            return
         try:
-            for chunk in self._body(sub, needs_history):
+            for chunk in self._body(sub, self.needs_history):
                 sub.writing_since = time.monotonic()
                 yield chunk  # resumed once the server has written it, so a client that stops reading shows here
                 sub.writing_since = None
         finally:
-            self.service.release(self.feed, sub)
+            self.close()
 
     def _body(self, sub: Subscriber, needs_history: bool) -> Iterator[bytes]:
         told = self.service.hub.connected
@@ -90,7 +129,7 @@ class ClientStream:
             sub.last_seq = max(sub.last_seq, stored.seq - 1)  # the ring has it: skip what is older
             return
         sub.last_seq = stored.seq  # the ring's older frames are skipped, later ones follow
-        self.service.metrics.events_sent.labels(self.label).inc()
+        self.service.metrics.sent(self.label)
         yield sse.frame(stored.data, id=stored.seq)
 
     def _catch_up(self, sub: Subscriber) -> Iterator[bytes]:
@@ -164,7 +203,7 @@ class ClientStream:
             fresh = [m for m in batch if m.seq > sub.last_seq]
             if fresh:
                 sub.last_seq = fresh[-1].seq
-                self.service.metrics.events_sent.labels(self.label).inc(len(fresh))
+                self.service.metrics.sent(self.label, len(fresh))
                 yield b"".join(sse.frame(m.data, id=m.seq) for m in fresh)
             if snapshots or len(batch) < batch_size:
                 return
@@ -172,7 +211,7 @@ class ClientStream:
 
     def _reset(self, sub: Subscriber, reason: str) -> Iterator[bytes]:
         """Tell the client to start over; a snapshot client then gets the newest snapshot."""
-        self.service.metrics.resets.labels(self.label).inc()
+        self.service.metrics.reset(self.label)
         yield sse.json_frame({"reason": reason}, event="reset")
         if self.channel.policy is not Policy.LATEST:
             return
@@ -205,16 +244,16 @@ class ClientStream:
             try:
                 frames = sub.take()
             except Overrun:
-                metrics.resets.labels(self.label).inc()
+                metrics.reset(self.label)
                 yield sse.json_frame({"reason": "the client fell too far behind; reconnect to resume"},
                                      event="reset", retry=self._jittered_retry())
                 return
             if sub.skipped:
-                metrics.skipped.inc(sub.skipped)
+                metrics.skipped(sub.skipped)
                 sub.skipped = 0
             now = time.monotonic()
             if frames:
-                metrics.events_sent.labels(self.label).inc(len(frames))
+                metrics.sent(self.label, len(frames))
                 next_beat = now + beat
                 yield b"".join(f.sse for f in frames)
             elif now >= next_beat:

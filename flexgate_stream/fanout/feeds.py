@@ -26,6 +26,11 @@ class Feed:
     policy: Policy
     shared: bool  # followed for the worker's life; otherwise dropped when its last client leaves
 
+    @property
+    def label(self) -> str:
+        """The feed's name in metrics: every per-route feed counts as ``route``."""
+        return self.key if self.shared else "route"
+
 
 SUMMARY = Feed("metrics", METRICS_STREAM, SUMMARY_SUBJECT, Policy.LATEST, shared=True)
 ALERTS = Feed("alerts", ALERTS_STREAM, ALERT_SUBJECT_PREFIX + ">", Policy.EVERY, shared=True)

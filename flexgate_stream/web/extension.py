@@ -1,17 +1,20 @@
-"""StreamService: one worker's hub, bridge and metrics, started lazily inside the worker."""
+"""The Flask extension: one worker's StreamService (hub, bridge, metrics), its accessor, and admission of streams."""
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from flask import Flask, current_app
 
-from flexgate_stream.errors import NatsUnavailable
+from flexgate_stream.errors import AtCapacity, NatsUnavailable
 from flexgate_stream.fanout import feeds
+from flexgate_stream.fanout.client_stream import ClientStream
 from flexgate_stream.fanout.feeds import Feed
 from flexgate_stream.fanout.hub import Channel, StreamHub, Subscriber
 from flexgate_stream.settings import Settings
@@ -90,9 +93,23 @@ class StreamService:
             self.bridge.follow(feed, channel)
         return channel
 
+    def admit(self, feed: Feed, *, last_id: int | None = None, since: timedelta | None = None,
+              sock: Any = None) -> ClientStream:
+        """A new client stream of ``feed``, or AtCapacity (503, Retry-After) while full or shutting down."""
+        if self.hub.full() or self.hub.closing:
+            wait = {"Retry-After": str(max(1, round(self.settings.retry_ms / 1000 * random.uniform(1, 3))))}
+            if self.hub.closing:
+                raise AtCapacity("this server process is shutting down; retry shortly.", headers=wait)
+            raise AtCapacity(f"this server process already serves its maximum of {self.hub.max_clients} streams; "
+                             "retry later.", headers=wait)
+        if sock is not None:
+            # A client that stops reading fails its write after this long instead of holding the stream forever.
+            sock.settimeout(self.settings.send_timeout_seconds)
+        return ClientStream(self, feed, self.open(feed), last_id=last_id, since=since, sock=sock)
+
     def attach(self, feed: Feed, channel: Channel, cursor: int, sock: Any = None) -> Subscriber:
         """Register one client stream (and its socket, so shutdown can cut it if it stalls)."""
-        self.metrics.clients.labels(_label(feed)).inc()
+        self.metrics.clients.labels(feed.label).inc()
         sub = self.hub.attach(channel, cursor)
         if sock is not None:
             self._sockets[id(sub)] = sock
@@ -101,7 +118,7 @@ class StreamService:
     def release(self, feed: Feed, sub: Subscriber) -> None:
         """Forget one client stream; a per-route feed nobody reads any more is dropped."""
         self._sockets.pop(id(sub), None)
-        self.metrics.clients.labels(_label(feed)).dec()
+        self.metrics.clients.labels(feed.label).dec()
         if self.hub.detach(sub) and not feed.shared:
             self.hub.drop(feed.key)
             if self.bridge is not None:
@@ -118,10 +135,6 @@ class StreamService:
         return self.started and self.bridge is not None and self.bridge.connected
 
 
-def _label(feed: Feed) -> str:
-    return "route" if feed.key.startswith("route:") else feed.key
-
-
 def init_app(app: Flask, settings: Settings) -> StreamService:
     """Attach a StreamService to ``app``; it starts in the worker (post_worker_init) or on first use."""
     service = StreamService(settings)
@@ -129,9 +142,14 @@ def init_app(app: Flask, settings: Settings) -> StreamService:
     return service
 
 
+def service_of(app: Flask) -> StreamService:
+    """The StreamService attached to ``app`` (not started here)."""
+    service: StreamService = app.extensions[EXTENSION]
+    return service
+
+
 def current_service() -> StreamService:
     """The StreamService of the current app, started in this process if it was not yet."""
-    service: StreamService = current_app.extensions[EXTENSION]
-    if not service.started:
-        service.start()
+    service = service_of(current_app)
+    service.start()
     return service

@@ -41,9 +41,9 @@ def worker_started(worker: Any) -> None:
     """post_worker_init: start the bridge, and make SIGTERM end every stream with a last frame."""
     import gevent
 
-    from flexgate_stream.web.extension import EXTENSION
+    from flexgate_stream.web.extension import service_of  # see worker_exiting
 
-    service = worker.wsgi.extensions[EXTENSION]
+    service = service_of(worker.wsgi)
     service.start()
 
     def on_term() -> None:
@@ -56,11 +56,13 @@ def worker_started(worker: Any) -> None:
 
 def worker_exiting(worker: Any) -> None:
     """worker_exit: close the worker's NATS connection."""
-    from flexgate_stream.web.extension import EXTENSION
+    # Imported in the worker, not at the top: the master imports this module before it has set
+    # PROMETHEUS_MULTIPROC_DIR, which prometheus-client (loaded by the extension) reads once on import.
+    from flexgate_stream.web.extension import service_of
 
-    service = getattr(worker, "wsgi", None) and worker.wsgi.extensions.get(EXTENSION)
-    if service is not None:
-        service.stop(timeout=1.0)
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        service_of(app).stop(timeout=1.0)
 
 
 def worker_gone(pid: int, path: str) -> None:

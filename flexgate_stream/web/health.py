@@ -1,13 +1,17 @@
-"""``GET /healthz`` (the process serves) and ``GET /readyz`` (NATS connected, streams present)."""
+"""What probes and scrapers read: ``GET /healthz`` (the process serves), ``GET /readyz`` (NATS connected, streams
+present) and ``GET /metrics`` (Prometheus text of every worker)."""
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from flexgate_stream.errors import FlexgateError
 from flexgate_stream.fanout import jetstream_api
+from flexgate_stream.web.extension import current_service, service_of
 
 bp = Blueprint("health", __name__)
 
@@ -21,14 +25,10 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
     """Ready when this worker's NATS connection is up and the streams it reads exist; 503 otherwise."""
-    from flexgate_stream.web.extension import EXTENSION
-
-    service = current_app.extensions[EXTENSION]
-    body: dict = {"ready": False, "nats": False, "missingStreams": None, "worker": os.getpid(), "server": os.getppid()}
+    body: dict[str, Any] = {"ready": False, "nats": False, "missingStreams": None, "worker": os.getpid(),
+                            "server": os.getppid()}
     try:
-        if not service.started:
-            service.start()
-        missing = service.call(jetstream_api.missing_streams)
+        missing = current_service().call(jetstream_api.missing_streams)
     except FlexgateError as exc:
         body["reason"] = str(exc)
         return jsonify(body), 503
@@ -36,3 +36,9 @@ def readyz() -> tuple[Response, int]:
     if missing:
         body["reason"] = f"stream(s) {', '.join(missing)} do not exist yet; the publisher creates them."
     return jsonify(body), 200 if body["ready"] else 503
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text exposition."""
+    return Response(service_of(current_app).metrics.render(), content_type=CONTENT_TYPE_LATEST)

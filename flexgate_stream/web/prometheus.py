@@ -9,16 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from flask import Blueprint, Response, current_app
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from flexgate_stream.fanout.hub import Channel, StreamHub
 from flexgate_stream.settings import Settings
 from flexgate_stream.web.freshness import snapshot_age
-
-bp = Blueprint("metrics", __name__)
 
 CLIENTS = "flexgate_stream_clients_connected"
 
@@ -33,11 +30,24 @@ class WebMetrics:
         self.clients = Gauge(CLIENTS, "Open SSE streams.", ["stream"], multiprocess_mode="livesum", registry=own)
         self.events_sent = Counter("flexgate_stream_events_sent", "Messages written to SSE clients.", ["stream"],
                                    registry=own)
-        self.skipped = Counter("flexgate_stream_snapshots_skipped", "Snapshots slow clients skipped.", registry=own)
+        self.snapshots_skipped = Counter("flexgate_stream_snapshots_skipped", "Snapshots slow clients skipped.",
+                                         registry=own)
         self.resets = Counter("flexgate_stream_resets", "event: reset frames sent.", ["stream"], registry=own)
         self.reconnects = Counter("flexgate_stream_nats_reconnects", "NATS connections re-established after a loss.",
                                   registry=own)
         self._live: Collector | None = None
+
+    def sent(self, label: str, count: int = 1) -> None:
+        """``count`` messages written to one client of feed ``label``."""
+        self.events_sent.labels(label).inc(count)
+
+    def reset(self, label: str) -> None:
+        """One ``event: reset`` sent to a client of feed ``label``."""
+        self.resets.labels(label).inc()
+
+    def skipped(self, count: int) -> None:
+        """``count`` snapshots a slow client skipped."""
+        self.snapshots_skipped.inc(count)
 
     def watch(self, hub: StreamHub, summary: Callable[[], Channel | None]) -> None:
         """Report this worker's live figures (snapshot age, NATS state) at scrape time."""
@@ -86,12 +96,3 @@ class _LiveCollector(Collector):
         yield GaugeMetricFamily("flexgate_stream_nats_connected",
                                 "1 when the answering worker's NATS connection is up.",
                                 value=1.0 if self.hub.connected else 0.0)
-
-
-@bp.get("/metrics")
-def metrics() -> Response:
-    """Prometheus text exposition."""
-    from flexgate_stream.web.extension import EXTENSION
-
-    service = current_app.extensions[EXTENSION]
-    return Response(service.metrics.render(), content_type=CONTENT_TYPE_LATEST)

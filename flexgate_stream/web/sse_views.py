@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import random
+from datetime import timedelta
 
 from flask import Blueprint, Response, request
 
 from flexgate_stream import sse
-from flexgate_stream.errors import AtCapacity
 from flexgate_stream.fanout import feeds
-from flexgate_stream.fanout.client_stream import ClientStream
 from flexgate_stream.fanout.feeds import Feed
 from flexgate_stream.web import params
 from flexgate_stream.web.extension import current_service
@@ -33,18 +31,6 @@ def stream_alerts() -> Response:
     return _open(feeds.ALERTS, last_id, since if last_id is None else None)
 
 
-def _open(feed: Feed, last_id: int | None, since=None) -> Response:
-    service = current_service()
-    hub = service.hub
-    if hub.full() or hub.closing:
-        wait = {"Retry-After": str(max(1, round(service.settings.retry_ms / 1000 * random.uniform(1, 3))))}
-        if hub.closing:
-            raise AtCapacity("this server process is shutting down; retry shortly.", headers=wait)
-        raise AtCapacity(f"this server process already serves its maximum of {hub.max_clients} streams; "
-                         "retry later.", headers=wait)
-    sock = request.environ.get("gunicorn.socket")
-    if sock is not None:
-        # A client that stops reading fails its write after this long instead of holding the stream forever.
-        sock.settimeout(service.settings.send_timeout_seconds)
-    stream = ClientStream(service, feed, service.open(feed), last_id=last_id, since=since, sock=sock)
+def _open(feed: Feed, last_id: int | None, since: timedelta | None = None) -> Response:
+    stream = current_service().admit(feed, last_id=last_id, since=since, sock=request.environ.get("gunicorn.socket"))
     return Response(stream, headers=sse.HEADERS)

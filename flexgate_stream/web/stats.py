@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -10,7 +11,7 @@ from flexgate_stream.errors import FlexgateError, NatsUnavailable
 from flexgate_stream.fanout import jetstream_api
 from flexgate_stream.fanout.feeds import SUMMARY, route_feed
 from flexgate_stream.web import params
-from flexgate_stream.web.extension import EXTENSION, StreamService
+from flexgate_stream.web.extension import current_service, service_of
 from flexgate_stream.web.freshness import is_stale
 
 bp = Blueprint("stats", __name__, url_prefix="/api")
@@ -21,14 +22,12 @@ STALLED_SECONDS = 2.0  # a write to a client pending this long means the client 
 @bp.get("/stream/stats")
 def stream_stats() -> tuple[Response, int]:
     """Stream figures, snapshot freshness and client counts; 503 with the reason when unhealthy."""
-    service: StreamService = current_app.extensions[EXTENSION]
+    service = service_of(current_app)
     tick = service.settings.tick_seconds
     reasons: list[str] = []
-    found: dict = {"metrics": None, "alerts": None, "liveness": None}
+    found: dict[str, Any] = {"metrics": None, "alerts": None, "liveness": None}
     try:
-        if not service.started:
-            service.start()
-        found = service.call(jetstream_api.overview)
+        found = current_service().call(jetstream_api.overview)
     except FlexgateError as exc:
         reasons.append(f"NATS is unreachable ({exc})")
     live = found["liveness"] or {"newestWindowEnd": None, "snapshotAge": None, "publishers": []}
@@ -61,10 +60,7 @@ def metrics_live() -> Response:
     """The newest snapshot (``?route=`` for one route) read from JetStream, for clients without SSE."""
     route = params.route(request.args.get("route"))
     feed = route_feed(route) if route is not None else SUMMARY
-    service: StreamService = current_app.extensions[EXTENSION]
-    if not service.started:
-        service.start()
-    stored = service.call(jetstream_api.last_message, feed.stream, feed.subject)
+    stored = current_service().call(jetstream_api.last_message, feed.stream, feed.subject)
     if stored is None:
         raise NatsUnavailable("no snapshot has been published yet" + (f" for route {route}" if route else ""))
     body = b'{"success":true,"data":' + stored.data + b"}"
