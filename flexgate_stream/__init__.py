@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import TYPE_CHECKING
 
+from flexgate_stream import logs
 from flexgate_stream.settings import Settings, load_or_exit
 
 if TYPE_CHECKING:  # Flask is imported by create_app only, so the publisher worker never loads it
@@ -19,6 +19,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Imported here, not at the top: every process imports this package (the worker too), and only the web
     # process and the CLI may load Flask.
     from flask import Flask
+    from flask.json.provider import DefaultJSONProvider
 
     from flexgate_stream.cli import db_cli, demo_cli
     from flexgate_stream.web import (
@@ -33,11 +34,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
 
     settings = settings or load_or_exit()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level)
     app = Flask(__name__)
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
-    app.json.sort_keys = False
+    if isinstance(app.json, DefaultJSONProvider):
+        app.json.sort_keys = False  # fields in the order the original sent them
 
     error_handlers.init_app(app)
     auth.init_app(app)

@@ -48,8 +48,9 @@ async def newest_window_end(js: JetStreamContext) -> str | None:
         return None
     msg_id = (msg.headers or {}).get("Nats-Msg-Id", "")
     if msg_id.startswith(SUMMARY_SUBJECT + "@"):
-        return msg_id.split("@", 1)[1]
-    return json.loads(msg.data or b"{}").get("windowEnd")
+        return str(msg_id.split("@", 1)[1])
+    end = json.loads(msg.data or b"{}").get("windowEnd")
+    return end if isinstance(end, str) else None
 
 
 async def publisher_beats(js: JetStreamContext) -> list[PublisherBeat]:

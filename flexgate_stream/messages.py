@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal, TypedDict
+from collections.abc import Mapping
+from typing import Any, Literal, TypedDict
 
 SCHEMA_VERSION = 1
 
@@ -106,7 +107,7 @@ class GatewayEvent(TypedDict):
     id: str
     event: str
     timestamp: str
-    data: dict
+    data: dict[str, Any]
 
 
 class PublisherBeat(TypedDict):
@@ -139,6 +140,6 @@ def message_id(subject: str, window_end: str) -> str:
     return f"{subject}@{window_end}"
 
 
-def encode(message: dict) -> bytes:
+def encode(message: Mapping[str, Any]) -> bytes:
     """Compact JSON bytes, the one encoding used on the wire."""
     return json.dumps(message, separators=(",", ":"), allow_nan=False).encode()

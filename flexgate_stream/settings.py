@@ -10,8 +10,9 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -61,9 +62,9 @@ class Settings:
     demo_rps: float = 50.0
 
     @property
-    def nats_connect_options(self) -> dict:
+    def nats_connect_options(self) -> dict[str, Any]:
         """Keyword arguments for ``nats.connect`` built from the credential and TLS settings."""
-        opts: dict = {"servers": list(self.nats_servers)}
+        opts: dict[str, Any] = {"servers": list(self.nats_servers)}
         if self.nats_user:
             opts["user"] = self.nats_user
             opts["password"] = self.nats_password or ""
@@ -111,7 +112,7 @@ class Settings:
             alert_overrides=env.text("FLEXGATE_ALERT_OVERRIDES"),
             api_tokens=env.csv("FLEXGATE_API_TOKENS"),
             cors_origins=env.csv("FLEXGATE_CORS_ORIGINS"),
-            metrics_public=env.boolean("FLEXGATE_METRICS_PUBLIC", True),
+            metrics_public=env.flag("FLEXGATE_METRICS_PUBLIC", True),
             max_clients=env.integer("FLEXGATE_MAX_CLIENTS", 10000, low=1, high=1_000_000),
             heartbeat_seconds=env.number("FLEXGATE_HEARTBEAT_SECONDS", 30.0, low=0.1, high=3600),
             retry_ms=env.integer("FLEXGATE_RETRY_MS", 3000, low=100, high=600_000),
@@ -133,11 +134,6 @@ def load_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
     except ConfigError as exc:
         print(f"flexgate-stream: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def variable_names() -> list[str]:
-    """The names of the settings' fields, for documentation checks."""
-    return [f.name for f in fields(Settings)]
 
 
 class _Env:
@@ -173,6 +169,10 @@ class _Env:
         if not low <= value <= high:
             raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value:g}.")
         return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        value = self.boolean(name, default)
+        return default if value is None else value
 
     def boolean(self, name: str, default: bool | None) -> bool | None:
         raw = self.text(name)

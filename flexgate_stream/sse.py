@@ -36,6 +36,30 @@ def json_frame(payload: object, *, event: str | None = None, id: int | None = No
     return frame(json.dumps(payload, separators=(",", ":")), event=event, id=id, retry=retry)
 
 
+# The control events a stream sends besides its messages; the dashboard (static/js/stream.js) and the
+# original admin UI read these names and fields.
+
+
+def connected(client_id: str, retry: int) -> bytes:
+    """The first frame of every stream: ``{"type": "connected", "clientId"}`` with the reconnect delay."""
+    return json_frame({"type": "connected", "clientId": client_id}, retry=retry)
+
+
+def status(is_connected: bool) -> bytes:
+    """``event: status``: the server's NATS connection went down or came back."""
+    return json_frame({"connected": is_connected}, event="status")
+
+
+def reset(reason: str, retry: int | None = None) -> bytes:
+    """``event: reset``: what the client missed cannot be replayed; start over (from the newest snapshot)."""
+    return json_frame({"reason": reason}, event="reset", retry=retry)
+
+
+def shutdown(reason: str, retry: int) -> bytes:
+    """``event: shutdown``: the last frame before the server process ends; reconnect after ``retry`` ms."""
+    return json_frame({"reason": reason}, event="shutdown", retry=retry)
+
+
 def comment(text: str) -> bytes:
     """A comment line, ignored by EventSource (used for heartbeats)."""
     return b": " + _field(text) + b"\n\n"

@@ -28,6 +28,7 @@ import nats.errors
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from flexgate_stream import logs
 from flexgate_stream.errors import ConfigError
 from flexgate_stream.settings import Settings, load_or_exit
 from flexgate_stream.tick.alerts import Rule, load_rules
@@ -152,7 +153,7 @@ class Publisher:
 def main() -> None:
     """Entry point: settings and rules (one-sentence errors, status 2), then run until stopped."""
     settings = load_or_exit()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
     try:
         settings.require_database()

@@ -11,7 +11,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
+
+import psycopg2.extensions
+
+Row = tuple[Any, ...]  # one requests row, in the order of COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +108,7 @@ class TrafficModel:
             return self.incidents[index]
         return None
 
-    def row(self, at: datetime) -> tuple:
+    def row(self, at: datetime) -> Row:
         """One request at ``at`` (an aware datetime)."""
         rnd = self.random
         route = rnd.choices(ROUTES, self._weights)[0]
@@ -134,7 +139,7 @@ class TrafficModel:
         return (at, route.method, path, status, round(min(latency, 99_999_999.99), 2), route.upstream, client_ip,
                 rnd.choice(USER_AGENTS), request_size, response_size, error_message, uuid.uuid4().hex)
 
-    def rows(self, start: datetime, end: datetime, count: int) -> Iterator[tuple]:
+    def rows(self, start: datetime, end: datetime, count: int) -> Iterator[Row]:
         """``count`` rows at random instants in [start, end)."""
         span = (end - start).total_seconds()
         for _ in range(count):
@@ -144,7 +149,7 @@ class TrafficModel:
 class RowWriter:
     """Writes rows to ``requests`` by COPY, in the zone a gateway-written table expects."""
 
-    def __init__(self, conn, naive_zone: str | None) -> None:
+    def __init__(self, conn: psycopg2.extensions.connection, naive_zone: str | None) -> None:
         self.conn = conn
         self.zone = ZoneInfo(naive_zone) if naive_zone else None
 
@@ -153,7 +158,7 @@ class RowWriter:
             return at.astimezone(self.zone).replace(tzinfo=None).isoformat()
         return at.astimezone(UTC).isoformat()
 
-    def write(self, rows: list[tuple]) -> None:
+    def write(self, rows: list[Row]) -> None:
         """COPY ``rows`` in one transaction."""
         buf = io.StringIO()
         for row in rows:
@@ -169,7 +174,7 @@ def _quote(column: str) -> str:
     return f'"{column}"'
 
 
-def _copy_text(value) -> str:
+def _copy_text(value: object) -> str:
     if value is None:
         return "\\N"
     text = str(value)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 
 import click
 import psycopg2
+import psycopg2.extensions
 from flask import current_app
 from flask.cli import with_appcontext
 
@@ -20,7 +22,7 @@ from flexgate_stream.requestlog.commands import connect_from_app
 log = logging.getLogger(__name__)
 
 
-def _writer(conn) -> RowWriter:
+def _writer(conn: psycopg2.extensions.connection) -> RowWriter:
     zone = current_app.config["SETTINGS"].requests_timezone
     return RowWriter(conn, zone if database.timestamp_is_naive(conn) else None)
 
@@ -38,7 +40,9 @@ def demo_traffic(rps: float, duration: float, seed: int | None) -> None:
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     started = time.monotonic()
-    conn, writer, down = None, None, False
+    conn: psycopg2.extensions.connection | None = None
+    writer: RowWriter | None = None
+    down = False
     tick = time.time()
     click.echo(f"demo traffic: writing {rps:g} requests/s (Ctrl-C to stop)")
     try:
@@ -48,7 +52,7 @@ def demo_traffic(rps: float, duration: float, seed: int | None) -> None:
                 model.plan_incidents(now, now + timedelta(minutes=30))
             count = _poisson(model, rps)
             try:
-                if conn is None:
+                if conn is None or writer is None:
                     conn = connect_from_app()
                     writer = _writer(conn)
                 writer.write(list(model.rows(now, now + timedelta(seconds=1), count)))
@@ -99,7 +103,7 @@ def demo_seed(rows: int, hours: float, seed: int | None, batch: int) -> None:
     conn = connect_from_app()
     try:
         writer = _writer(conn)
-        with click.progressbar(length=rows, label="seeding requests", file=click.get_text_stream("stderr")) as bar:
+        with click.progressbar(length=rows, label="seeding requests", file=sys.stderr) as bar:
             left = rows
             while left:
                 n = min(batch, left)

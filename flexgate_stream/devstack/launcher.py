@@ -17,7 +17,9 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from types import FrameType
 
+from flexgate_stream import logs
 from flexgate_stream.devstack.keeper import ServerKeeper
 from flexgate_stream.devstack.processes import dies_with_parent, stop_process
 from flexgate_stream.devstack.servers import NatsServer, PostgresServer
@@ -42,7 +44,7 @@ class DevStack:
         self.postgres: PostgresServer | None = None
         self.nats: NatsServer | None = None
         self.keepers: list[ServerKeeper] = []
-        self.supervisord: subprocess.Popen | None = None
+        self.supervisord: subprocess.Popen[bytes] | None = None
         self.gave_up = threading.Event()
 
     def start_servers(self) -> tuple[str, str]:
@@ -130,7 +132,7 @@ class DevStack:
 def _stop_on_signals() -> None:
     """SIGINT (Ctrl-C, or ``kill -INT`` where a script started us with it ignored), SIGTERM and SIGHUP stop us."""
 
-    def handler(signum, _frame):
+    def handler(signum: int, _frame: FrameType | None) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)  # the stop runs to its end; the servers die with us anyway
         raise KeyboardInterrupt
@@ -157,7 +159,7 @@ def banner(stack: DevStack, database_url: str, nats_servers: str) -> str:
 def main() -> int:
     """Entry point of ``make run``."""
     settings = load_or_exit()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logs.configure()
     _stop_on_signals()
     stack = DevStack(settings, dict(os.environ))
     status = 0

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 from flexgate_stream.errors import LocalStackError
 
@@ -38,10 +39,12 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
-def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+def wait_for(predicate: Callable[[], object], timeout: float, what: str,
+             proc: subprocess.Popen[bytes] | None = None) -> None:
     """Poll ``predicate`` until it is true; fail early when ``proc`` has exited."""
     deadline = time.monotonic() + timeout
     delay = 0.01
@@ -55,7 +58,7 @@ def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None
     raise LocalStackError(f"{what} was not ready within {timeout:.0f} s.")
 
 
-def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
     """Stop a process we started, by its PID: ``sig`` first, SIGKILL after ``timeout``."""
     if proc.poll() is not None:
         return
@@ -68,7 +71,7 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
 
 
 @contextlib.contextmanager
-def output_to(log_file: Path | None) -> Iterator:
+def output_to(log_file: Path | None) -> Iterator[int | IO[bytes]]:
     """A server's stdout: its log file (appended), or nowhere."""
     if log_file is None:
         yield subprocess.DEVNULL

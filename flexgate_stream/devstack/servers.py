@@ -13,6 +13,7 @@ import socket
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 from flexgate_stream.devstack.processes import dies_with_parent, free_port, output_to, stop_process, venv_bin, wait_for
 from flexgate_stream.devstack.unprivileged import (
@@ -33,7 +34,7 @@ class NatsServer:
         self.port = port
         self.log_file = log_file
         self.name = f"flexgate-{uuid.uuid4().hex[:12]}"
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -97,7 +98,7 @@ class PostgresServer:
         self.database = database
         self.log_file = log_file
         self.timezone = timezone
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self._run_as = unprivileged_ids() if os.geteuid() == 0 else None
 
     @property
@@ -130,7 +131,7 @@ class PostgresServer:
         self._create_database()
         return self
 
-    def _user_kwargs(self) -> dict:
+    def _user_kwargs(self) -> dict[str, Any]:
         if self._run_as is None:
             return {}
         uid, gid = self._run_as
@@ -182,7 +183,7 @@ class PostgresServer:
         try:
             with conn.cursor() as cur:
                 cur.execute("SHOW data_directory")
-                (data_dir,) = cur.fetchone()
+                (data_dir,) = cur.fetchone() or ('',)
         finally:
             conn.close()
         if Path(data_dir).resolve() != self.data_dir:

@@ -28,8 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import gevent
@@ -39,6 +38,7 @@ from gevent.event import AsyncResult
 from nats.aio.client import Client as NATS
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from flexgate_stream.backoff import Backoff
 from flexgate_stream.errors import NatsUnavailable
 from flexgate_stream.fanout import jetstream_api
 from flexgate_stream.fanout.feeds import Feed
@@ -53,13 +53,6 @@ T = TypeVar("T")
 CONSUMER_HEARTBEAT = 2.0  # an ordered consumer missing two heartbeats is re-created by nats-py
 RECONCILE_SECONDS = 2.0  # how often feeds that could not be followed (stream missing) are retried
 STALL_SECONDS = 3 * CONSUMER_HEARTBEAT  # behind the stream this long without moving: re-create the consumer
-BACKOFF_MIN, BACKOFF_MAX = 0.25, 5.0
-
-
-def backoff(attempt: int) -> float:
-    """Exponential delay with jitter for reconnect ``attempt`` (1, 2, ...)."""
-    delay = min(BACKOFF_MIN * 2 ** (attempt - 1), BACKOFF_MAX)
-    return delay * random.uniform(0.8, 1.2)
 
 
 class Bridge:
@@ -113,14 +106,15 @@ class Bridge:
         self._feeds.pop(key, None)
         self._submit(self._unfollow, key)
 
-    def call(self, fn: Callable[..., Awaitable[T]], *args: Any, timeout: float = jetstream_api.TIMEOUT + 1) -> T:
+    def call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any,
+             timeout: float = jetstream_api.TIMEOUT + 1) -> T:
         """Run ``fn(nc, *args)`` on the loop and wait for it in this greenlet; NatsUnavailable when it cannot."""
         loop, nc = self._loop, self._nc
         if loop is None or nc is None or not nc.is_connected:
             raise NatsUnavailable("NATS is not connected; the service keeps reconnecting.")
-        result: AsyncResult = AsyncResult()
+        result: AsyncResult[T] = AsyncResult()
 
-        def finished(task: asyncio.Task) -> None:
+        def finished(task: asyncio.Task[T]) -> None:
             if task.cancelled():
                 result.set_exception(NatsUnavailable("the NATS request was cancelled."))
             elif task.exception() is not None:
@@ -130,7 +124,8 @@ class Bridge:
 
         loop.call_soon_threadsafe(lambda: loop.create_task(fn(nc, *args)).add_done_callback(finished))
         try:
-            return result.get(timeout=timeout)
+            value: T = result.get(timeout=timeout)
+            return value
         except gevent.Timeout:
             raise NatsUnavailable(f"NATS did not answer within {timeout:g} s.") from None
         except (TimeoutError, nats.errors.Error) as exc:
@@ -138,7 +133,7 @@ class Bridge:
 
     # -- inside the loop ---------------------------------------------------------------------
 
-    def _submit(self, fn: Callable[[str], Awaitable[None]], key: str) -> None:
+    def _submit(self, fn: Callable[[str], Coroutine[Any, Any, None]], key: str) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(lambda: loop.create_task(fn(key)))
@@ -154,27 +149,28 @@ class Bridge:
             loop.close()
 
     async def _main(self) -> None:
-        attempt, ever_connected = 0, False
+        backoff, ever_connected = Backoff(0.25, 5.0, jitter=0.2), False
         while not self._stopping:
             try:
                 nc = await nats.connect(**self._options())
             except Exception as exc:
-                attempt += 1
-                if attempt == 1:
+                if backoff.attempts == 0:
                     log.warning("%s: NATS unreachable (%s); retrying with backoff", self.name,
                                 exc or type(exc).__name__)
-                await self._pause(backoff(attempt))
+                await self._pause(backoff.next_delay())
                 continue
+            attempt = backoff.attempts
             if ever_connected:
                 self.reconnects += 1
                 if self.on_reconnect:
                     self.on_reconnect()
             log.info("%s: NATS connected to %s%s", self.name, nc.connected_url.netloc if nc.connected_url else "?",
                      f" after {attempt} attempts" if attempt else "")
-            attempt, ever_connected = 0, True
+            ever_connected = True
+            backoff.reset()
             await self._serve(nc)
 
-    def _options(self) -> dict:
+    def _options(self) -> dict[str, Any]:
         opts = dict(self.settings.nats_connect_options)
         # nats-py's own reconnecting is off (and its connect gives up after one retry): the loop in _main
         # reconnects with backoff and re-creates every consumer from the right sequence.

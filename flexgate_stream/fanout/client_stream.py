@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -35,11 +35,16 @@ class StreamCounters(Protocol):
 class StreamHost(Protocol):
     """What one client stream needs from the worker that serves it (web.extension.StreamService)."""
 
-    hub: StreamHub
-    settings: Settings
-    metrics: StreamCounters
+    @property
+    def hub(self) -> StreamHub: ...
 
-    def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T: ...
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def metrics(self) -> StreamCounters: ...
+
+    def call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T: ...
 
     def attach(self, feed: Feed, channel: Channel, cursor: int, sock: Any = None) -> Subscriber: ...
 
@@ -89,8 +94,8 @@ class ClientStream:
 
     def _body(self, sub: Subscriber, needs_history: bool) -> Iterator[bytes]:
         told = self.service.hub.connected
-        hello = sse.json_frame({"type": "connected", "clientId": self.client_id}, retry=self.service.settings.retry_ms)
-        yield hello if told else hello + _status(False)
+        hello = sse.connected(self.client_id, self.service.settings.retry_ms)
+        yield hello if told else hello + sse.status(False)
         if needs_history:
             yield from self._catch_up(sub)
         elif self.last_id is None and self.channel.policy is Policy.LATEST:
@@ -212,7 +217,7 @@ class ClientStream:
     def _reset(self, sub: Subscriber, reason: str) -> Iterator[bytes]:
         """Tell the client to start over; a snapshot client then gets the newest snapshot."""
         self.service.metrics.reset(self.label)
-        yield sse.json_frame({"reason": reason}, event="reset")
+        yield sse.reset(reason)
         if self.channel.policy is not Policy.LATEST:
             return
         sub.last_seq = 0
@@ -235,18 +240,16 @@ class ClientStream:
         next_beat = time.monotonic() + beat
         while True:
             if hub.closing:
-                yield sse.json_frame({"reason": "the server is restarting"}, event="shutdown",
-                                     retry=self._jittered_retry())
+                yield sse.shutdown("the server is restarting", self._jittered_retry())
                 return
             if hub.connected != told:
                 told = hub.connected
-                yield _status(told)
+                yield sse.status(told)
             try:
                 frames = sub.take()
             except Overrun:
                 metrics.reset(self.label)
-                yield sse.json_frame({"reason": "the client fell too far behind; reconnect to resume"},
-                                     event="reset", retry=self._jittered_retry())
+                yield sse.reset("the client fell too far behind; reconnect to resume", self._jittered_retry())
                 return
             if sub.skipped:
                 metrics.skipped(sub.skipped)
@@ -266,6 +269,3 @@ class ClientStream:
         """A reconnect delay spread over 0.5..1.5 x retry_ms, so clients do not all return at once."""
         return int(self.service.settings.retry_ms * random.uniform(0.5, 1.5))
 
-
-def _status(connected: bool) -> bytes:
-    return sse.json_frame({"connected": connected}, event="status")

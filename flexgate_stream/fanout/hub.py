@@ -107,16 +107,15 @@ class Channel:
 
 
 class Subscriber:
-    """One client's position in a channel, plus what it has been told."""
+    """One client's position in a channel."""
 
-    __slots__ = ("channel", "cursor", "last_seq", "skipped", "status_seen", "writing_since")
+    __slots__ = ("channel", "cursor", "last_seq", "skipped", "writing_since")
 
-    def __init__(self, channel: Channel, cursor: int, status_seen: int) -> None:
+    def __init__(self, channel: Channel, cursor: int) -> None:
         self.channel = channel
         self.cursor = cursor
         self.last_seq = 0  # the last sequence written to this client
         self.skipped = 0
-        self.status_seen = status_seen
         self.writing_since: float | None = None  # monotonic time the pending write began, if one is pending
 
     def take(self) -> list[Frame]:
@@ -125,7 +124,7 @@ class Subscriber:
         if self.cursor < channel.first_index:
             if channel.policy is Policy.EVERY:
                 raise Overrun(self.last_seq)
-            newest = channel.latest
+            newest = channel.ring[-1]  # the ring moved past the cursor, so it holds frames
             self.skipped += newest.index - self.cursor
             self.cursor = newest.index
         frames = [f for f in channel.frames_from(self.cursor) if f.seq > self.last_seq]
@@ -133,10 +132,6 @@ class Subscriber:
         if frames:
             self.last_seq = frames[-1].seq
         return frames
-
-    @property
-    def pending(self) -> bool:
-        return self.cursor < self.channel.next_index
 
 
 class StreamHub:
@@ -148,7 +143,6 @@ class StreamHub:
         self.channels: dict[str, Channel] = {}
         self.subscribers: set[Subscriber] = set()
         self.connected = False
-        self.status_version = 0
         self.closing = False
 
     def channel(self, key: str, policy: Policy) -> tuple[Channel, bool]:
@@ -175,7 +169,7 @@ class StreamHub:
     def attach(self, channel: Channel, cursor: int) -> Subscriber:
         """Register a client at ``cursor`` in ``channel``."""
         channel.clients += 1
-        sub = Subscriber(channel, cursor, self.status_version)
+        sub = Subscriber(channel, cursor)
         self.subscribers.add(sub)
         return sub
 
@@ -196,7 +190,6 @@ class StreamHub:
         """Record the NATS state; every open stream is told of a change."""
         if connected != self.connected:
             self.connected = connected
-            self.status_version += 1
             self._wake_all()
 
     def close(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
@@ -38,7 +38,7 @@ async def bounds(nc: NATS, stream: str) -> Bounds:
     return Bounds(info.state.first_seq, info.state.last_seq)
 
 
-async def direct_get(nc: NATS, stream: str, request: dict) -> StoredMsg | None:
+async def direct_get(nc: NATS, stream: str, request: dict[str, Any]) -> StoredMsg | None:
     """One DIRECT.GET request; None when no message matches."""
     reply = await nc.request(f"{API_PREFIX}.DIRECT.GET.{stream}", json.dumps(request).encode(), timeout=TIMEOUT)
     headers = reply.headers or {}
@@ -73,7 +73,7 @@ async def last_message(nc: NATS, stream: str, subject: str) -> StoredMsg | None:
     return await direct_get(nc, stream, {"last_by_subj": subject})
 
 
-async def stream_summary(nc: NATS, stream: str) -> dict | None:
+async def stream_summary(nc: NATS, stream: str) -> dict[str, Any] | None:
     """The original /stats shape of one stream, or None when it does not exist."""
     try:
         info = await nc.jetstream(timeout=TIMEOUT).stream_info(stream)
@@ -105,7 +105,7 @@ async def publish(nc: NATS, subject: str, payload: bytes, msg_id: str) -> tuple[
     return ack.seq, bool(ack.duplicate)
 
 
-async def overview(nc: NATS) -> dict:
+async def overview(nc: NATS) -> dict[str, Any]:
     """Everything /api/stream/stats reads, in one round trip through the bridge."""
     return {
         "metrics": await stream_summary(nc, METRICS_STREAM),

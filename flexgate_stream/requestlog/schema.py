@@ -40,7 +40,8 @@ CREATE INDEX idx_requests_timestamp_status ON requests ("timestamp" DESC, status
 
 def _create_requests(cur: psycopg2.extensions.cursor) -> str:
     cur.execute("SELECT to_regclass('requests')")
-    if cur.fetchone()[0] is not None:
+    (found,) = cur.fetchone() or (None,)
+    if found is not None:
         return "kept the existing requests table"
     cur.execute(REQUESTS_TABLE)
     return "created requests"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from flexgate_stream.errors import ConfigError
-from flexgate_stream.messages import ALERT_SUBJECT_PREFIX, Alert, route_token
+from flexgate_stream.messages import Alert, route_token
 from flexgate_stream.tick.aggregation import BUCKET_SECONDS, BUCKETS, Stats, WindowFigures
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parents[2] / "conf" / "alert-rules.toml"
@@ -35,11 +35,6 @@ class Rule:
     scope: str = "all"
     min_requests: int = 20
     enabled: bool = True
-
-    @property
-    def subject(self) -> str:
-        """The subject its messages go to: alerts.<severity>."""
-        return ALERT_SUBJECT_PREFIX + self.severity
 
 
 DEFAULT_RULES = (

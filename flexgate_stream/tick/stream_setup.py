@@ -53,7 +53,7 @@ async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
     """Create each stream, or update it to the definition above; also the publishers' KV bucket."""
     for config in stream_configs(replicas):
         try:
-            await js.stream_info(config.name)
+            await js.stream_info(config.name or "")
         except NotFoundError:
             await js.add_stream(config)
             log.info("streams: created %s", config.name)

@@ -6,9 +6,9 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app
 
@@ -19,6 +19,9 @@ from flexgate_stream.fanout.feeds import Feed
 from flexgate_stream.fanout.hub import Channel, StreamHub, Subscriber
 from flexgate_stream.settings import Settings
 from flexgate_stream.web.prometheus import WebMetrics
+
+if TYPE_CHECKING:
+    from flexgate_stream.fanout.bridge import Bridge
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,7 @@ class StreamService:
         self.settings = settings
         self.hub = StreamHub(settings.client_queue, settings.max_clients)
         self.metrics = WebMetrics(settings)
-        self.bridge: Any = None  # flexgate_stream.fanout.bridge.Bridge, imported only in a gevent worker
+        self.bridge: Bridge | None = None  # imported only in a gevent worker: see start()
         self._pid: int | None = None
         self._sockets: dict[int, Any] = {}  # open streams' sockets, by subscriber
 
@@ -124,7 +127,7 @@ class StreamService:
             if self.bridge is not None:
                 self.bridge.unfollow(feed.key)
 
-    def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    def call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         """Run a JetStream coroutine from ``flexgate_stream.fanout.jetstream_api`` and wait for its result."""
         if self.bridge is None or not self.started:
             raise NatsUnavailable("the stream service is not running in this process.")

@@ -49,7 +49,7 @@ def stream_stats() -> tuple[Response, int]:
         "clients": {"worker": service.hub.clients, "total": service.metrics.total_clients(), "workerPid": os.getpid(),
                     "stalled": service.hub.stalled(STALLED_SECONDS)},
     }
-    body: dict = {"success": not reasons, "data": data}
+    body: dict[str, Any] = {"success": not reasons, "data": data}
     if reasons:
         data["reason"] = body["error"] = "; ".join(reasons)
     return jsonify(body), 503 if reasons else 200
