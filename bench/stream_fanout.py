@@ -18,9 +18,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from flexgate_stream.devstack.nats_client import NatsClient
+from flexgate_stream.devstack.sample_messages import sample_snapshot
 from flexgate_stream.devstack.servers import NatsServer
+from flexgate_stream.devstack.web_server import WebServer
 from flexgate_stream.messages import SUMMARY_SUBJECT, encode, message_id
-from tests.e2e.support import NatsClient, WebServer, make_snapshot
 
 
 def rss_kib(pid: int) -> int:
@@ -31,17 +33,12 @@ def rss_kib(pid: int) -> int:
 
 
 def realistic_snapshot(n: int) -> tuple[str, bytes]:
+    """A snapshot with 20 routes and 8 status codes (~6 KB), and its windowEnd."""
     now = datetime.now(UTC)
-    end = (now + timedelta(microseconds=n)).isoformat().replace("+00:00", "Z")
-    snap = make_snapshot(end, now.isoformat().replace("+00:00", "Z"), None, n)
-    points = [{"timestamp": end, "value": 12.5 + i} for i in range(12)]
-    for series in (snap["requestRate"], snap["errorRate"], *snap["latency"].values()):
-        series["data"] = points
-    snap["routes"] = [{"name": f"/api/route/{i}", "requests": 1000 + i, "requestsPerSecond": 3.3, "errorRate": 0.1,
-                       "p50Latency": 10.0, "p95Latency": 40.0, "p99Latency": 90.0} for i in range(20)]
-    snap["upstreams"] = snap["routes"][:5]
+    snap = sample_snapshot(n, end=now + timedelta(microseconds=n), taken=now,
+                           routes={f"/api/route/{i}": 1000 + i for i in range(20)})
     snap["statusCodes"] = [{"code": c, "count": 100} for c in (200, 201, 204, 301, 400, 404, 500, 503)]
-    return end, encode(snap)
+    return snap["windowEnd"], encode(snap)
 
 
 class Clients:

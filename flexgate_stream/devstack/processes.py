@@ -88,3 +88,17 @@ def venv_bin(name: str) -> str:
     if not found:
         raise LocalStackError(f"{name} was not found: pip install -r requirements-dev.txt.")
     return found
+
+
+def process_parents() -> dict[int, int]:
+    """Every process's parent PID, read from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents

@@ -14,19 +14,18 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from flexgate_stream.devstack.sample_messages import sample_alert, sample_snapshot
 from flexgate_stream.devstack.servers import NatsServer
-from tests.e2e.support import WebServer
-from tests.e2e.test_dashboard_support import (
+from tests.e2e.dashboard_support import (
     CHROMIUM,
     Bus,
-    alert,
     assert_clean,
     by_testid,
     launch_chromium,
-    make_snapshot,
     new_page,
     save_screenshot,
 )
+from tests.e2e.support import WebServer
 
 pytestmark = [
     pytest.mark.e2e,
@@ -62,7 +61,7 @@ def test_numbers_appear_and_follow_each_snapshot(stack, browser):
     nats, bus, web = stack
     page = new_page(browser, web.url)
     expect(by_testid(page, "dashboard")).to_have_attribute("aria-busy", "true")  # skeleton first
-    bus.publish_snapshot(make_snapshot(1_234_567, rps=56.8, error_rate=0.42, availability=99.31))
+    bus.publish_snapshot(sample_snapshot(1_234_567, rps=56.8, error_rate=0.42, availability=99.31))
     expect(by_testid(page, "value-requests")).to_have_text("1.23M", timeout=8000)
     expect(by_testid(page, "connection-chip")).to_have_text("Live")
     expect(by_testid(page, "connection-chip")).to_have_attribute("data-state", "live")
@@ -80,7 +79,7 @@ def test_numbers_appear_and_follow_each_snapshot(stack, browser):
     assert int(by_testid(page, "dashboard").get_attribute("data-points")) > 0
 
     chart_ids = page.evaluate("() => [...document.querySelectorAll('canvas')].map(c => Chart.getChart(c).id)")
-    bus.publish_snapshot(make_snapshot(2_500_000, rps=61.25, error_rate=1.5, availability=97.5))
+    bus.publish_snapshot(sample_snapshot(2_500_000, rps=61.25, error_rate=1.5, availability=97.5))
     expect(by_testid(page, "value-requests")).to_have_text("2.5M", timeout=8000)
     expect(by_testid(page, "value-rps")).to_have_text("61.3")
     expect(by_testid(page, "value-error-rate")).to_have_text("1.5 %")
@@ -101,15 +100,15 @@ def test_memory_stays_flat_over_many_snapshots(stack, browser):
         return cdp.send("Runtime.getHeapUsage")["usedSize"], cdp.send("Memory.getDOMCounters")
 
     # Warm up first: the JIT's compiled code counts in the heap too.
-    bus.publish_snapshot(*(make_snapshot(10_000 + i) for i in range(150)))
-    bus.publish_snapshot(make_snapshot(20_000))
+    bus.publish_snapshot(*(sample_snapshot(10_000 + i) for i in range(150)))
+    bus.publish_snapshot(sample_snapshot(20_000))
     heap_before, dom_before = settle_and_measure(20_000)
     points = by_testid(page, "dashboard").get_attribute("data-points")
     chart_ids = page.evaluate("() => [...document.querySelectorAll('canvas')].map(c => Chart.getChart(c).id)")
 
     for batch in range(8):  # 800 more snapshots: over an hour of 5 s ticks
-        bus.publish_snapshot(*(make_snapshot(30_000 + batch * 100 + i) for i in range(100)))
-    bus.publish_snapshot(make_snapshot(40_000))
+        bus.publish_snapshot(*(sample_snapshot(30_000 + batch * 100 + i) for i in range(100)))
+    bus.publish_snapshot(sample_snapshot(40_000))
     heap_after, dom_after = settle_and_measure(40_000)
 
     assert by_testid(page, "dashboard").get_attribute("data-points") == points  # bounded chart data
@@ -124,8 +123,8 @@ def test_memory_stays_flat_over_many_snapshots(stack, browser):
 
 def test_route_row_filters_the_page_and_back(stack, browser):
     nats, bus, web = stack
-    bus.publish_snapshot(make_snapshot(700_000, routes={ROUTE_A: 420_000, ROUTE_B: 280_000}))
-    bus.publish_snapshot(make_snapshot(4_242, route=ROUTE_A, routes={ROUTE_A: 4_242}))
+    bus.publish_snapshot(sample_snapshot(700_000, routes={ROUTE_A: 420_000, ROUTE_B: 280_000}))
+    bus.publish_snapshot(sample_snapshot(4_242, route=ROUTE_A, routes={ROUTE_A: 4_242}))
     page = new_page(browser, web.url)
     expect(by_testid(page, "value-requests")).to_have_text("700K", timeout=8000)
     expect(by_testid(page, "scope")).to_have_text("All routes")
@@ -136,7 +135,7 @@ def test_route_row_filters_the_page_and_back(stack, browser):
     expect(by_testid(page, "route-filter-name")).to_have_text(ROUTE_A)
     expect(by_testid(page, "value-requests")).to_have_text("4.24K", timeout=8000)
     expect(by_testid(page, "connection-chip")).to_have_text("Live")
-    bus.publish_snapshot(make_snapshot(5_555, route=ROUTE_A, routes={ROUTE_A: 5_555}))
+    bus.publish_snapshot(sample_snapshot(5_555, route=ROUTE_A, routes={ROUTE_A: 5_555}))
     expect(by_testid(page, "value-requests")).to_have_text("5.55K", timeout=8000)
 
     by_testid(page, "route-filter-clear").click()
@@ -161,7 +160,7 @@ def test_route_row_filters_the_page_and_back(stack, browser):
 def test_route_table_sorts_by_any_column(stack, browser):
     nats, bus, web = stack
     routes = {"/a": 300, "/b": 100, "/c": 200}
-    bus.publish_snapshot(make_snapshot(600, routes=routes))
+    bus.publish_snapshot(sample_snapshot(600, routes=routes))
     page = new_page(browser, web.url)
     expect(by_testid(page, "route-row")).to_have_count(3, timeout=8000)
     names = "() => [...document.querySelectorAll('[data-testid=route-row]')].map(r => r.dataset.name)"
@@ -174,7 +173,7 @@ def test_route_table_sorts_by_any_column(stack, browser):
     table.get_by_role("button", name="Route", exact=True).click()
     assert page.evaluate(names) == ["/a", "/b", "/c"]
     # The order survives the next snapshot.
-    bus.publish_snapshot(make_snapshot(601, routes={"/a": 1, "/b": 500, "/c": 100}))
+    bus.publish_snapshot(sample_snapshot(601, routes={"/a": 1, "/b": 500, "/c": 100}))
     expect(by_testid(page, "value-requests")).to_have_text("601", timeout=8000)
     assert page.evaluate(names) == ["/a", "/b", "/c"]
     assert_clean(page)
@@ -182,11 +181,11 @@ def test_route_table_sorts_by_any_column(stack, browser):
 
 def test_alerts_feed_shows_rules_and_circuit_breakers(stack, browser):
     nats, bus, web = stack
-    bus.publish_snapshot(make_snapshot(1_000))
+    bus.publish_snapshot(sample_snapshot(1_000))
     page = new_page(browser, web.url)
     expect(by_testid(page, "connection-chip")).to_have_text("Live", timeout=8000)
     rule = f"error_rate_{secrets.token_hex(3)}"
-    bus.publish_alert(alert(rule, "firing", severity="critical", value=7.5, threshold=5.0))
+    bus.publish_alert(sample_alert(rule, "firing", severity="critical", value=7.5, threshold=5.0))
     item = page.locator(f"[data-testid=alert-item][data-rule='{rule}']")
     expect(item).to_have_attribute("data-state", "firing", timeout=8000)
     expect(item).to_contain_text("Firing")
@@ -200,7 +199,7 @@ def test_alerts_feed_shows_rules_and_circuit_breakers(stack, browser):
     expect(event).to_contain_text("Circuit breaker opened", timeout=8000)
     expect(event).to_contain_text("payments-svc")
 
-    bus.publish_alert(alert(rule, "resolved", severity="critical", value=1.0, threshold=5.0))
+    bus.publish_alert(sample_alert(rule, "resolved", severity="critical", value=1.0, threshold=5.0))
     expect(page.locator(f"[data-testid=alert-item][data-rule='{rule}'][data-state=resolved]")).to_contain_text(
         "Resolved", timeout=8000)
     assert_clean(page)
@@ -209,7 +208,7 @@ def test_alerts_feed_shows_rules_and_circuit_breakers(stack, browser):
 @pytest.mark.parametrize("width", [360, 2560])
 def test_layout_fits_phone_and_wall_screens(stack, browser, width):
     nats, bus, web = stack
-    bus.publish_snapshot(make_snapshot(1_500_000))
+    bus.publish_snapshot(sample_snapshot(1_500_000))
     page = new_page(browser, web.url, width=width)
     expect(by_testid(page, "value-requests")).to_have_text("1.5M", timeout=8000)
     overflow = page.evaluate("() => document.documentElement.scrollWidth - document.documentElement.clientWidth")

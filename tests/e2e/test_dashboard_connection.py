@@ -13,19 +13,18 @@ from collections.abc import Iterator
 
 import pytest
 
+from flexgate_stream.devstack.sample_messages import sample_alert, sample_snapshot
 from flexgate_stream.devstack.servers import NatsServer
-from tests.e2e.support import WebServer
-from tests.e2e.test_dashboard_support import (
+from tests.e2e.dashboard_support import (
     CHROMIUM,
     Bus,
-    alert,
     assert_clean,
     by_testid,
     launch_chromium,
-    make_snapshot,
     new_page,
     save_screenshot,
 )
+from tests.e2e.support import WebServer
 
 pytestmark = [
     pytest.mark.e2e,
@@ -60,7 +59,7 @@ def own_stack(own_nats, start_web) -> tuple[NatsServer, Bus, WebServer]:
 
 def test_chip_follows_nats_down_and_back_without_reload(own_stack, browser):
     nats, bus, web = own_stack
-    bus.publish_snapshot(make_snapshot(111_000))
+    bus.publish_snapshot(sample_snapshot(111_000))
     page = new_page(browser, web.url)
     expect(by_testid(page, "value-requests")).to_have_text("111K", timeout=8000)
     expect(by_testid(page, "connection-chip")).to_have_attribute("data-state", "live")
@@ -78,7 +77,7 @@ def test_chip_follows_nats_down_and_back_without_reload(own_stack, browser):
     try:
         expect(by_testid(page, "connection-chip")).to_have_attribute("data-state", "live", timeout=30000)
         expect(by_testid(page, "connection-banner")).to_be_hidden()
-        bus.publish_snapshot(make_snapshot(222_000))
+        bus.publish_snapshot(sample_snapshot(222_000))
         expect(by_testid(page, "value-requests")).to_have_text("222K", timeout=10000)
         assert page.evaluate("() => window.__sameDocument === true")  # no reload
         assert_clean(page)
@@ -89,9 +88,9 @@ def test_chip_follows_nats_down_and_back_without_reload(own_stack, browser):
 
 def test_chip_follows_the_web_process_and_resumes_with_last_event_id(own_stack, browser):
     nats, bus, web = own_stack
-    bus.publish_snapshot(make_snapshot(333_000))
+    bus.publish_snapshot(sample_snapshot(333_000))
     before = f"before_{secrets.token_hex(3)}"
-    bus.publish_alert(alert(before, "firing"))
+    bus.publish_alert(sample_alert(before, "firing"))
     page = new_page(browser, web.url)
     expect(by_testid(page, "value-requests")).to_have_text("333K", timeout=8000)
     expect(page.locator(f"[data-testid=alert-item][data-rule='{before}']")).to_have_count(1)
@@ -106,9 +105,9 @@ def test_chip_follows_the_web_process_and_resumes_with_last_event_id(own_stack, 
     expect(by_testid(page, "reconnect-countdown")).to_have_text(re.compile(r"next attempt in \d+ s|connecting"))
     expect(by_testid(page, "connection-banner")).to_be_visible()
     # While the page is away, a snapshot and an alert are published: both must arrive after.
-    bus.publish_snapshot(make_snapshot(444_000))
+    bus.publish_snapshot(sample_snapshot(444_000))
     rule = f"latency_{secrets.token_hex(3)}"
-    bus.publish_alert(alert(rule, "firing", severity="warning", value=900.0, threshold=500.0))
+    bus.publish_alert(sample_alert(rule, "firing", severity="warning", value=900.0, threshold=500.0))
     expect(by_testid(page, "connection-chip")).to_have_attribute("data-state", "disconnected", timeout=20000)
 
     web.start()
@@ -124,7 +123,7 @@ def test_chip_follows_the_web_process_and_resumes_with_last_event_id(own_stack, 
 def test_token_prompt_asks_once_and_goes_live(own_nats, start_web, browser):
     nats, bus = own_nats
     token = secrets.token_urlsafe(16)
-    bus.publish_snapshot(make_snapshot(77_700))
+    bus.publish_snapshot(sample_snapshot(77_700))
     web = start_web({"FLEXGATE_API_TOKENS": token}, nats_url=nats.url)
     page = new_page(browser, web.url)
     dialog = by_testid(page, "token-dialog")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_dashboard_support import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.dashboard_support import CHROMIUM, CHROMIUM_ARGS
 
 STATIC = Path(__file__).resolve().parents[2] / "flexgate_stream" / "static"
 ORIGIN = "http://dashboard.test"

@@ -22,8 +22,8 @@ import pytest
 import requests
 
 from flexgate_stream.devstack.processes import dies_with_parent, free_port
+from tests.e2e.launching import row_count
 from tests.e2e.support import ROOT, SSEClient, alive, descendants
-from tests.e2e.test_devstack import row_count
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]

@@ -9,9 +9,9 @@ import socket
 import pytest
 import requests
 
-from flexgate_stream.devstack.processes import wait_for
 from flexgate_stream.devstack.servers import NatsServer
 from tests.e2e.support import NatsClient, SSEClient, open_spread
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -80,7 +80,7 @@ def test_nats_restart_keeps_streams_open_without_a_gap(own_nats, start_web):
 
         restarted = NatsServer(own_nats.store_dir, port=own_nats.port).start()
         own_nats.proc = restarted.proc  # so the fixture stops it
-        wait_for(lambda: publisher.nc.is_connected, 15, "the test publisher to reconnect")
+        wait_until(lambda: publisher.nc.is_connected, 15, "the test publisher to reconnect")
         after = [publisher.publish_snapshot() for _ in range(3)]
         for client in clients:
             assert next_named(client, "status") == {"connected": True}
@@ -124,7 +124,7 @@ def test_killed_worker_clients_resume_with_last_event_id_and_miss_nothing(start_
     victim = int(clients[0].worker)
     web.kill_worker(victim)
     published = [nats_client.publish_snapshot() for _ in range(5)]
-    wait_for(lambda: len(web.worker_pids()) == 2 and victim not in web.worker_pids(), 15, "a new worker")
+    wait_until(lambda: len(web.worker_pids()) == 2 and victim not in web.worker_pids(), 15, "a new worker")
     published += [nats_client.publish_snapshot() for _ in range(5)]
     moved = 0
     for i, client in enumerate(clients):
@@ -151,9 +151,9 @@ def test_route_consumer_exists_only_while_someone_reads_the_route(own_nats, star
         client = SSEClient(web.url + STREAM, params={"route": "/api/lazy"})
         client.next()
         assert int(client.data_events(1)[0].id) == seq  # served by a direct get, before the consumer may exist
-        wait_for(lambda: route_consumers() == 1, 10, "one route consumer while the route is read")
+        wait_until(lambda: route_consumers() == 1, 10, "one route consumer while the route is read")
         client.close()  # the worker notices at its next heartbeat write
-        wait_for(lambda: route_consumers() == 0, 10, "the route consumer to be dropped")
+        wait_until(lambda: route_consumers() == 0, 10, "the route consumer to be dropped")
     finally:
         publisher.close()
 
@@ -167,13 +167,13 @@ def test_web_started_before_nats_waits_then_streams(tmp_path, start_web):
     try:
         client.next()
         assert next_named(client, "status") == {"connected": False}
-        wait_for(lambda: "NATS unreachable" in web.log_text(), 10, "the bridge to report NATS unreachable")
+        wait_until(lambda: "NATS unreachable" in web.log_text(), 10, "the bridge to report NATS unreachable")
         server = NatsServer(tmp_path / "late", port=port).start()
         try:
             publisher = NatsClient(server.url)
             try:
                 assert next_named(client, "status") == {"connected": True}
-                wait_for(lambda: requests.get(web.url + "/readyz", timeout=5).status_code == 200, 15, "readyz")
+                wait_until(lambda: requests.get(web.url + "/readyz", timeout=5).status_code == 200, 15, "readyz")
                 seq = publisher.publish_snapshot()
                 assert int(client.data_events(1)[0].id) == seq
                 log = web.log_text()  # one line per state change, not one per attempt

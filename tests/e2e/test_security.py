@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from flexgate_stream.devstack.processes import wait_for
 from tests.e2e.support import SSEClient
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -76,7 +76,7 @@ def open_streams(server) -> int:
 
 def test_client_cap_answers_503_with_retry_after(locked):
     # Streams closed by earlier tests end at their next heartbeat, when the write fails.
-    wait_for(lambda: open_streams(locked) == 0, 10, "earlier streams to close")
+    wait_until(lambda: open_streams(locked) == 0, 10, "earlier streams to close")
     streams = [SSEClient(locked.url + "/api/stream/metrics", params={"access_token": TOKEN}) for _ in range(2)]
     try:
         for stream in streams:

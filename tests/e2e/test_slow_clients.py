@@ -7,9 +7,9 @@ import re
 import pytest
 import requests
 
-from flexgate_stream.devstack.processes import wait_for
 from flexgate_stream.messages import ALERT_SUBJECT_PREFIX, encode
 from tests.e2e.support import SSEClient
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -88,7 +88,7 @@ def test_sigterm_exits_within_5_seconds_even_with_a_client_that_stopped_reading(
     for _ in range(30):  # ~6 MB: more than the socket buffers hold, so the worker's write blocks
         nats_client.publish_snapshot(padding=len(BIG))
     # Only a stream stuck in a write has its socket cut at shutdown; one that is not ends with its last frame.
-    wait_for(lambda: stalled_streams(web.url) == 1, 30, "the worker to be stuck writing to the stalled client")
+    wait_until(lambda: stalled_streams(web.url) == 1, 30, "the worker to be stuck writing to the stalled client")
     assert web.stop() < 5.0
     assert "stopped reading" in web.log_text()
     stalled.close()

@@ -1,18 +1,17 @@
-"""Helpers for the dashboard's browser tests: realistic snapshots, a NATS publisher, pages, screenshots.
+"""Helpers for the dashboard's browser tests: a NATS publisher, pages, screenshots.
 
-No tests here; ``test_dashboard.py`` imports it. gunicorn comes from tests/e2e/support.py (WebServer).
+Snapshots come from flexgate_stream.devstack.sample_messages, gunicorn from tests/e2e/support.py (WebServer).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import math
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
+from flexgate_stream.devstack.sample_messages import iso
 from flexgate_stream.messages import (
     ALERT_SUBJECT_PREFIX,
     SUMMARY_SUBJECT,
@@ -26,70 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-_clock = itertools.count(1)
-
-
-def iso(moment: datetime) -> str:
-    """ISO 8601 UTC with milliseconds and a Z, as the publisher writes it."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _series(name: str, unit: str, end: datetime, base: float, swing: float) -> dict:
-    points = []
-    for i in range(12):
-        at = end - timedelta(minutes=5 * (11 - i))
-        points.append({"timestamp": iso(at), "value": round(base + swing * math.sin(i / 2), 3)})
-    return {"name": name, "data": points, "unit": unit}
-
-
-def _breakdown(name: str, count: int, error_rate: float) -> dict:
-    return {"name": name, "requests": count, "requestsPerSecond": round(count / 3600, 3), "errorRate": error_rate,
-            "p50Latency": 30.0, "p95Latency": 170.0, "p99Latency": 450.0}
-
-
-def make_snapshot(total: int, *, route: str | None = None, rps: float = 42.0, error_rate: float = 0.5,
-                  availability: float = 99.0, routes: dict[str, int] | None = None) -> dict:
-    """A Snapshot as messages.Snapshot describes it, unique per call (its windowEnd differs)."""
-    end = datetime.now(UTC) + timedelta(milliseconds=next(_clock))
-    routes = routes if routes is not None else {"/api/orders": total // 2, "/api/users/:id": total // 3,
-                                                 "/health": total - total // 2 - total // 3}
-    rate = _series("Request rate", "req/s", end, rps, rps / 10)
-    rate["data"][-1]["value"] = rps  # "now" is the newest point
-    server_errors = round(total * error_rate / 100)
-    successful = round(total * availability / 100)
-    return {
-        "type": "metrics",
-        "version": 1,
-        "summary": {
-            "totalRequests": total, "totalRequestsAllTime": total * 10, "avgLatency": 48.2,
-            "errorRate": error_rate, "availability": availability, "p50Latency": 31.5, "p95Latency": 182.4,
-            "p99Latency": 512.9, "serverErrors": server_errors, "clientErrors": total - successful - server_errors,
-            "successfulRequests": successful,
-        },
-        "window": {"name": "24h", "start": iso(end - timedelta(hours=24)), "end": iso(end)},
-        "windowEnd": iso(end),
-        "requestRate": rate,
-        "latency": {key: _series(key, "ms", end, base, base / 6)
-                    for key, base in (("p50", 31.0), ("p95", 180.0), ("p99", 480.0))},
-        "errorRate": _series("Error rate", "%", end, error_rate, error_rate / 4),
-        "statusCodes": [{"code": 200, "count": successful}, {"code": 404, "count": total - successful - server_errors},
-                        {"code": 503, "count": server_errors}],
-        "routes": [_breakdown(name, count, error_rate) for name, count in routes.items()],
-        "upstreams": [_breakdown(name, count, error_rate)
-                      for name, count in (("orders-svc", total * 2 // 3), ("users-svc", total - total * 2 // 3))],
-        "route": route,
-        "timestamp": iso(end),
-    }
-
-
-def alert(rule: str, state: str, *, severity: str = "warning", value: float | None = None,
-          threshold: float | None = None, route: str | None = None) -> dict:
-    """An Alert as messages.Alert describes it."""
-    now = iso(datetime.now(UTC) + timedelta(milliseconds=next(_clock)))
-    return {"type": "alert", "id": f"{rule}:{route or '*'}", "rule": rule, "severity": severity, "state": state,
-            "value": value, "threshold": threshold, "route": route, "startedAt": now, "at": now}
-
 
 class Bus:
     """Publishes to JetStream from a thread of its own (the browser's sync API owns this thread's loop)."""

@@ -1,0 +1,162 @@
+"""One client's stream decides where it enters the ring and what it must replay: the frames a client sees."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from flexgate_stream.errors import NatsUnavailable
+from flexgate_stream.fanout import feeds, jetstream_api
+from flexgate_stream.fanout.client_stream import ClientStream
+from flexgate_stream.fanout.feeds import Feed
+from flexgate_stream.fanout.hub import Channel, StreamHub, Subscriber
+from flexgate_stream.fanout.jetstream_api import Bounds, StoredMsg
+from flexgate_stream.settings import Settings
+
+pytestmark = pytest.mark.timeout(10)
+
+
+class Counters:
+    def __init__(self) -> None:
+        self.sent_count = self.resets = self.skipped_count = 0
+
+    def sent(self, label: str, count: int = 1) -> None:
+        self.sent_count += count
+
+    def reset(self, label: str) -> None:
+        self.resets += 1
+
+    def skipped(self, count: int) -> None:
+        self.skipped_count += count
+
+
+class Host:
+    """A worker in miniature: a real hub, and JetStream answered by ``answers`` (or unavailable)."""
+
+    def __init__(self, answers: dict[Callable[..., Any], Any] | None = None) -> None:
+        self.hub = StreamHub(capacity=8, max_clients=10)
+        self.hub.set_connected(True)
+        self.settings = Settings(heartbeat_seconds=0.05, retry_ms=1000, client_queue=8)
+        self.metrics = Counters()
+        self.answers = answers or {}
+        self.calls: list[str] = []
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        self.calls.append(fn.__name__)
+        if fn not in self.answers:
+            raise NatsUnavailable("no NATS in this test")
+        answer = self.answers[fn]
+        return answer(*args) if callable(answer) else answer
+
+    def attach(self, feed: Feed, channel: Channel, cursor: int, sock: Any = None) -> Subscriber:
+        return self.hub.attach(channel, cursor)
+
+    def release(self, feed: Feed, sub: Subscriber) -> None:
+        self.hub.detach(sub)
+
+
+def frames_of(stream: ClientStream, host: Host, count: int) -> list[tuple[str, str]]:
+    """The first ``count`` frames (event, data) the client reads, heartbeats left out."""
+    seen: list[tuple[str, str]] = []
+    for chunk in stream:
+        for raw in chunk.decode().split("\n\n"):
+            if not raw or raw.startswith(":"):
+                continue
+            fields = dict(line.split(": ", 1) for line in raw.split("\n") if ": " in line)
+            seen.append((fields.get("event", "message"), fields.get("id", "") + "|" + fields.get("data", "")))
+        if len(seen) >= count:
+            host.hub.close()
+            break
+    stream.close()
+    return seen[:count]
+
+
+def channel_with(host: Host, feed: Feed, seqs: list[int]) -> Channel:
+    channel, _ = host.hub.channel(feed.key, feed.policy)
+    for seq in seqs:
+        channel.publish(seq, json.dumps({"n": seq}).encode())
+    return channel
+
+
+def test_a_new_snapshot_client_gets_the_newest_snapshot_at_once():
+    host = Host()
+    channel = channel_with(host, feeds.SUMMARY, [1, 2, 3])
+    frames = frames_of(ClientStream(host, feeds.SUMMARY, channel), host, 2)
+    assert frames[0][0] == "message" and '"type":"connected"' in frames[0][1]
+    assert frames[1] == ("message", '3|{"n": 3}')
+
+
+def test_a_new_alerts_client_gets_only_what_comes_next():
+    host = Host()
+    channel = channel_with(host, feeds.ALERTS, [1, 2])
+    stream = ClientStream(host, feeds.ALERTS, channel)
+    channel.publish(3, b'{"n": 3}')
+    assert frames_of(stream, host, 2)[1] == ("message", '3|{"n": 3}')
+
+
+def test_a_resume_inside_the_ring_gets_what_followed_from_the_ring_alone():
+    host = Host()
+    channel = channel_with(host, feeds.ALERTS, [4, 5, 6, 7])
+    frames = frames_of(ClientStream(host, feeds.ALERTS, channel, last_id=5), host, 3)
+    assert [f[1].split("|")[0] for f in frames[1:]] == ["6", "7"]
+    assert host.calls == []  # no JetStream read was needed
+
+
+def test_a_resume_older_than_the_ring_is_replayed_from_jetstream_then_joins_the_ring():
+    stored = [StoredMsg(seq, "alerts.warning", json.dumps({"n": seq}).encode()) for seq in (3, 4, 5)]
+    host = Host({jetstream_api.bounds: Bounds(1, 7),
+                 jetstream_api.read_after: lambda stream, subject, after, size, upto:
+                 [m for m in stored if m.seq > after and (upto is None or m.seq < upto)]})
+    channel = channel_with(host, feeds.ALERTS, [6, 7])
+    frames = frames_of(ClientStream(host, feeds.ALERTS, channel, last_id=2), host, 6)
+    assert [f[1].split("|")[0] for f in frames[1:]] == ["3", "4", "5", "6", "7"]
+
+
+def test_a_resume_older_than_the_stream_keeps_is_told_to_reset_and_gets_the_newest_snapshot():
+    host = Host({jetstream_api.bounds: Bounds(50, 60)})
+    channel = channel_with(host, feeds.SUMMARY, [59, 60])
+    frames = frames_of(ClientStream(host, feeds.SUMMARY, channel, last_id=10), host, 3)
+    assert frames[1][0] == "reset" and "older than the stream keeps" in frames[1][1]
+    assert frames[2] == ("message", '60|{"n": 60}')
+    assert host.metrics.resets == 1
+
+
+def test_a_resume_newer_than_the_stream_holds_is_reset():
+    host = Host({jetstream_api.bounds: Bounds(1, 5)})
+    channel = channel_with(host, feeds.ALERTS, [4, 5])
+    frames = frames_of(ClientStream(host, feeds.ALERTS, channel, last_id=99), host, 2)
+    assert frames[1][0] == "reset" and "newer than anything the stream holds" in frames[1][1]
+
+
+def test_a_resume_at_the_newest_sequence_with_an_empty_ring_waits_for_the_next_message():
+    host = Host()
+    channel, _ = host.hub.channel(feeds.ALERTS.key, feeds.ALERTS.policy)
+    channel.set_floor(9)
+    stream = ClientStream(host, feeds.ALERTS, channel, last_id=9)
+    channel.publish(10, b'{"n": 10}')
+    assert frames_of(stream, host, 2)[1] == ("message", '10|{"n": 10}')
+    assert host.calls == []
+
+
+def test_since_replays_history_from_the_first_message_at_that_time():
+    stored = [StoredMsg(seq, "alerts.warning", json.dumps({"n": seq}).encode()) for seq in (2, 3)]
+    host = Host({jetstream_api.first_since: stored[0],
+                 jetstream_api.read_after: lambda stream, subject, after, size, upto:
+                 [m for m in stored if m.seq > after and (upto is None or m.seq < upto)]})
+    channel = channel_with(host, feeds.ALERTS, [4])
+    frames = frames_of(ClientStream(host, feeds.ALERTS, channel, since=timedelta(hours=1)), host, 4)
+    assert [f[1].split("|")[0] for f in frames[1:]] == ["2", "3", "4"]
+
+
+def test_a_client_is_registered_when_admitted_and_released_even_if_never_read():
+    host = Host()
+    channel = channel_with(host, feeds.SUMMARY, [1])
+    stream = ClientStream(host, feeds.SUMMARY, channel)
+    assert host.hub.clients == 1
+    stream.close()
+    stream.close()
+    assert host.hub.clients == 0
