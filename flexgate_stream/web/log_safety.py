@@ -28,12 +28,13 @@ def escape(text: str) -> str:
 
 
 def safe(value: Any) -> Any:
-    """A request-derived value fit for a log line: redacted and escaped (non-strings are left as they are)."""
+    """A request-derived value fit for a log line: redacted and escaped (non-strings are left as they are;
+    gunicorn's access log escapes double quotes itself)."""
     if isinstance(value, bytes):
         value = value.decode("latin-1")
     if not isinstance(value, str):
         return value
-    return escape(redact(value)).replace('"', '\\"')
+    return escape(redact(value))
 
 
 def _escaped(match: re.Match[str]) -> str:

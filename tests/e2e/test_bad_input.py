@@ -141,3 +141,20 @@ def test_route_feeds_per_worker_are_capped(strict):
     finally:
         for stream in streams:
             stream.close()
+
+
+@pytest.mark.parametrize(("request_head", "status", "says"), [
+    (b"GET /api/metrics/live?access_token=SECRET&x=\x01 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "request line"),
+    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400, "header"),
+    (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "too long"),
+    (b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X-H%d: 1\r\n" % i for i in range(120)) + b"\r\n", 431,
+     "headers"),
+    (b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431, "headers"),
+    (b"POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"zz\r\n{}\r\n0\r\n\r\n", 400, "chunked"),
+])
+def test_what_gunicorn_refuses_itself_is_json_too(web_server, request_head, status, says):
+    answered, error = json_error(raw(web_server.port, request_head))
+    assert answered == status
+    assert says in error
+    assert "SECRET" not in error  # nothing the client sent is echoed
