@@ -45,7 +45,17 @@ CLIENT_ERRORS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...]
 
 
 class JsonErrorGeventWorker(GeventWorker):
-    """conf/gunicorn.conf.py ``worker_class``: gevent, with gunicorn's own error pages as JSON."""
+    """conf/gunicorn.conf.py ``worker_class``: gevent, with gunicorn's own error pages as JSON, and a stream
+    dropped for not reading (FLEXGATE_SEND_TIMEOUT) told in one line instead of a traceback."""
+
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
+        try:
+            return super().handle_request(listener_name, req, sock, addr)
+        except TimeoutError:
+            # The write to a client blocked past the socket's timeout (set by the stream views): the response
+            # iterator is closed by now, so the stream is released; gunicorn closes the connection.
+            self.log.info("web: dropped a client that stopped reading (%s %s)", req.method, req.path)
+            raise StopIteration from None
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         started = datetime.now()
