@@ -17,7 +17,8 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 _host = _settings.bind_host or "0.0.0.0"
 bind = f"[{_host}]:{_settings.port}" if ":" in _host else f"{_host}:{_settings.port}"
 workers = _settings.web_concurrency
-worker_class = "gevent"
+# gevent, with gunicorn's own answers to malformed requests (400, 414, 431, ...) in the JSON error shape.
+worker_class = "flexgate_stream.web.gunicorn_edge.JsonErrorGeventWorker"
 # Each open SSE stream holds one connection: leave room above FLEXGATE_MAX_CLIENTS for plain requests.
 worker_connections = _settings.max_clients + 1000
 timeout = 30
@@ -26,6 +27,8 @@ graceful_timeout = 10
 keepalive = 2
 # Several gunicorn masters may run on one host (tests, blue/green): no shared control socket.
 control_socket_disable = True
+# Request-derived text is escaped and tokens are redacted in every line of the access and error logs.
+logger_class = "flexgate_stream.web.gunicorn_edge.GunicornLogger"
 accesslog = "-"
 # The path without its query string: ?access_token= must not reach the log.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'

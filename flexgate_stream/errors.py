@@ -43,6 +43,30 @@ class Unauthorized(RequestError):
     status = 401
 
 
+class Forbidden(RequestError):
+    """The endpoint is closed under the current settings."""
+
+    status = 403
+
+
+class NotFound(RequestError):
+    """What was asked for does not exist."""
+
+    status = 404
+
+
+class BodyTimeout(RequestError):
+    """The client did not send its declared body in time."""
+
+    status = 408
+
+
+class UnsupportedMediaType(RequestError):
+    """The body is not of the content type the endpoint accepts."""
+
+    status = 415
+
+
 class TooLarge(RequestError):
     """The request body is larger than the service accepts."""
 

@@ -54,6 +54,9 @@ class Settings:
     retry_ms: int = 3000
     client_queue: int = 64
     send_timeout_seconds: float = 30.0
+    events_open: bool = False  # POST /api/events without FLEXGATE_API_TOKENS
+    body_timeout_seconds: float = 5.0
+    max_route_feeds: int = 100
     prometheus_multiproc_dir: str | None = None
     log_level: str = "INFO"
     data_dir: Path = field(default_factory=lambda: Path("var"))
@@ -118,6 +121,9 @@ class Settings:
             retry_ms=env.integer("FLEXGATE_RETRY_MS", 3000, low=100, high=600_000),
             client_queue=env.integer("FLEXGATE_CLIENT_QUEUE", 64, low=1, high=100_000),
             send_timeout_seconds=env.number("FLEXGATE_SEND_TIMEOUT", 30.0, low=1, high=3600),
+            events_open=env.flag("FLEXGATE_EVENTS_OPEN", False),
+            body_timeout_seconds=env.number("FLEXGATE_BODY_TIMEOUT", 5.0, low=0.1, high=300),
+            max_route_feeds=env.integer("FLEXGATE_MAX_ROUTE_FEEDS", 100, low=1, high=100_000),
             prometheus_multiproc_dir=env.directory("PROMETHEUS_MULTIPROC_DIR"),
             log_level=env.choice("FLEXGATE_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
             data_dir=Path(env.text("FLEXGATE_DATA_DIR") or "var"),

@@ -26,6 +26,8 @@ from flexgate_stream.tick.stream_setup import ensure_streams
 
 log = logging.getLogger("workers.publisher")
 
+LOST_CONNECTION = (psycopg2.OperationalError, psycopg2.InterfaceError, DatabaseUnavailable)
+
 
 class Backoff:
     """Exponential delays between attempts: ``first``, doubling, at most ``cap`` seconds."""
@@ -74,7 +76,9 @@ class Database:
         self.zone = settings.requests_timezone
         self.state = StateLog(ident, "PostgreSQL")
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="publisher-pg")
-        self.backoff = Backoff(cap=15.0)
+        # Each tick tries once anyway: a delay under one tick (counted from the tick's start) means the tick
+        # after PostgreSQL comes back reconnects, while faster ticks still back off.
+        self.backoff = Backoff(cap=0.9 * settings.tick_seconds)
         self.retry_at = 0.0
         self.busy = False
         self.conn = None
@@ -82,13 +86,16 @@ class Database:
 
     async def aggregate(self, window_end: datetime) -> WindowFigures | None:
         """The tick's figures, or None while PostgreSQL is down (or not yet due for a retry)."""
-        if time.monotonic() < self.retry_at:
+        started = time.monotonic()
+        if started < self.retry_at:
             return None
         try:
             figures = await asyncio.get_running_loop().run_in_executor(self.executor, self._aggregate, window_end)
         except (psycopg2.Error, DatabaseUnavailable) as exc:
-            self.state.down(exc, exc_info=not isinstance(exc, psycopg2.OperationalError | DatabaseUnavailable))
-            self.retry_at = time.monotonic() + self.backoff.next_delay()
+            # A lost connection (refused, reset, restarted server, "connection already closed") is a state
+            # change told in one line; any other database error is a fault and keeps its traceback.
+            self.state.down(exc, exc_info=not isinstance(exc, LOST_CONNECTION))
+            self.retry_at = started + self.backoff.next_delay()
             await asyncio.get_running_loop().run_in_executor(self.executor, self.close)
             return None
         self.backoff.reset()

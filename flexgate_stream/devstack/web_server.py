@@ -25,6 +25,7 @@ FAST_ENV = {
     "FLEXGATE_TICK_SECONDS": "1",
     "FLEXGATE_RETRY_MS": "500",
     "FLEXGATE_LOG_LEVEL": "INFO",
+    "FLEXGATE_EVENTS_OPEN": "true",  # POST /api/events without a token: tests and benchmarks post gateway events
 }
 
 

@@ -32,10 +32,11 @@ class Feed:
         return self.key if self.shared else "route"
 
 
+ROUTE_KEY_PREFIX = "route:"
 SUMMARY = Feed("metrics", METRICS_STREAM, SUMMARY_SUBJECT, Policy.LATEST, shared=True)
 ALERTS = Feed("alerts", ALERTS_STREAM, ALERT_SUBJECT_PREFIX + ">", Policy.EVERY, shared=True)
 
 
 def route_feed(route: str) -> Feed:
     """The per-route snapshots of ``route``."""
-    return Feed(f"route:{route_token(route)}", ROUTES_STREAM, route_subject(route), Policy.LATEST, shared=False)
+    return Feed(ROUTE_KEY_PREFIX + route_token(route), ROUTES_STREAM, route_subject(route), Policy.LATEST, shared=False)

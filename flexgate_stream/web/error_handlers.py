@@ -40,16 +40,17 @@ def _nats_unavailable(exc: NatsUnavailable) -> Response:
 
 def _http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
+    valid_methods: list[str] = getattr(exc, "valid_methods", None) or []
     if status == 404:
         message = f"no such endpoint: {request.path}."
     elif status == 405:
-        allowed = sorted(m for m in (exc.valid_methods or []) if m not in ("HEAD", "OPTIONS"))  # type: ignore[attr-defined]
+        allowed = sorted(m for m in valid_methods if m not in ("HEAD", "OPTIONS"))
         message = f"{request.method} is not allowed on {request.path}; use {' or '.join(allowed) or 'another method'}."
     elif status == 413:
         message = "the request body is too large (at most 64 KiB)."
     else:
         message = (exc.description or exc.name).rstrip(".") + "."
-    headers = {"Allow": ", ".join(exc.valid_methods)} if status == 405 and getattr(exc, "valid_methods", None) else {}
+    headers = {"Allow": ", ".join(valid_methods)} if status == 405 and valid_methods else {}
     return error_response(status, message, headers)
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
+from flexgate_stream import MAX_BODY
+from flexgate_stream.errors import Forbidden
 from flexgate_stream.fanout import jetstream_api
 from flexgate_stream.messages import ALERT_SUBJECT_PREFIX, encode, message_id
+from flexgate_stream.settings import Settings
 from flexgate_stream.web import params
 from flexgate_stream.web.extension import current_service
+from flexgate_stream.web.request_body import read_body, require_json
 
 bp = Blueprint("events", __name__, url_prefix="/api")
 
@@ -15,7 +19,12 @@ bp = Blueprint("events", __name__, url_prefix="/api")
 @bp.post("/events")
 def post_event() -> tuple[Response, int]:
     """Accept one ``{event, timestamp, data}`` and store it in ALERTS (202), deduplicated by content."""
-    event = params.gateway_event(request.get_data(cache=False))
+    settings: Settings = current_app.config["SETTINGS"]
+    if not settings.api_tokens and not settings.events_open:
+        raise Forbidden("POST /api/events is closed while FLEXGATE_API_TOKENS is not set: set a token for the "
+                        "gateway, or FLEXGATE_EVENTS_OPEN=true to accept events from anyone who can reach it.")
+    require_json(request.headers.get("Content-Type"))
+    event = params.gateway_event(read_body(request.environ, MAX_BODY, settings.body_timeout_seconds))
     subject = ALERT_SUBJECT_PREFIX + event["event"]
     seq, duplicate = current_service().call(jetstream_api.publish, subject, encode(event),
                                             message_id(subject, event["id"]))

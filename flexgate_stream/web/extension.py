@@ -90,7 +90,11 @@ class StreamService:
         return self.hub.channels.get(feeds.SUMMARY.key)
 
     def open(self, feed: Feed) -> Channel:
-        """The channel of ``feed``, followed from NATS when it is new."""
+        """The channel of ``feed``, followed from NATS when it is new; 503 when it would be one per-route feed
+        (one JetStream consumer each) more than FLEXGATE_MAX_ROUTE_FEEDS."""
+        if not feed.shared and feed.key not in self.hub.channels and self.route_feeds >= self.settings.max_route_feeds:
+            raise AtCapacity(f"this server process already follows its maximum of {self.settings.max_route_feeds} "
+                             "routes; retry later or stream the summary.", headers={"Retry-After": "30"})
         channel, created = self.hub.channel(feed.key, feed.policy)
         if created and self.bridge is not None:
             self.bridge.follow(feed, channel)
@@ -109,6 +113,11 @@ class StreamService:
             # A client that stops reading fails its write after this long instead of holding the stream forever.
             sock.settimeout(self.settings.send_timeout_seconds)
         return ClientStream(self, feed, self.open(feed), last_id=last_id, since=since, sock=sock)
+
+    @property
+    def route_feeds(self) -> int:
+        """Per-route feeds followed now (each holds a JetStream consumer)."""
+        return sum(1 for key in self.hub.channels if key.startswith(feeds.ROUTE_KEY_PREFIX))
 
     def attach(self, feed: Feed, channel: Channel, cursor: int, sock: Any = None) -> Subscriber:
         """Register one client stream (and its socket, so shutdown can cut it if it stalls)."""

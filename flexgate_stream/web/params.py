@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from datetime import UTC, datetime, timedelta
 
 from flexgate_stream.errors import BadInput
+from flexgate_stream.messages import GatewayEvent
 
 MAX_EVENT_ID = 2**63 - 1
 MAX_ROUTE = 256
 MAX_SINCE = timedelta(days=7)  # what ALERTS keeps
+MAX_DEPTH = 32  # nesting of objects and arrays in a webhook body
 EVENT_NAME = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z0-9_-]+){0,4}")
 DIGITS = re.compile(r"[0-9]{1,19}")
 SINCE = re.compile(r"(\d{1,7})(ms|s|m|h|d)")
@@ -25,7 +28,7 @@ def last_event_id(header: str | None, query: str | None) -> int | None:
             continue
         value = raw.strip()
         if not DIGITS.fullmatch(value) or int(value) > MAX_EVENT_ID:
-            raise BadInput(f"the {name} must be a stream sequence number (digits only), got {_show(raw)}.")
+            raise BadInput(f"the {name} must be a stream sequence number (digits only), got {shown(raw)}.")
         return int(value)
     return None
 
@@ -36,7 +39,7 @@ def route(raw: str | None) -> str | None:
         return None
     if not raw or len(raw) > MAX_ROUTE or not raw.isprintable() or any(c.isspace() for c in raw):
         raise BadInput(f"the route parameter must be 1 to {MAX_ROUTE} printable characters without spaces, "
-                       f"got {_show(raw)}.")
+                       f"got {shown(raw)}.")
     return raw
 
 
@@ -46,19 +49,26 @@ def since(raw: str | None) -> timedelta | None:
         return None
     match = SINCE.fullmatch(raw.strip())
     if not match:
-        raise BadInput(f"the since parameter must be a duration such as 30s, 15m, 1h or 2d, got {_show(raw)}.")
+        raise BadInput(f"the since parameter must be a duration such as 30s, 15m, 1h or 2d, got {shown(raw)}.")
     span = timedelta(seconds=int(match[1]) * UNITS[match[2]])
     if span > MAX_SINCE:
         raise BadInput(f"the since parameter may reach back at most 7d (what the alerts stream keeps), got {raw}.")
     return span
 
 
-def gateway_event(body: bytes) -> dict:
+def gateway_event(body: bytes) -> GatewayEvent:
     """A webhook body ``{event, timestamp, data}`` checked and normalised into a GatewayEvent."""
     try:
-        doc = json.loads(body)
+        doc = json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise BadInput(f"the body is nested too deeply (at most {MAX_DEPTH} levels).") from None
+    except _NotFinite:
+        raise BadInput("the body holds NaN or Infinity, which JSON does not allow; send a finite number "
+                       "or null.") from None
     except (ValueError, UnicodeDecodeError):
         raise BadInput("the body is not valid JSON.") from None
+    if _depth(doc) > MAX_DEPTH:
+        raise BadInput(f"the body is nested too deeply (at most {MAX_DEPTH} levels).")
     if not isinstance(doc, dict):
         raise BadInput("the body must be a JSON object with event, timestamp and data.")
     missing = [name for name in ("event", "timestamp") if name not in doc]
@@ -67,13 +77,13 @@ def gateway_event(body: bytes) -> dict:
     name = doc["event"]
     if not isinstance(name, str) or not EVENT_NAME.fullmatch(name):
         raise BadInput("event must be a dotted lower-case name such as circuit_breaker.opened, "
-                       f"got {_show(str(name))}.")
+                       f"got {shown(str(name))}.")
     data = doc.get("data", {})
     if not isinstance(data, dict):
         raise BadInput("data must be a JSON object.")
     stamp = _timestamp(doc["timestamp"])
     digest = hashlib.sha256(json.dumps([name, stamp, data], sort_keys=True).encode()).hexdigest()[:32]
-    return {"type": "event", "id": digest, "event": name, "timestamp": stamp, "data": data}
+    return GatewayEvent(type="event", id=digest, event=name, timestamp=stamp, data=data)
 
 
 def _timestamp(raw: object) -> str:
@@ -86,14 +96,43 @@ def _timestamp(raw: object) -> str:
         else:
             moment = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
     except (ValueError, TypeError, OverflowError, OSError):
-        raise BadInput(f"timestamp must be an ISO 8601 time such as 2026-01-31T12:00:00Z, got {_show(str(raw))}.")\
+        raise BadInput(f"timestamp must be an ISO 8601 time such as 2026-01-31T12:00:00Z, got {shown(str(raw))}.")\
             from None
     if moment.tzinfo is None:
         raise BadInput("timestamp must carry a time zone (Z or +hh:mm).")
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    except OverflowError:
+        raise BadInput(f"timestamp must be between years 1 and 9999 in UTC, got {shown(str(raw))}.") from None
 
 
-def _show(raw: str) -> str:
+class _NotFinite(ValueError):
+    """NaN, Infinity or a number too large for a double: valid for Python's parser, not for JSON."""
+
+
+def _no_constant(name: str) -> float:
+    raise _NotFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text)
+    return value
+
+
+def _depth(doc: object) -> int:
+    """How deeply objects and arrays nest in ``doc`` (0 for a scalar), without recursion."""
+    deepest, pending = 0, [(doc, 1)]
+    while pending:
+        node, level = pending.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level)
+            pending.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def shown(raw: str) -> str:
     """A user value, shortened and quoted, safe to echo in a message."""
     short = raw if len(raw) <= 40 else raw[:37] + "..."
     return json.dumps(short)

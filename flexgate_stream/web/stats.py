@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from flexgate_stream.errors import FlexgateError, NatsUnavailable
+from flexgate_stream.errors import FlexgateError, NatsUnavailable, NotFound
 from flexgate_stream.fanout import jetstream_api
 from flexgate_stream.fanout.feeds import SUMMARY, route_feed
 from flexgate_stream.web import params
@@ -61,7 +61,10 @@ def metrics_live() -> Response:
     route = params.route(request.args.get("route"))
     feed = route_feed(route) if route is not None else SUMMARY
     stored = current_service().call(jetstream_api.last_message, feed.stream, feed.subject)
+    if stored is None and route is not None:
+        raise NotFound(f"no snapshot has been published for route {params.shown(route)}: the publisher streams "
+                       "the busiest routes only (FLEXGATE_TOP_ROUTES).")
     if stored is None:
-        raise NatsUnavailable("no snapshot has been published yet" + (f" for route {route}" if route else ""))
+        raise NatsUnavailable("no snapshot has been published yet")
     body = b'{"success":true,"data":' + stored.data + b"}"
     return Response(body, content_type="application/json", headers={"Cache-Control": "no-cache"})

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+from pathlib import Path
 
 import pytest
 import requests
@@ -92,3 +95,52 @@ def test_sigterm_exits_within_5_seconds_even_with_a_client_that_stopped_reading(
     assert web.stop() < 5.0
     assert "stopped reading" in web.log_text()
     stalled.close()
+
+
+def holds_connection(pid: int, server_port: int, client_port: int) -> bool:
+    """Whether process ``pid`` holds the server side of the TCP connection from ``client_port``."""
+    wanted = f":{server_port:04X}", f":{client_port:04X}"
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(wanted[0]) and fields[2].endswith(wanted[1]):
+            inodes.add(f"socket:[{fields[9]}]")
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd) in inodes:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def client_counts(url: str) -> tuple[int, int]:
+    """Open and stalled streams of the answering worker."""
+    clients = requests.get(url + "/api/stream/stats", timeout=5).json()["data"]["clients"]
+    return clients["worker"], clients["stalled"]
+
+
+def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(start_web, nats_client):
+    web = start_web({"FLEXGATE_SEND_TIMEOUT": "1", "FLEXGATE_HEARTBEAT_SECONDS": "30"}, workers=1)
+    worker = web.worker_pids()[0]
+    nats_client.publish_snapshot()
+    wait_until(lambda: client_counts(web.url)[0] == 0, 10, "no streams open")
+    # A tiny receive window, and a client that reads the hello and then nothing: the server's writes block
+    # once its send buffer and our receive buffer are full.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.connect(("127.0.0.1", web.port))
+    sock.sendall(b"GET /api/stream/metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b"200 OK" in sock.recv(1024)
+    wait_until(lambda: client_counts(web.url)[0] == 1, 10, "the stream to be open")
+    client_port = sock.getsockname()[1]
+    assert holds_connection(worker, web.port, client_port)
+    for _ in range(30):  # ~6 MB of snapshots: more than both buffers hold
+        nats_client.publish_snapshot(padding=len(BIG))
+    # Dropped after FLEXGATE_SEND_TIMEOUT: the stream is released (no client, no stalled write) and its socket
+    # closed in the worker.
+    wait_until(lambda: client_counts(web.url)[:2] == (0, 0), 15, "the stalled stream to be dropped")
+    wait_until(lambda: not holds_connection(worker, web.port, client_port), 10, "the worker to close the connection")
+    sock.close()
+    assert web.worker_pids() == [worker]  # the worker itself lives on
+    assert "Traceback" not in web.log_text()

@@ -330,3 +330,28 @@ def test_bad_configuration_stops_with_one_sentence(tmp_path, env, variable):
                           env={**clean, "DATABASE_URL": "postgresql://u@127.0.0.1:1/x", **env}, timeout=30)
     assert done.returncode == 2
     assert done.stderr.startswith(f"flexgate-stream: {variable}") and done.stderr.count("\n") == 1
+
+
+def test_database_connections_cut_is_one_line_and_reconnects_within_a_tick(workers, db, database_url, nats_server,
+                                                                          postgres_server):
+    """What a PostgreSQL restart does to the publisher: its connection is cut, new ones are refused for a while."""
+    seeded(db, 100)
+    worker = workers(database_url, nats_server.url)
+    wait_until(lambda: _ticked(worker), 30, "the first tick")
+    name = database_url.rsplit("/", 1)[1]
+    admin = psycopg2.connect(postgres_server.admin_url())
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'flexgate-publisher' AND datname = %s", (name,))
+    wait_until(lambda: worker.count("PostgreSQL is unavailable"), 10, "the database-down line")
+    time.sleep(10)  # many ticks (1 s) pass while it is down: a backoff growing past a tick would show below
+    with admin.cursor() as cur:
+        cur.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    admin.close()
+    back_at = time.monotonic()
+    wait_until(lambda: worker.count("PostgreSQL is back"), 15, "the database-back line")
+    assert time.monotonic() - back_at < 1.0 + 1.5  # one tick, and some time to connect (a grown backoff: 5 s)
+    log = worker.log()
+    assert log.count("PostgreSQL is unavailable") == 1 and "Traceback" not in log

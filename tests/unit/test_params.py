@@ -72,6 +72,15 @@ def test_gateway_event_accepts_epoch_milliseconds_and_missing_data():
         (b'{"event":"a.b","timestamp":true}', "timestamp must be"),
         (b'{"event":"a.b","timestamp":"2026-01-01T00:00:00"}', "time zone"),
         (b'{"event":"a.b","timestamp":"2026-01-01T00:00:00Z","data":"x"}', "data must be"),
+        (b'{"event":"a","timestamp":"0001-01-01T00:00:00+01:00"}', "between years 1 and 9999"),
+        (b'{"event":"a","timestamp":"9999-12-31T23:59:59-01:00"}', "between years 1 and 9999"),
+        (b'{"event":"a","timestamp":1e300}', "timestamp must be"),
+        (b'{"event":"a","timestamp":"2026-01-01T00:00:00Z","data":{"x":NaN}}', "NaN or Infinity"),
+        (b'{"event":"a","timestamp":"2026-01-01T00:00:00Z","data":{"x":[-Infinity]}}', "NaN or Infinity"),
+        (b'{"event":"a","timestamp":"2026-01-01T00:00:00Z","data":{"x":1e999}}', "NaN or Infinity"),
+        (b'{"a":' * 10000 + b"1" + b"}" * 10000, "nested too deeply"),
+        (b'{"event":"a","timestamp":"2026-01-01T00:00:00Z","data":' + b"[" * 500 + b"]" * 500 + b"}",
+         "nested too deeply"),
     ],
 )
 def test_bad_events_say_what_is_wrong(body, says):

@@ -4,6 +4,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -77,3 +78,33 @@ def test_worker_process_imports_neither_flask_nor_gevent():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_closed_database_connection_is_one_line_and_retried_within_a_tick(caplog):
+    import asyncio
+
+    import psycopg2
+
+    from flexgate_stream.settings import Settings
+    from workers.connections import Database
+
+    db = Database(Settings(database_url="postgresql://u@127.0.0.1:1/db", tick_seconds=5), "p1")
+    # What a PostgreSQL restart raises: the first query on the old connection finds it already closed.
+    failures = [psycopg2.InterfaceError("connection already closed"),
+                psycopg2.OperationalError("connection refused")] * 4
+
+    def lost(_window_end):
+        raise failures.pop(0)
+
+    db._aggregate = lost
+    delays = []
+    with caplog.at_level(logging.INFO, logger="workers.publisher"):
+        for _ in range(8):
+            db.retry_at = 0.0  # as if the next tick had come
+            start = time.monotonic()
+            assert asyncio.run(db.aggregate(datetime.now(UTC))) is None
+            delays.append(db.retry_at - start)
+    db.executor.shutdown()
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert not caplog.records[0].exc_info and "Traceback" not in caplog.text
+    assert max(delays) < 5  # the next tick always tries again

@@ -70,7 +70,8 @@ def test_errors_are_json_without_tracebacks():
     assert client.get("/api/nope").json == {"success": False, "error": "no such endpoint: /api/nope."}
     wrong = client.put("/api/events")
     assert wrong.status_code == 405 and "POST" in wrong.json["error"]
-    big = client.post("/api/events", data=b"x" * (64 * 1024 + 1), content_type="application/json")
+    big = client_for(events_open=True).post("/api/events", data=b"x" * (64 * 1024 + 1),
+                                            content_type="application/json")
     assert big.status_code == 413 and big.json["success"] is False
     bad = client.get("/api/stream/metrics?lastEventId=abc")
     assert bad.status_code == 400 and "Traceback" not in bad.get_data(as_text=True)
@@ -80,3 +81,32 @@ def test_streams_outside_a_gevent_worker_answer_503_not_500():
     response = client_for().get("/api/stream/metrics")
     assert response.status_code == 503
     assert response.json["success"] is False and response.headers["Retry-After"]
+
+
+def test_events_are_closed_without_a_token_unless_opened():
+    body = b'{"event":"circuit_breaker.opened","timestamp":"2026-01-01T00:00:00Z"}'
+    closed = client_for().post("/api/events", data=body, content_type="application/json")
+    assert closed.status_code == 403 and "FLEXGATE_EVENTS_OPEN" in closed.json["error"]
+    # Opened, or with a token, the request gets past the gate (and then meets no NATS in a unit test).
+    opened = client_for(events_open=True).post("/api/events", data=body, content_type="application/json")
+    assert opened.status_code == 503
+    token = client_for(api_tokens=("s3cret",)).post("/api/events", data=body, content_type="application/json",
+                                                     headers={"Authorization": "Bearer s3cret"})
+    assert token.status_code == 503
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x", "application/jsonx"])
+def test_events_need_a_json_content_type(content_type):
+    body = b'{"event":"circuit_breaker.opened","timestamp":"2026-01-01T00:00:00Z"}'
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client_for(events_open=True).post("/api/events", data=body, headers=headers)
+    assert response.status_code == 415
+    assert "application/json" in response.json["error"]
+
+
+def test_json_content_type_with_a_charset_is_accepted():
+    body = b'{"event":"a","timestamp":"2026-01-01T00:00:00Z"}'
+    response = client_for(events_open=True).post("/api/events", data=body,
+                                                 content_type="Application/JSON; charset=utf-8")
+    assert response.status_code == 503  # past the checks; no NATS in a unit test

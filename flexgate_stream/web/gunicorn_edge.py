@@ -1,0 +1,103 @@
+"""gunicorn's edges (conf/gunicorn.conf.py): its logger, and its gevent worker's answers to malformed requests.
+
+``GunicornLogger`` escapes every request-derived field of the access log and makes every line of the
+error and access logs safe (``log_safety``). gunicorn parses the request line and headers before the
+application sees them and answers a malformed or oversized one itself; ``JsonErrorGeventWorker``
+answers it as every other error is answered, ``{"success": false, "error": "..."}``, saying what was
+wrong without echoing what was sent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from ssl import SSLError
+from typing import Any
+
+from gunicorn import util
+from gunicorn.glogging import Logger
+from gunicorn.http import errors as http
+from gunicorn.http.wsgi import Response, default_environ
+from gunicorn.workers.ggevent import GeventWorker
+
+from flexgate_stream.log_safety import SafeFormatter, safe
+
+# Checked in order: the first class the error is an instance of gives status, reason and message.
+CLIENT_ERRORS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], int, str, str], ...] = (
+    ((http.InvalidResponseHeader, http.InvalidResponseHeaderName), 500, "Internal Server Error",
+     "internal error; the server log has the details."),
+    (http.LimitRequestLine, 414, "URI Too Long", "the request line is too long (at most {line} bytes)."),
+    (http.LimitRequestHeaders, 431, "Request Header Fields Too Large",
+     "the request headers are too many or too large (at most {fields} fields of {field_size} bytes)."),
+    ((http.InvalidRequestLine, http.InvalidRequestMethod, http.InvalidHTTPVersion, http.InvalidH2CPreface), 400,
+     "Bad Request", "the request line is malformed: send METHOD /path HTTP/1.1."),
+    ((http.InvalidHeader, http.InvalidHeaderName, http.ObsoleteFolding, http.InvalidSchemeHeaders), 400,
+     "Bad Request", "a request header is malformed (a bad name, value or Content-Length)."),
+    ((http.InvalidChunkSize, http.ChunkMissingTerminator, http.InvalidChunkExtension), 400, "Bad Request",
+     "the chunked request body is malformed."),
+    (http.UnsupportedTransferCoding, 501, "Not Implemented", "the Transfer-Encoding is not supported; use chunked."),
+    (http.ExpectationFailed, 417, "Expectation Failed", "the Expect header is not supported."),
+    ((http.ForbiddenProxyRequest, SSLError), 403, "Forbidden", "the request is forbidden."),
+    ((http.InvalidProxyLine, http.ConfigurationProblem, http.ParseException), 400, "Bad Request",
+     "the request is malformed."),
+)
+
+
+class JsonErrorGeventWorker(GeventWorker):
+    """conf/gunicorn.conf.py ``worker_class``: gevent, with gunicorn's own error pages as JSON, and a stream
+    dropped for not reading (FLEXGATE_SEND_TIMEOUT) told in one line instead of a traceback."""
+
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
+        try:
+            return super().handle_request(listener_name, req, sock, addr)
+        except TimeoutError:
+            # The write to a client blocked past the socket's timeout (set by the stream views): the response
+            # iterator is closed by now, so the stream is released; gunicorn closes the connection.
+            self.log.info("web: dropped a client that stopped reading (%s %s)", req.method, req.path)
+            raise StopIteration from None
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        started = datetime.now()
+        addr = addr or ("", -1)
+        status, reason, message = self.describe(exc)
+        if status >= 500:
+            self.log.exception("web: error handling a request")
+        else:
+            # The exception's text holds what the client sent: the log's formatter escapes it and drops tokens.
+            self.log.warning("web: refused a malformed request from %s (%s: %s)", addr[0], type(exc).__name__, exc)
+        body = json.dumps({"success": False, "error": message}).encode()
+        req = req or getattr(exc, "req", None)
+        if req is not None and hasattr(req, "headers"):
+            environ = default_environ(req, client, self.cfg)
+            environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = addr[0], str(addr[1])
+            resp = Response(req, client, self.cfg)
+            resp.status = f"{status} {reason}"
+            resp.response_length = len(body)
+            self.log.access(resp, req, environ, datetime.now() - started)
+        head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
+        try:
+            util.write_nonblock(client, head + body)
+        except Exception:  # noqa: BLE001 - the client may be gone; nothing else to do
+            self.log.debug("web: could not send the error answer")
+
+    def describe(self, exc: BaseException) -> tuple[int, str, str]:
+        """Status, reason phrase and JSON message for an error raised while reading a request."""
+        limits = {"line": self.cfg.limit_request_line, "fields": self.cfg.limit_request_fields,
+                  "field_size": self.cfg.limit_request_field_size}
+        for kinds, status, reason, message in CLIENT_ERRORS:
+            if isinstance(exc, kinds):
+                return status, reason, message.format(**limits)
+        return 500, "Internal Server Error", "internal error; the server log has the details."
+
+
+class GunicornLogger(Logger):
+    """gunicorn's logger with every field of the access log escaped and every handler's message made safe."""
+
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
+        return {key: safe(value) for key, value in super().atoms(resp, req, environ, request_time).items()}
+
+    def _set_handler(self, log: logging.Logger, output: str | None, fmt: logging.Formatter,
+                     stream: Any = None) -> None:
+        super()._set_handler(log, output, SafeFormatter(fmt._fmt, fmt.datefmt), stream)
