@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flexgate_stream.errors import BodyTimeout, TooLarge, UnsupportedMediaType
+from flexgate_stream.errors import BadInput, BodyTimeout, TooLarge, UnsupportedMediaType
 
 CHUNK = 16 * 1024
 
@@ -36,6 +36,11 @@ def read_body(environ: dict[str, Any], limit: int, timeout: float) -> bytes:
             raise
         # gunicorn then gives the rest of the body its keep-alive time to arrive, and closes the connection.
         raise BodyTimeout(f"the request body did not arrive within {timeout:g} s.") from None
+    except (TooLarge, BodyTimeout):
+        raise
+    except Exception:  # noqa: BLE001 - the WSGI server's reader raises its own errors for bad framing
+        raise BadInput("the request body is malformed or was cut off (check its chunked framing or "
+                       "Content-Length).") from None
     finally:
         timer.close()
 

@@ -130,9 +130,10 @@ def test_route_feeds_per_worker_are_capped(strict):
     streams = [SSEClient(strict.url + "/api/stream/metrics", params={"route": f"/r/{i}"}) for i in range(3)]
     try:
         assert [s.status for s in streams] == [200, 200, 200]
-        refused = requests.get(strict.url + "/api/stream/metrics", params={"route": "/r/3"}, timeout=5)
+        refused = requests.get(strict.url + "/api/stream/metrics", params={"route": "/r/3"}, stream=True, timeout=5)
         assert refused.status_code == 503
         assert "routes" in refused.json()["error"] and int(refused.headers["Retry-After"]) >= 1
+        refused.close()
         again = SSEClient(strict.url + "/api/stream/metrics", params={"route": "/r/0"})  # a followed one is fine
         assert again.status == 200
         again.close()
@@ -151,6 +152,8 @@ def test_route_feeds_per_worker_are_capped(strict):
     (b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431, "headers"),
     (b"POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
      b"zz\r\n{}\r\n0\r\n\r\n", 400, "chunked"),
+    (b"POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"2\r\n{}XX0\r\n\r\n", 400, "chunked"),
 ])
 def test_what_gunicorn_refuses_itself_is_json_too(web_server, request_head, status, says):
     answered, error = json_error(raw(web_server.port, request_head))

@@ -103,7 +103,7 @@ def any_request(draw) -> dict:
     for name in draw(st.lists(st.sampled_from(["Last-Event-ID", "Origin", "X-Anything", "Accept"]), max_size=3)):
         headers[name] = draw(header_text)
     return {"method": draw(st.sampled_from(METHODS)), "path": path, "headers": headers, "body": draw(bodies),
-            "framing": draw(st.sampled_from(["length", "length", "chunked", "truncated", "slow"]))}
+            "framing": draw(st.sampled_from(["length", "length", "chunked", "badchunk", "truncated", "slow"]))}
 
 
 def encode_request(req: dict) -> tuple[bytes, bytes]:
@@ -116,6 +116,10 @@ def encode_request(req: dict) -> tuple[bytes, bytes]:
             headers["Transfer-Encoding"] = "chunked"
             body = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 4096]), body[i:i + 4096])
                             for i in range(0, len(body), 4096)) + b"0\r\n\r\n"
+        elif framing == "badchunk":  # a chunk size that is not hex, or a chunk without its terminator
+            headers["Transfer-Encoding"] = "chunked"
+            bad_size, no_terminator = b"zz\r\n" + body + b"\r\n0\r\n\r\n", b"%x\r\n%sXX0\r\n\r\n" % (len(body), body)
+            body = bad_size if len(body) % 2 else no_terminator
         elif framing == "truncated":
             headers["Content-Length"] = str(len(body) + 10)
         else:
@@ -158,7 +162,7 @@ def exchange(port: int, req: dict) -> tuple[int, dict[str, str], bytes]:
             if not part:
                 break
             rest += part
-        return status, headers, rest
+        return status, headers, rest[:length] if length else rest
 
 
 @pytest.fixture(scope="module")
