@@ -25,6 +25,8 @@ keepalive = 2
 # Several gunicorn masters may run on one host (tests, blue/green): no shared control socket.
 control_socket_disable = True
 accesslog = "-"
+# Behind nginx (a peer in FORWARDED_ALLOW_IPS, default loopback) the client address comes from X-Forwarded-For.
+logger_class = "flexgate_stream.web.access_log.ForwardedForLogger"
 # The path without its query string: ?access_token= must not reach the log.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'
 errorlog = "-"
