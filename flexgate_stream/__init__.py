@@ -25,7 +25,7 @@ def create_app(settings: Settings | None = None, *, cli: bool = True) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.json.sort_keys = False
 
-    from flexgate_stream.web import auth, errors, events, metrics, service, stats, stream
+    from flexgate_stream.web import auth, errors, events, metrics, openapi, service, stats, stream
 
     errors.init_app(app)
     auth.init_app(app)
@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None, *, cli: bool = True) -> Flask:
 
     app.register_blueprint(health.bp)
     app.register_blueprint(dashboard.bp)
-    for module in (stream, stats, events, metrics):
+    for module in (stream, stats, events, metrics, openapi):
         app.register_blueprint(module.bp)
 
     if cli:  # the CLI reaches PostgreSQL; the web process (gunicorn) builds the app without it
