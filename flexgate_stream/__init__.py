@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         events,
         extension,
         health,
+        openapi,
         sse_views,
         stats,
     )
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     auth.init_app(app)
     extension.init_app(app, settings)
     app.after_request(_name_worker)
-    for module in (health, dashboard, sse_views, stats, events):
+    for module in (health, dashboard, sse_views, stats, events, openapi):
         app.register_blueprint(module.bp)
     app.cli.add_command(db_cli)
     app.cli.add_command(demo_cli)

@@ -22,6 +22,7 @@ from gunicorn.http.wsgi import Response, default_environ
 from gunicorn.workers.ggevent import GeventWorker
 
 from flexgate_stream.log_safety import SafeFormatter, safe
+from flexgate_stream.web.access_log import forwarded_client
 
 # Checked in order: the first class the error is an instance of gives status, reason and message.
 CLIENT_ERRORS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], int, str, str], ...] = (
@@ -96,7 +97,12 @@ class GunicornLogger(Logger):
     """gunicorn's logger with every field of the access log escaped and every handler's message made safe."""
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
-        return {key: safe(value) for key, value in super().atoms(resp, req, environ, request_time).items()}
+        found = {key: safe(value) for key, value in super().atoms(resp, req, environ, request_time).items()}
+        client = forwarded_client(environ.get("REMOTE_ADDR", ""), environ.get("HTTP_X_FORWARDED_FOR", ""),
+                                  self.cfg.forwarded_allow_ips)
+        if client is not None:  # behind a trusted proxy: the address it saw (an IP address, so nothing to escape)
+            found["h"] = client
+        return found
 
     def _set_handler(self, log: logging.Logger, output: str | None, fmt: logging.Formatter,
                      stream: Any = None) -> None:

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from flexgate_stream.errors import FlexgateError
 from flexgate_stream.fanout import jetstream_api
+from flexgate_stream.web import monitoring
 from flexgate_stream.web.extension import current_service, service_of
 
 bp = Blueprint("health", __name__)
@@ -41,4 +42,5 @@ def readyz() -> tuple[Response, int]:
 @bp.get("/metrics")
 def metrics() -> Response:
     """Prometheus text exposition."""
-    return Response(service_of(current_app).metrics.render(), content_type=CONTENT_TYPE_LATEST)
+    service = service_of(current_app)
+    return Response(service.metrics.render(monitoring.BusCollector(service.call)), content_type=CONTENT_TYPE_LATEST)

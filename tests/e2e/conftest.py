@@ -22,6 +22,12 @@ and every worker is up. ``NatsClient`` publishes snapshots and alerts from the t
 ``SSEClient`` reads a stream (``next()``, ``data_events(n)``, ``last_id``); ``open_spread(url, n)`` opens n
 streams over both workers. All in tests/e2e/support.py.
 
+    def test_proxied(nginx_server, start_nginx, start_web):
+        # Debian's nginx with conf/nginx/flexgate-stream.conf in front of the session web_server
+        requests.get(nginx_server.url + "/healthz")
+        # or in front of a server of your own, with a short proxy_read_timeout
+        front = start_nginx(start_web(), read_timeout="2s")
+
 Status: /api/stream/metrics (and ?route=), /api/stream/alerts, /api/stream/stats, /api/metrics/live,
 POST /api/events, /healthz, /readyz and /metrics work end to end against these fixtures
 (tests/e2e/test_stream_*.py, test_stats_health.py, test_security.py, test_lifecycle.py).
@@ -33,6 +39,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.e2e.nginx_server import NginxServer
 from tests.e2e.support import NatsClient, WebServer
 
 
@@ -64,6 +71,29 @@ def start_web(nats_server, nats_client, tmp_path) -> Iterator[Callable[..., WebS
         server = WebServer(nats_url or nats_server.url, workdir, env, workers)
         started.append(server)
         return server.start(ready=ready)
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def nginx_server(web_server, tmp_path_factory) -> Iterator[NginxServer]:
+    """nginx (conf/nginx/flexgate-stream.conf) in front of the session web_server."""
+    server = NginxServer(web_server.port, tmp_path_factory.mktemp("nginx")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_nginx(tmp_path) -> Iterator[Callable[..., NginxServer]]:
+    """A factory of nginx servers in front of a given WebServer, all stopped after the test."""
+    started: list[NginxServer] = []
+
+    def start(web: WebServer, read_timeout: str | None = None) -> NginxServer:
+        server = NginxServer(web.port, tmp_path / f"nginx{len(started)}", read_timeout)
+        started.append(server)
+        return server.start()
 
     yield start
     for server in started:

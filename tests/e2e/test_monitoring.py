@@ -1,0 +1,78 @@
+"""Monitoring: the Prometheus figures of a real gunicorn on real NATS, and conf/prometheus/alerts.yml
+checked and unit-tested by promtool."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+import requests
+
+from flexgate_stream.tick.stream_setup import MIB
+from tests.e2e.support import ROOT, SSEClient
+from tests.waiting import wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
+
+RULES = ROOT / "conf" / "prometheus" / "alerts.yml"
+RULE_TESTS = ROOT / "conf" / "prometheus" / "alerts.test.yml"
+
+
+def samples(url: str) -> dict[str, float]:
+    """Every sample of a scrape, by its name and labels as written."""
+    text = requests.get(url + "/metrics", timeout=10).text
+    found = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            found[name] = float(value)
+    return found
+
+
+def test_scrape_reports_store_usage_against_limits_pending_publishers_and_client_limit(web_server, nats_client):
+    nats_client.publish_snapshot()
+    stream = SSEClient(web_server.url + "/api/stream/metrics")
+    try:
+        stream.data_events(1)
+        found = wait_until(lambda: (s := samples(web_server.url)).get(
+            'flexgate_stream_consumer_pending{channel="metrics"}') is not None and s, 15,
+            "the consumers' lag in a scrape")
+        assert found["flexgate_stream_jetstream_up"] == 1
+        assert found['flexgate_stream_jetstream_stream_bytes{stream="METRICS"}'] > 0
+        assert found['flexgate_stream_jetstream_stream_max_bytes{stream="METRICS"}'] == 1024 * MIB
+        assert found['flexgate_stream_jetstream_stream_max_bytes{stream="ALERTS"}'] == 100 * MIB
+        assert found['flexgate_stream_consumer_pending{channel="metrics"}'] == 0  # each worker is current
+        assert found["flexgate_stream_clients_limit"] == 2 * 10000  # two workers, FLEXGATE_MAX_CLIENTS each
+        assert found["flexgate_stream_publishers_live"] == 0  # the test publishes without a publisher process
+        assert 0 <= found["flexgate_stream_stored_snapshot_age_seconds"] < 60
+    finally:
+        stream.close()
+
+
+def test_every_metric_the_alert_rules_use_is_served(web_server, nats_client):
+    nats_client.publish_snapshot()
+    stream = SSEClient(web_server.url + "/api/stream/metrics")
+    try:
+        stream.data_events(1)
+        used = set(re.findall(r"flexgate_stream_\w+", RULES.read_text()))
+        assert len(used) >= 8
+
+        def missing() -> set[str]:
+            served = {name.split("{")[0] for name in samples(web_server.url)}
+            return used - served
+
+        wait_until(lambda: not missing(), 15, "every metric of alerts.yml in a scrape")
+    finally:
+        stream.close()
+
+
+@pytest.mark.timeout(60)
+def test_alert_rules_pass_promtool_check_and_unit_tests():
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (apt-get install prometheus), so the alert rules are not checked.")
+    for args in (["check", "rules", str(RULES)], ["test", "rules", str(RULE_TESTS)]):
+        done = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=50)
+        assert done.returncode == 0, done.stdout + done.stderr
