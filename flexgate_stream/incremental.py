@@ -20,7 +20,16 @@ import psycopg2.extensions
 
 from flexgate_stream import rollups
 from flexgate_stream.aggregation import TimeColumn, WindowFigures
-from flexgate_stream.rollups import BUCKET_SECONDS, Cell, Snapshot32, cells_sql, read_cells, visible_sql
+from flexgate_stream.rollups import (
+    BUCKET_SECONDS,
+    Cell,
+    Snapshot32,
+    cells_sql,
+    fold_rows,
+    read_cells,
+    rows_sql,
+    visible_sql,
+)
 from flexgate_stream.tally import DAY_MINUTES, FIVE_MINUTES, HOUR_MINUTES, Tally
 from flexgate_stream.window_figures import figures_of
 
@@ -166,7 +175,7 @@ class IncrementalAggregation:
         previous, now = Snapshot32(state["snapshot"]), Snapshot32(state["now"])
         where = f"id > %(low)s AND (id > %(max)s OR NOT {visible_sql('prev')})"
         params = self.column.params(low=state["low_id"], max=state["max_id"]) | previous.params("prev")
-        cells, top = read_cells(cur, cells_sql(self.column.instant(), where), params)
+        cells, top = fold_rows(cur, rows_sql(self.column.instant(), where), params)
         pending = [*state["pending"], [max(state["max_id"], top), now.xmax]]
         # Once every transaction open at read i+1 has ended, no row at or below read i's max id can appear.
         done = [i for i in range(len(pending) - 1) if now.xmin >= pending[i + 1][1]]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import psycopg2.extensions
 import psycopg2.extras
 
-from flexgate_stream.routes import route_sql
+from flexgate_stream.routes import fold_route, route_sql
 from flexgate_stream.sketch import LatencySketch, bin_sql
 
 BUCKET_SECONDS = 60
@@ -124,6 +124,55 @@ def read_cells(cur: psycopg2.extensions.cursor, sql: str, params: dict) -> tuple
             cell.status_codes[int(status)] = int(n)
             cell.latency_count += int(lat_n)
             cell.latency_sum += float(lat_sum)
+    return list(cells.values()), top
+
+
+def rows_sql(instant: str, where: str) -> str:
+    """The request rows matching ``where``, ready to fold in Python: id, minute, path, upstream, status, latency, bin.
+
+    Route folding is done in Python (``fold_route``): PostgreSQL's regular expressions cost ~3 us a row,
+    Python's well under 1 us, and a tick's time is per row.
+    """
+    return (f"SELECT id, floor(extract(epoch FROM {instant}) / {BUCKET_SECONDS})::bigint, path,"
+            f" coalesce(upstream, '{UNKNOWN_UPSTREAM}'), coalesce(status_code, 0), lat, {bin_sql('lat')}"
+            f" FROM (SELECT id, \"timestamp\", path, upstream, status_code, {LATENCY} AS lat FROM requests"
+            f" WHERE {where}) AS r")
+
+
+_routes: dict[str | None, str] = {}
+
+
+def _route(path: str | None) -> str:
+    route = _routes.get(path)
+    if route is None:
+        if len(_routes) > 100_000:
+            _routes.clear()  # paths with ids rarely repeat: keep the memo small
+        route = _routes[path] = fold_route(path)
+    return route
+
+
+def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict) -> tuple[list[Cell], int]:
+    """Run a ``rows_sql`` query and fold its rows into cells; the cells and the highest id."""
+    cur.execute(sql, params)
+    cells: dict[tuple[int, str, str], Cell] = {}
+    top = 0
+    for row_id, minute, path, upstream, status, lat, bin_key in cur:
+        key = (minute, _route(path), upstream)
+        cell = cells.get(key)
+        if cell is None:
+            cell = cells[key] = Cell(minute, key[1], upstream)
+        if row_id > top:
+            top = row_id
+        cell.requests += 1
+        codes = cell.status_codes
+        codes[status] = codes.get(status, 0) + 1
+        if lat is not None:
+            cell.latency_count += 1
+            cell.latency_sum += lat
+            bins = cell.sketch.bins
+            bins[bin_key] = bins.get(bin_key, 0) + 1
+    for cell in cells.values():
+        cell.sketch.count = cell.latency_count
     return list(cells.values()), top
 
 

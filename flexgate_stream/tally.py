@@ -68,17 +68,19 @@ class Agg:
 class Levels:
     """Aggregates of one window at every level: all traffic, per route, per upstream (and per route x upstream)."""
 
-    def __init__(self, pairs: bool = False) -> None:
+    def __init__(self, pairs: bool = False, upstreams: bool = True) -> None:
         self.total = Agg()
         self.routes: dict[str, Agg] = {}
         self.upstreams: dict[str, Agg] = {}
         self.pairs: dict[tuple[str, str], Agg] | None = {} if pairs else None
+        self.by_upstream = upstreams
 
     def add(self, cell: Cell, sign: int = 1) -> None:
         """Add or remove one cell at every level; groups left empty are dropped."""
         self.total.add(cell, sign)
         _add(self.routes, cell.route, cell, sign)
-        _add(self.upstreams, cell.upstream, cell, sign)
+        if self.by_upstream:
+            _add(self.upstreams, cell.upstream, cell, sign)
         if self.pairs is not None:
             _add(self.pairs, (cell.route, cell.upstream), cell, sign)
 
@@ -126,7 +128,10 @@ class Tally:
             self.five.add(cell)
         group = cell.minute // GROUP_MINUTES
         if group > self.minute // GROUP_MINUTES - GROUPS:
-            self.groups.setdefault(group, Levels()).add(cell)
+            levels = self.groups.get(group)
+            if levels is None:
+                levels = self.groups[group] = Levels(upstreams=False)  # the series are per route, not upstream
+            levels.add(cell)
 
     def apply(self, cells: Iterable[Cell]) -> None:
         """Fold changes (new rows) in; changes to minutes after ``minute`` wait in the rollups until then."""
