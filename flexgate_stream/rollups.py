@@ -156,11 +156,13 @@ def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict) -> tuple[
     cur.execute(sql, params)
     cells: dict[tuple[int, str, str], Cell] = {}
     top = 0
-    for row_id, minute, path, upstream, status, lat, bin_key in cur:
-        key = (minute, _route(path), upstream)
+    routes, route_of = _routes, _route
+    for row_id, minute, path, upstream, status, lat, bin_key in cur.fetchall():
+        route = routes.get(path) or route_of(path)
+        key = (minute, route, upstream)
         cell = cells.get(key)
         if cell is None:
-            cell = cells[key] = Cell(minute, key[1], upstream)
+            cell = cells[key] = Cell(minute, route, upstream)
         if row_id > top:
             top = row_id
         cell.requests += 1
