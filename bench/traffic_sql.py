@@ -6,7 +6,7 @@ takes minutes instead of the quarter of an hour COPY into an indexed table took.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flexgate_stream import schema
 from flexgate_stream.demo import ROUTES
@@ -46,7 +46,8 @@ def rows_sql(kind: str = "demo") -> str:
         " WHEN v < 0.1 THEN 201 ELSE 200 END,"
         f" round(({latency})::numeric, 2), (m.up)[k], t"
         f" FROM (SELECT %(end)s::timestamptz - random() * %(span)s * interval '1 second' AS t,"
-        f" {_route_case()} AS k, random() AS v FROM (SELECT random() AS w FROM generate_series(1, %(n)s)) g) r,"
+        f" {_route_case()} AS k, random() AS v FROM (SELECT random() AS w FROM generate_series(1, %(n)s)) g"
+        " ORDER BY t) r,"
         f" (SELECT {_array([x.method for x in ROUTES], 'text')} AS meth,"
         f" {_array([x.template for x in ROUTES], 'text')} AS tmpl, {_array([x.upstream for x in ROUTES], 'text')}"
         f" AS up, {_array([x.median_ms for x in ROUTES], 'f')} AS med, {_array([x.sigma for x in ROUTES], 'f')}"
@@ -60,11 +61,12 @@ def seed(conn, rows: int, end: datetime, kind: str = "demo", chunk: int = 1_000_
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute(TABLE)
-        left = rows
-        while left:
-            n = min(chunk, left)
-            cur.execute(rows_sql(kind), {"n": n, "end": end, "span": 86400})
-            left -= n
+        chunks = max(1, -(-rows // chunk))
+        span = 86400 / chunks
+        for i in range(chunks):  # oldest slice first, each in time order: ids grow with time, as in a real log
+            n = rows // chunks + (1 if i < rows % chunks else 0)
+            cur.execute(rows_sql(kind), {"n": n, "end": end - timedelta(seconds=span * (chunks - 1 - i)),
+                                         "span": span})
         cur.execute(INDEXES)
         cur.execute("VACUUM ANALYZE requests")
     schema.upgrade(conn)

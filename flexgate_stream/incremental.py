@@ -20,16 +20,7 @@ import psycopg2.extensions
 
 from flexgate_stream import rollups
 from flexgate_stream.aggregation import TimeColumn, WindowFigures
-from flexgate_stream.rollups import (
-    BUCKET_SECONDS,
-    Cell,
-    Snapshot32,
-    cells_sql,
-    fold_rows,
-    read_cells,
-    rows_sql,
-    visible_sql,
-)
+from flexgate_stream.rollups import BUCKET_SECONDS, Cell, Snapshot32, fold_rows, rows_sql, visible_sql
 from flexgate_stream.tally import DAY_MINUTES, FIVE_MINUTES, HOUR_MINUTES, Tally
 from flexgate_stream.window_figures import figures_of
 
@@ -38,7 +29,7 @@ log = logging.getLogger("workers.publisher")
 LOCK_KEY = 7251002
 KEEP_MINUTES = 2 * DAY_MINUTES + 60  # a catch-up window 24 h old still finds its whole 24 h
 KEEP_CHANGES = 2000  # versions of the change log kept for publishers that fall behind
-BACKFILL_IDS = 200_000  # ids per backfill chunk
+BACKFILL_IDS = 100_000  # ids per backfill chunk (~0.3 s of work between two ticks)
 FIRST_LATE_SECONDS = 60  # at first start, rows of the last minute are re-read if their transaction was open
 STATE_COLUMNS = ("version, max_id, low_id, snapshot, pending, requests_before, backfill_below,"
                  " backfill_snapshot")
@@ -107,8 +98,8 @@ class IncrementalAggregation:
             low = max(0, high - BACKFILL_IDS)
             first = Snapshot32(state["backfill_snapshot"])
             where = f"id > %(low)s AND id <= %(high)s AND {visible_sql('s0')}"
-            cells, _top = read_cells(cur, cells_sql(self.column.instant(), where),
-                                     self.column.params(low=low, high=high) | first.params("s0"))
+            cells, _top = fold_rows(cur, rows_sql(self.column.instant(), where),
+                                    self.column.params(low=low, high=high) | first.params("s0"))
             cutoff = minute_of(datetime.now(UTC)) - KEEP_MINUTES
             state["requests_before"] += sum(c.requests for c in cells if c.minute < cutoff)
             cells = [c for c in cells if c.minute >= cutoff]

@@ -1,7 +1,7 @@
 """The rollups in PostgreSQL: per-minute cells (minute x route x upstream) and the SQL that reads new rows.
 
 A cell holds exact counts per status code, latency count and sum, and a latency sketch (bins and
-counts). ``read_cells`` folds request rows into cells in SQL, so only aggregates leave the database.
+counts). ``fold_rows`` folds request rows into cells: bins are computed in SQL, routes in Python.
 Cells are added to ``request_rollups`` (an additive upsert) and logged in ``rollup_changes`` under a
 version, so every publisher applies the same changes in the same order.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import psycopg2.extensions
 import psycopg2.extras
 
-from flexgate_stream.routes import fold_route, route_sql
+from flexgate_stream.routes import fold_route
 from flexgate_stream.sketch import LatencySketch, bin_sql
 
 BUCKET_SECONDS = 60
@@ -92,39 +92,6 @@ def visible_sql(prefix: str) -> str:
 
     return (f"({precedes(x, f'%({prefix}_xmin)s')} OR ({precedes(x, f'%({prefix}_xmax)s')}"
             f" AND NOT {x} = ANY(%({prefix}_xip)s::bigint[])))")
-
-
-def cells_sql(instant: str, where: str) -> str:
-    """Group the request rows matching ``where`` into cells (per status code and per latency bin)."""
-    return (
-        "SELECT GROUPING(status), m, route, up, status, bin, count(*), count(lat), coalesce(sum(lat), 0), max(id)"
-        f" FROM (SELECT id, floor(extract(epoch FROM {instant}) / {BUCKET_SECONDS})::bigint AS m,"
-        f" {route_sql('path')} AS route, coalesce(upstream, '{UNKNOWN_UPSTREAM}') AS up,"
-        f" coalesce(status_code, 0) AS status, lat, {bin_sql('lat')} AS bin"
-        f" FROM (SELECT *, {LATENCY} AS lat FROM requests WHERE {where}) AS r) AS n"
-        " GROUP BY GROUPING SETS ((m, route, up, status), (m, route, up, bin))"
-    )
-
-
-def read_cells(cur: psycopg2.extensions.cursor, sql: str, params: dict) -> tuple[list[Cell], int]:
-    """Run a ``cells_sql`` query; the cells and the highest request id among the rows."""
-    cur.execute(sql, params)
-    cells: dict[tuple[int, str, str], Cell] = {}
-    top = 0
-    for by_bin, minute, route, up, status, bin_key, n, lat_n, lat_sum, max_id in cur.fetchall():
-        cell = cells.get((minute, route, up))
-        if cell is None:
-            cell = cells[(minute, route, up)] = Cell(int(minute), route, up)
-        top = max(top, int(max_id))
-        if by_bin:
-            if bin_key is not None:
-                cell.sketch.add_bin(int(bin_key), int(n))
-        else:
-            cell.requests += int(n)
-            cell.status_codes[int(status)] = int(n)
-            cell.latency_count += int(lat_n)
-            cell.latency_sum += float(lat_sum)
-    return list(cells.values()), top
 
 
 def rows_sql(instant: str, where: str) -> str:
