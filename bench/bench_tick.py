@@ -107,7 +107,18 @@ def run_size(url: str, rows: int, args) -> dict:
         times.append((time.perf_counter() - t0) * 1000)
     times.sort()
     p99 = times[min(len(times) - 1, math.ceil(0.99 * len(times)) - 1)]
-    errors = percentile_errors(conn, summary_snapshot(figures, args.top))
+    fast = []
+    if args.fast_tick:  # the same arrival rate, ticking every --fast-tick seconds
+        per_tick = round(args.new * args.fast_tick / args.tick)
+        for i in range(1, args.ticks + 1):
+            at2 = at + timedelta(seconds=i * args.fast_tick)
+            arrive(conn, per_tick, at2, args.fast_tick, args.kind)
+            t0 = time.perf_counter()
+            (last,) = aggregation.tick(conn, [at2])
+            shape(last, args.top)
+            fast.append((time.perf_counter() - t0) * 1000)
+        fast.sort()
+    errors = percentile_errors(conn, summary_snapshot(last if fast else figures, args.top))
 
     reference = []
     counter = AllTimeCounter(TimeColumn(None))
@@ -122,7 +133,9 @@ def run_size(url: str, rows: int, args) -> dict:
     admin.close()
     return {"rows": rows, "seed": seeded, "first": first_tick * 1000, "cold": cold, "p50": statistics.median(times),
             "p99": p99, "max": times[-1], "bytes": sizes[-1], "errors": errors,
-            "reference": statistics.median(reference) if reference else None}
+            "reference": statistics.median(reference) if reference else None,
+            "fast": (statistics.median(fast), fast[min(len(fast) - 1, math.ceil(0.99 * len(fast)) - 1)])
+            if fast else None}
 
 
 def main() -> None:
@@ -135,6 +148,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--kind", choices=("demo", "heavy"), default="demo")
     parser.add_argument("--reference-runs", type=int, default=3)
+    parser.add_argument("--fast-tick", type=float, default=0.0, help="also tick every N s at the same arrival rate")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="flexgate-bench-pg-"))
     base.chmod(0o755)  # the server runs as an unprivileged user when we are root
@@ -155,6 +169,11 @@ def main() -> None:
         err = " / ".join(f"{r['errors'][p] * 100:.2f} %" for p in ("p50", "p95", "p99"))
         print(f"| {r['rows']:,} | {r['p50']:.1f} ms | {r['p99']:.1f} ms | {r['max']:.1f} ms | {ref} |"
               f" {r['cold']:.1f} s | {err} | {r['seed']:.0f} s |")
+    for r in results:
+        if r["fast"]:
+            print(f"{r['rows']:,} rows, a tick every {args.fast_tick:g} s"
+                  f" ({round(args.new * args.fast_tick / args.tick):,} new rows each):"
+                  f" p50 {r['fast'][0]:.1f} ms, p99 {r['fast'][1]:.1f} ms")
     if len(results) > 1:
         print(f"\ntick p50 ratio {results[-1]['rows']:,} / {results[0]['rows']:,}:"
               f" {results[-1]['p50'] / results[0]['p50']:.2f}; p99 ratio {results[-1]['p99'] / results[0]['p99']:.2f}")
