@@ -28,7 +28,7 @@ log = logging.getLogger("workers.publisher")
 
 LOCK_KEY = 7251002
 KEEP_MINUTES = 2 * DAY_MINUTES + 60  # a catch-up window 24 h old still finds its whole 24 h
-KEEP_CHANGES = 2000  # versions of the change log kept for publishers that fall behind
+KEEP_CHANGES = 120  # versions of the change log kept for a publisher that falls behind (then it rebuilds)
 BACKFILL_IDS = 100_000  # ids per backfill chunk (~0.3 s of work between two ticks)
 FIRST_LATE_SECONDS = 60  # at first start, rows of the last minute are re-read if their transaction was open
 STATE_COLUMNS = ("version, max_id, low_id, snapshot, pending, requests_before, backfill_below,"
@@ -72,7 +72,7 @@ class IncrementalAggregation:
             if cells:
                 state["version"] += 1
                 rollups.store_cells(cur, cells, state["version"])
-            self._prune(cur, state, window_ends)
+            self._prune(cur, state)
             self._save(cur, state)
             self._apply(cells, state["version"])
             out = []
@@ -190,12 +190,14 @@ class IncrementalAggregation:
             self.tally.apply(cells)
             self.version = version
 
-    def _prune(self, cur: psycopg2.extensions.cursor, state: dict, window_ends: list[datetime]) -> None:
-        """Once a minute: drop cells older than KEEP_MINUTES (counted as older requests) and old change logs."""
+    def _prune(self, cur: psycopg2.extensions.cursor, state: dict) -> None:
+        """Drop the change log beyond KEEP_CHANGES versions, and cells older than KEEP_MINUTES (counted as older)."""
+        if state["version"] % 20 == 0:
+            rollups.prune_changes(cur, state["version"] - KEEP_CHANGES)
         oldest = minute_of(datetime.now(UTC)) - KEEP_MINUTES
         if not self.minutes or min(self.minutes) >= oldest:
             return
-        state["requests_before"] += rollups.prune(cur, oldest, state["version"] - KEEP_CHANGES)
+        state["requests_before"] += rollups.prune(cur, oldest)
         self.minutes = {m: n for m, n in self.minutes.items() if m >= oldest}
 
     def _figures(self, cur: psycopg2.extensions.cursor, end: datetime) -> WindowFigures:

@@ -190,13 +190,16 @@ def minute_totals(cur: psycopg2.extensions.cursor) -> dict[int, int]:
     return {int(m): int(n) for m, n in cur.fetchall()}
 
 
-def prune(cur: psycopg2.extensions.cursor, before_minute: int, oldest_version: int) -> int:
-    """Delete cells older than ``before_minute`` and changes older than ``oldest_version``; requests removed."""
+def prune(cur: psycopg2.extensions.cursor, before_minute: int) -> int:
+    """Delete cells older than ``before_minute``; the number of requests they held."""
     cur.execute("WITH d AS (DELETE FROM request_rollups WHERE bucket_start < to_timestamp(%s) RETURNING requests)"
                 " SELECT coalesce(sum(requests), 0) FROM d", (before_minute * BUCKET_SECONDS,))
-    removed = int(cur.fetchone()[0])
+    return int(cur.fetchone()[0])
+
+
+def prune_changes(cur: psycopg2.extensions.cursor, oldest_version: int) -> None:
+    """Delete logged changes older than ``oldest_version``."""
     cur.execute("DELETE FROM rollup_changes WHERE version < %s", (oldest_version,))
-    return removed
 
 
 def load_totals(cur: psycopg2.extensions.cursor, first: int, last: int) -> list[Cell]:

@@ -90,12 +90,16 @@ class Database:
         return await self._run(self._aggregate, window_ends)
 
     async def backfill(self) -> None:
-        """Fold one chunk of the log that existed before the rollups (a no-op once done)."""
+        """Fold the log that existed before the rollups, chunk by chunk, until done (a no-op once done).
+
+        Chunks run on the database thread one at a time, so a tick waits for at most one chunk.
+        """
         if self.aggregation is None or self.aggregation.complete or self.backfilling:
             return
         self.backfilling = True
         try:
-            await self._run(lambda: self.aggregation.backfill_step(self.conn) if self.conn else False)
+            while await self._run(lambda: self.aggregation.backfill_step(self.conn) if self.conn else False):
+                await asyncio.sleep(0)
         finally:
             self.backfilling = False
 

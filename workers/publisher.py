@@ -64,6 +64,7 @@ class Publisher:
         self.signals = 0
         self.tick_task: asyncio.Task | None = None
         self.last_window_end: datetime | None = None
+        self.backfill: asyncio.Task | None = None
 
     async def run(self) -> int:
         """Bootstrap, tick until a stop is requested, tear down; the exit status."""
@@ -122,6 +123,8 @@ class Publisher:
             due, ready = [], False
         # New rows are folded into the rollups every tick, even while NATS is down.
         figures = await self.db.aggregate(due)
+        if self.backfill is None or self.backfill.done():  # folds the pre-existing log between ticks
+            self.backfill = asyncio.get_running_loop().create_task(self.db.backfill())
         if not ready:
             return  # NATS down: its state line said so; the windows are published once it is back
         try:
@@ -136,7 +139,6 @@ class Publisher:
         self.nats.state.up()
         if figures and figures[-1].window_end == window_end:
             self.last_window_end = window_end
-        asyncio.get_running_loop().create_task(self.db.backfill())  # between ticks, on the database thread
 
     async def _teardown(self, scheduler: AsyncIOScheduler, connector: asyncio.Task) -> None:
         deadline = time.monotonic() + WARM_STOP_SECONDS

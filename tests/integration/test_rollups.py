@@ -235,3 +235,48 @@ def test_a_bucket_without_requests_has_no_latency(db):
     values = [p["value"] for p in snap["latency"]["p50"]["data"]]
     assert values.count(None) >= 9 and 0 not in values and values[-1] == pytest.approx(20.0, rel=0.01)
     assert_rollup_snapshot(db, snap, end)
+
+
+def test_first_start_builds_the_rollups_in_chunks_while_ticks_keep_publishing(db, monkeypatch, caplog):
+    import flexgate_stream.incremental as incremental
+
+    monkeypatch.setattr(incremental, "BACKFILL_IDS", 500)
+    schema.upgrade(db)
+    end = now_end()
+    insert(db, make_rows(27, 2000, end=end))
+    aggregation = IncrementalAggregation(TimeColumn(None))
+    caplog.set_level("INFO", logger="workers.publisher")
+    (first,) = aggregation.tick(db, [end])
+    assert first.complete is False and first.summary.requests == 0  # published at once, before the backfill
+    insert(db, make_rows(28, 100, end=end))
+    steps = 0
+    while aggregation.backfill_step(db):
+        steps += 1
+        (partial,) = aggregation.tick(db, [end])  # ticks go on between chunks
+        assert partial.complete is False
+    (done,) = aggregation.tick(db, [end])
+    assert steps >= 3 and done.complete is True
+    assert [r.getMessage() for r in caplog.records if "up to 100 %" in r.getMessage()]
+    assert_rollup_snapshot(db, summary_snapshot(done, 3), end)
+
+
+def test_old_rollups_are_pruned_and_still_counted_in_the_all_time_total(db, monkeypatch):
+    import flexgate_stream.incremental as incremental
+
+    schema.upgrade(db)
+    end = now_end()
+    old = [(end - timedelta(hours=h), "/api/old", 200, 5.0, None) for h in (30, 40, 50)]
+    insert(db, old + make_rows(29, 300, end=end))
+    aggregation = built(db)
+    (before,) = aggregation.tick(db, [end])
+    monkeypatch.setattr(incremental, "KEEP_MINUTES", 35 * 60)  # the 40 h and 50 h old minutes are now too old
+    (after,) = aggregation.tick(db, [end])
+    with db.cursor() as cur:
+        cur.execute("SELECT count(*) FROM request_rollups WHERE route = '/api/old'")
+        assert cur.fetchone()[0] == 1
+    db.rollback()
+    assert after.all_time == before.all_time and summary_snapshot(after, 3)["summary"] == summary_snapshot(
+        before, 3)["summary"]
+    fresh = IncrementalAggregation(TimeColumn(None))  # a restart reads the pruned count back
+    (again,) = fresh.tick(db, [end])
+    assert again.all_time == before.all_time
