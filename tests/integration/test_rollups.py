@@ -280,3 +280,23 @@ def test_old_rollups_are_pruned_and_still_counted_in_the_all_time_total(db, monk
     fresh = IncrementalAggregation(TimeColumn(None))  # a restart reads the pruned count back
     (again,) = fresh.tick(db, [end])
     assert again.all_time == before.all_time
+
+
+def test_a_naive_gateway_column_is_bucketed_in_its_own_zone(db):
+    """A gateway table with ``timestamp without time zone`` in Europe/Berlin: the same figures as SQL reads."""
+    with db, db.cursor() as cur:
+        cur.execute("CREATE TABLE requests (id BIGSERIAL PRIMARY KEY, timestamp TIMESTAMP NOT NULL DEFAULT NOW(),"
+                    " method VARCHAR(10), path TEXT, status_code INT, response_time_ms NUMERIC(10,2),"
+                    " upstream VARCHAR(255))")
+    schema.upgrade(db)
+    end = now_end()
+    insert(db, make_rows(30, 1500, end=end), zone="Europe/Berlin")
+    aggregation = IncrementalAggregation(TimeColumn("Europe/Berlin"))
+    aggregation.tick(db, [])
+    while aggregation.backfill_step(db):
+        pass
+    insert(db, make_rows(31, 300, end=end), zone="Europe/Berlin")
+    (figures,) = aggregation.tick(db, [end])
+    with db, db.cursor() as cur:
+        cur.execute("SET TIME ZONE 'Europe/Berlin'")  # so the checks compare wall-clock values in that zone
+    assert_rollup_snapshot(db, summary_snapshot(figures, 3), end)
