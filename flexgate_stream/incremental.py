@@ -30,6 +30,7 @@ LOCK_KEY = 7251002
 KEEP_MINUTES = 2 * DAY_MINUTES + 60  # a catch-up window 24 h old still finds its whole 24 h
 KEEP_CHANGES = 120  # versions of the change log kept for a publisher that falls behind (then it rebuilds)
 BACKFILL_IDS = 100_000  # ids per backfill chunk (~0.3 s of work between two ticks)
+MAX_PENDING = 24  # reads a late commit is waited for (2 min at 5 s ticks), then its rows are given up
 FIRST_LATE_SECONDS = 60  # at first start, rows of the last minute are re-read if their transaction was open
 STATE_COLUMNS = ("version, max_id, low_id, snapshot, pending, requests_before, backfill_below,"
                  " backfill_snapshot")
@@ -173,8 +174,12 @@ class IncrementalAggregation:
         low = state["low_id"]
         if done:
             low, pending = pending[done[-1]][0], pending[done[-1] + 1:]
+        if len(pending) > MAX_PENDING:  # a writer held open this long would make every read rescan its span
+            low, pending = max(low, pending[-MAX_PENDING - 1][0]), pending[-MAX_PENDING:]
+            log.warning("rollups: a transaction writing requests has been open for %d reads; rows it commits"
+                        " with ids up to %d will not be counted", MAX_PENDING, low)
         return cells, state | {"max_id": max(state["max_id"], top), "low_id": low, "snapshot": now.text,
-                               "pending": pending[-50:]}
+                               "pending": pending}
 
     def _save(self, cur: psycopg2.extensions.cursor, state: dict) -> None:
         cur.execute("UPDATE rollup_state SET version = %s, max_id = %s, low_id = %s, snapshot = %s, pending = %s,"
