@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shutil
 import statistics
 import sys
@@ -68,6 +69,25 @@ def percentile_errors(conn, snapshot: dict) -> dict[str, float]:
     return worst
 
 
+class CpuClock:
+    """CPU time of one tick: this thread (Python, psycopg2) plus the PostgreSQL backend serving it (ns)."""
+
+    def __init__(self, conn) -> None:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            self.stat = Path(f"/proc/{cur.fetchone()[0]}/schedstat")
+        conn.rollback()
+
+    def now(self) -> float:
+        backend = int(self.stat.read_text().split()[0]) if self.stat.exists() else 0
+        return time.thread_time_ns() + backend
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
 def run_size(url: str, rows: int, args) -> dict:
     """Seed a fresh database with ``rows`` and measure everything for that size."""
     name = f"bench_{rows}_{args.kind}"
@@ -95,16 +115,18 @@ def run_size(url: str, rows: int, args) -> dict:
     print(f"  cold start: first (partial) snapshot {first_tick * 1000:.0f} ms, complete after {cold:.1f} s",
           flush=True)
 
-    times, sizes = [], []
+    times, sizes, cpu = [], [], []
+    clock = CpuClock(conn)
     for i in range(1, args.ticks + 1):
         at = end + timedelta(seconds=i * args.tick)
         late = args.new // 50
         arrive(conn, args.new - late, at, args.tick, args.kind)
         arrive(conn, late, at, 60, args.kind)  # rows timestamped up to 60 s in the past
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), clock.now()
         (figures,) = aggregation.tick(conn, [at])
         sizes.append(shape(figures, args.top))
         times.append((time.perf_counter() - t0) * 1000)
+        cpu.append((clock.now() - c0) / 1e6)
     times.sort()
     p99 = times[min(len(times) - 1, math.ceil(0.99 * len(times)) - 1)]
     fast = []
@@ -132,7 +154,8 @@ def run_size(url: str, rows: int, args) -> dict:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
     return {"rows": rows, "seed": seeded, "first": first_tick * 1000, "cold": cold, "p50": statistics.median(times),
-            "p99": p99, "max": times[-1], "bytes": sizes[-1], "errors": errors,
+            "p99": p99, "max": times[-1], "cpu": (statistics.median(cpu), pct(cpu, 0.99)), "bytes": sizes[-1],
+            "errors": errors,
             "reference": statistics.median(reference) if reference else None,
             "fast": (statistics.median(fast), fast[min(len(fast) - 1, math.ceil(0.99 * len(fast)) - 1)])
             if fast else None}
@@ -161,13 +184,14 @@ def main() -> None:
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
-    print("\n| rows | tick p50 | tick p99 | tick max | full-scan reference | cold start (complete) |"
+    print("\n| rows | tick p50 | tick p99 | tick max | CPU p50 / p99 | full-scan reference | cold start (complete) |"
           " p50 / p95 / p99 max rel. error | seeding |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         ref = f"{r['reference']:.0f} ms" if r["reference"] is not None else "n/a"
         err = " / ".join(f"{r['errors'][p] * 100:.2f} %" for p in ("p50", "p95", "p99"))
-        print(f"| {r['rows']:,} | {r['p50']:.1f} ms | {r['p99']:.1f} ms | {r['max']:.1f} ms | {ref} |"
+        print(f"| {r['rows']:,} | {r['p50']:.1f} ms | {r['p99']:.1f} ms | {r['max']:.1f} ms |"
+              f" {r['cpu'][0]:.1f} / {r['cpu'][1]:.1f} ms | {ref} |"
               f" {r['cold']:.1f} s | {err} | {r['seed']:.0f} s |")
     for r in results:
         if r["fast"]:
@@ -177,7 +201,8 @@ def main() -> None:
     if len(results) > 1:
         print(f"\ntick p50 ratio {results[-1]['rows']:,} / {results[0]['rows']:,}:"
               f" {results[-1]['p50'] / results[0]['p50']:.2f}; p99 ratio {results[-1]['p99'] / results[0]['p99']:.2f}")
-    print(f"budget: one tick every {args.tick:g} s; {results[-1]['bytes']:,} bytes of messages per tick")
+    print(f"budget: one tick every {args.tick:g} s; {results[-1]['bytes']:,} bytes of messages per tick;"
+          f" load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

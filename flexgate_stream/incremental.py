@@ -99,8 +99,8 @@ class IncrementalAggregation:
             low = max(0, high - BACKFILL_IDS)
             first = Snapshot32(state["backfill_snapshot"])
             where = f"id > %(low)s AND id <= %(high)s AND {visible_sql('s0')}"
-            cells, _top = fold_rows(cur, rows_sql(self.column.instant(), where),
-                                    self.column.params(low=low, high=high) | first.params("s0"))
+            cells = fold_rows(cur, rows_sql(self.column.instant(), where),
+                              self.column.params(low=low, high=high) | first.params("s0"))
             cutoff = minute_of(datetime.now(UTC)) - KEEP_MINUTES
             state["requests_before"] += sum(c.requests for c in cells if c.minute < cutoff)
             cells = [c for c in cells if c.minute >= cutoff]
@@ -165,9 +165,14 @@ class IncrementalAggregation:
         if state.get("fresh"):
             return [], state
         previous, now = Snapshot32(state["snapshot"]), Snapshot32(state["now"])
-        where = f"id > %(low)s AND (id > %(max)s OR NOT {visible_sql('prev')})"
+        instant = self.column.instant()
+        # Two index range scans: the new ids as they are, the trailing span only for rows not seen before.
+        sql = (rows_sql(instant, "id > %(max)s") + " UNION ALL "
+               + rows_sql(instant, f"id > %(low)s AND id <= %(max)s AND NOT {visible_sql('prev')}"))
         params = self.column.params(low=state["low_id"], max=state["max_id"]) | previous.params("prev")
-        cells, top = fold_rows(cur, rows_sql(self.column.instant(), where), params)
+        cells = fold_rows(cur, sql, params)
+        cur.execute("SELECT coalesce(max(id), 0) FROM requests")  # the same snapshot: the newest visible id
+        top = int(cur.fetchone()[0])
         pending = [*state["pending"], [max(state["max_id"], top), now.xmax]]
         # Once every transaction open at read i+1 has ended, no row at or below read i's max id can appear.
         done = [i for i in range(len(pending) - 1) if now.xmin >= pending[i + 1][1]]
