@@ -1,14 +1,22 @@
-"""Benchmark the publisher's tick: aggregation SQL + message shaping at 1 M rows in the last 24 h.
+"""Benchmark the publisher's tick: incremental rollups against the full-scan reference, side by side.
 
-Starts its own PostgreSQL (embedded, free port, temporary data), seeds demo traffic with COPY,
-then runs the tick's database work and shaping ``--runs`` times and prints p50 / max in ms.
+For each size it starts from a fresh database holding ``rows`` requests over the last 24 h
+(generated in SQL, indexes built after the load), then:
+- cold start: first tick, backfill of the existing log in chunks, first complete snapshot;
+- ``--ticks`` ticks with ``--new`` rows arriving before each (2 % of them timestamped up to 60 s back),
+  timing the database work plus shaping and encoding every message of the tick;
+- the full-scan reference tick (the previous implementation) ``--reference-runs`` times;
+- percentile error of the published p50/p95/p99 (summary, every route, every upstream) against
+  exact ``percentile_cont`` over the same rows and window.
 
-    .venv/bin/python bench/bench_tick.py [--rows 1000000] [--runs 20]
+    .venv/bin/python bench/bench_tick.py --rows 100000,1000000,10000000 [--ticks 60] [--new 10000] [--tick 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import shutil
 import statistics
 import sys
@@ -19,79 +27,182 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flexgate_stream.devstack.demo import RowWriter, TrafficModel  # noqa: E402
+import psycopg2  # noqa: E402
+
+from bench.traffic_sql import arrive, seed  # noqa: E402
 from flexgate_stream.devstack.servers import PostgresServer  # noqa: E402
 from flexgate_stream.messages import encode  # noqa: E402
-from flexgate_stream.requestlog import database, schema  # noqa: E402
-from flexgate_stream.settings import Settings  # noqa: E402
+from flexgate_stream.tick.aggregation import AllTimeCounter, TimeColumn, aggregate_window  # noqa: E402
+from flexgate_stream.tick.incremental import IncrementalAggregation  # noqa: E402
+from flexgate_stream.tick.routes import route_sql  # noqa: E402
 from flexgate_stream.tick.snapshot import busiest_routes, route_snapshot, summary_snapshot  # noqa: E402
-from workers.connections import Database  # noqa: E402
 
-TICK = 5.0
-
-
-def seed(url: str, rows: int, batch: int = 50_000) -> float:
-    """COPY ``rows`` demo rows spread over the last 24 h; the seconds it took."""
-    started = time.perf_counter()
-    conn = database.connect(url)
-    try:
-        schema.upgrade(conn)
-        model = TrafficModel(seed=42)
-        end = datetime.now(UTC)
-        start = end - timedelta(hours=24)
-        model.plan_incidents(start, end)
-        writer = RowWriter(conn, None)
-        left = rows
-        while left:
-            n = min(batch, left)
-            writer.write(list(model.rows(start, end, n)))
-            left -= n
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("VACUUM ANALYZE requests")
-    finally:
-        conn.close()
-    return time.perf_counter() - started
+LAT = "CASE WHEN response_time_ms >= 0 AND response_time_ms <= 1e12 THEN response_time_ms::float8 END"
 
 
-def tick_once(db: Database, top: int) -> tuple[float, float, int]:
-    """One tick without NATS: (database ms, shaping+encoding ms, bytes)."""
-    end = datetime.fromtimestamp(time.time() // TICK * TICK, UTC)
-    started = time.perf_counter()
-    figures = db._aggregate(end)
-    queried = time.perf_counter()
+def shape(figures, top: int) -> int:
+    """Every message of a tick, encoded; their bytes."""
     messages = [summary_snapshot(figures, top)]
     messages += [route_snapshot(figures, route, entry, top) for route, entry in busiest_routes(figures, top)]
-    size = sum(len(encode(m)) for m in messages)
-    return (queried - started) * 1000, (time.perf_counter() - queried) * 1000, size
+    return sum(len(encode(m)) for m in messages)
+
+
+def percentile_errors(conn, snapshot: dict) -> dict[str, float]:
+    """Largest relative error per percentile over the summary, every route and every upstream."""
+    end = datetime.fromisoformat(snapshot["windowEnd"].replace("Z", "+00:00"))
+    top = (math.ceil(end.timestamp() / 60)) * 60
+    published = {("*", "*"): snapshot["summary"]}
+    published |= {("route", b["name"]): b for b in snapshot["routes"]}
+    published |= {("upstream", b["name"]): b for b in snapshot["upstreams"]}
+    worst = {"p50": 0.0, "p95": 0.0, "p99": 0.0}
+    with conn, conn.cursor() as cur:
+        for kind, key in (("*", "'*'"), ("route", route_sql("path")), ("upstream", "coalesce(upstream, 'unknown')")):
+            cur.execute(f"SELECT {key}, percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY {LAT})"
+                        ' FROM requests WHERE "timestamp" >= to_timestamp(%s) AND "timestamp" < to_timestamp(%s)'
+                        " GROUP BY 1", (top - 86400, top))
+            for name, exact in cur.fetchall():
+                shown = published[(kind, name)]
+                for p, value in zip(("p50", "p95", "p99"), exact, strict=True):
+                    if value:
+                        error = abs(shown[f"{p}Latency"] - value) / value
+                        worst[p] = max(worst[p], error)
+    return worst
+
+
+class CpuClock:
+    """CPU time of one tick: this thread (Python, psycopg2) plus the PostgreSQL backend serving it (ns)."""
+
+    def __init__(self, conn) -> None:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            self.stat = Path(f"/proc/{cur.fetchone()[0]}/schedstat")
+        conn.rollback()
+
+    def now(self) -> float:
+        backend = int(self.stat.read_text().split()[0]) if self.stat.exists() else 0
+        return time.thread_time_ns() + backend
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+def run_size(url: str, rows: int, args) -> dict:
+    """Seed a fresh database with ``rows`` and measure everything for that size."""
+    name = f"bench_{rows}_{args.kind}"
+    admin = psycopg2.connect(url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn = psycopg2.connect(url.rsplit("/", 1)[0] + "/" + name)
+    end = datetime.fromtimestamp(time.time() // args.tick * args.tick, UTC)
+    started = time.perf_counter()
+    seed(conn, rows, end, args.kind)
+    seeded = time.perf_counter() - started
+    print(f"  {rows:,} rows seeded in {seeded:.1f} s", flush=True)
+
+    aggregation = IncrementalAggregation(TimeColumn(None))
+    started = time.perf_counter()
+    aggregation.tick(conn, [end])
+    first_tick = time.perf_counter() - started
+    while aggregation.backfill_step(conn):
+        pass
+    (figures,) = aggregation.tick(conn, [end])
+    shape(figures, args.top)
+    cold = time.perf_counter() - started
+    print(f"  cold start: first (partial) snapshot {first_tick * 1000:.0f} ms, complete after {cold:.1f} s",
+          flush=True)
+
+    times, sizes, cpu = [], [], []
+    clock = CpuClock(conn)
+    for i in range(1, args.ticks + 1):
+        at = end + timedelta(seconds=i * args.tick)
+        late = args.new // 50
+        arrive(conn, args.new - late, at, args.tick, args.kind)
+        arrive(conn, late, at, 60, args.kind)  # rows timestamped up to 60 s in the past
+        t0, c0 = time.perf_counter(), clock.now()
+        (figures,) = aggregation.tick(conn, [at])
+        sizes.append(shape(figures, args.top))
+        times.append((time.perf_counter() - t0) * 1000)
+        cpu.append((clock.now() - c0) / 1e6)
+    times.sort()
+    p99 = times[min(len(times) - 1, math.ceil(0.99 * len(times)) - 1)]
+    fast = []
+    if args.fast_tick:  # the same arrival rate, ticking every --fast-tick seconds
+        per_tick = round(args.new * args.fast_tick / args.tick)
+        for i in range(1, args.ticks + 1):
+            at2 = at + timedelta(seconds=i * args.fast_tick)
+            arrive(conn, per_tick, at2, args.fast_tick, args.kind)
+            t0 = time.perf_counter()
+            (last,) = aggregation.tick(conn, [at2])
+            shape(last, args.top)
+            fast.append((time.perf_counter() - t0) * 1000)
+        fast.sort()
+    errors = percentile_errors(conn, summary_snapshot(last if fast else figures, args.top))
+
+    reference = []
+    counter = AllTimeCounter(TimeColumn(None))
+    conn.autocommit = False
+    for _ in range(args.reference_runs if rows < 5_000_000 else min(1, args.reference_runs)):
+        t0 = time.perf_counter()
+        shape(aggregate_window(conn, at, TimeColumn(None), counter), args.top)
+        reference.append((time.perf_counter() - t0) * 1000)
+    conn.close()
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+    return {"rows": rows, "seed": seeded, "first": first_tick * 1000, "cold": cold, "p50": statistics.median(times),
+            "p99": p99, "max": times[-1], "cpu": (statistics.median(cpu), pct(cpu, 0.99)), "bytes": sizes[-1],
+            "errors": errors,
+            "reference": statistics.median(reference) if reference else None,
+            "fast": (statistics.median(fast), fast[min(len(fast) - 1, math.ceil(0.99 * len(fast)) - 1)])
+            if fast else None}
 
 
 def main() -> None:
-    """Start PostgreSQL, seed, time the tick, print the figures, stop PostgreSQL."""
+    """Start PostgreSQL, measure each size, print the table, stop PostgreSQL."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--rows", default="100000,1000000")
+    parser.add_argument("--ticks", type=int, default=60)
+    parser.add_argument("--new", type=int, default=10_000, help="rows arriving before each tick")
+    parser.add_argument("--tick", type=float, default=5.0)
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--kind", choices=("demo", "heavy"), default="demo")
+    parser.add_argument("--reference-runs", type=int, default=3)
+    parser.add_argument("--fast-tick", type=float, default=0.0, help="also tick every N s at the same arrival rate")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="flexgate-bench-pg-"))
     base.chmod(0o755)  # the server runs as an unprivileged user when we are root
     server = PostgresServer(base / "data", log_file=base / "postgres.log").start()
+    results = []
     try:
-        print(f"seeding {args.rows:,} rows over the last 24 h ...", flush=True)
-        print(f"seeded in {seed(server.url, args.rows):.1f} s", flush=True)
-        db = Database(Settings(database_url=server.url), "bench")
-        cold_db, cold_shape, _ = tick_once(db, args.top)  # includes the one full all-time count
-        runs = [tick_once(db, args.top) for _ in range(args.runs)]
-        db.close()
+        for rows in (int(r) for r in args.rows.split(",")):
+            print(f"{rows:,} rows ({args.kind}), {args.new:,} new rows per {args.tick:g} s tick:", flush=True)
+            results.append(run_size(server.admin_url(), rows, args))
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
-    totals = [a + b for a, b, _ in runs]
-    print(f"first tick (connect + full all-time count): {cold_db + cold_shape:.1f} ms")
-    print(f"tick over {args.runs} runs at {args.rows:,} rows: p50 {statistics.median(totals):.1f} ms,"
-          f" max {max(totals):.1f} ms (database p50 {statistics.median(a for a, _, _ in runs):.1f} ms,"
-          f" shaping p50 {statistics.median(b for _, b, _ in runs):.1f} ms, {runs[-1][2]:,} bytes per tick)")
-    print(f"budget: one tick every {TICK:g} s -> p50 uses {statistics.median(totals) / (TICK * 10):.1f} % of it")
+    print("\n| rows | tick p50 | tick p99 | tick max | CPU p50 / p99 | full-scan reference | cold start (complete) |"
+          " p50 / p95 / p99 max rel. error | seeding |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        ref = f"{r['reference']:.0f} ms" if r["reference"] is not None else "n/a"
+        err = " / ".join(f"{r['errors'][p] * 100:.2f} %" for p in ("p50", "p95", "p99"))
+        print(f"| {r['rows']:,} | {r['p50']:.1f} ms | {r['p99']:.1f} ms | {r['max']:.1f} ms |"
+              f" {r['cpu'][0]:.1f} / {r['cpu'][1]:.1f} ms | {ref} |"
+              f" {r['cold']:.1f} s | {err} | {r['seed']:.0f} s |")
+    for r in results:
+        if r["fast"]:
+            print(f"{r['rows']:,} rows, a tick every {args.fast_tick:g} s"
+                  f" ({round(args.new * args.fast_tick / args.tick):,} new rows each):"
+                  f" p50 {r['fast'][0]:.1f} ms, p99 {r['fast'][1]:.1f} ms")
+    if len(results) > 1:
+        print(f"\ntick p50 ratio {results[-1]['rows']:,} / {results[0]['rows']:,}:"
+              f" {results[-1]['p50'] / results[0]['p50']:.2f}; p99 ratio {results[-1]['p99'] / results[0]['p99']:.2f}")
+    print(f"budget: one tick every {args.tick:g} s; {results[-1]['bytes']:,} bytes of messages per tick;"
+          f" load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ ALERT_SUBJECT_PREFIX = "alerts."  # + severity ("warning", "critical", "info") o
 
 class Point(TypedDict):
     timestamp: str  # ISO 8601, UTC, "Z"
-    value: float
+    value: float | None  # None: a latency of a bucket without requests (there is none, not 0)
 
 
 class Series(TypedDict):
@@ -60,7 +60,7 @@ class StatusCount(TypedDict):
 
 
 class Breakdown(TypedDict):
-    """Figures for one route or one upstream over the last hour (the breakdown window)."""
+    """Figures for one route or one upstream over the window of the object that holds it."""
 
     name: str
     requests: int
@@ -69,6 +69,16 @@ class Breakdown(TypedDict):
     p50Latency: float
     p95Latency: float
     p99Latency: float
+
+
+class RecentWindow(TypedDict):
+    """The same figures over a recent window: the last hour ("1h") or the last 5 minutes ("5m")."""
+
+    window: Window
+    summary: Summary  # totalRequestsAllTime is the window's count here
+    statusCodes: list[StatusCount]
+    routes: list[Breakdown]
+    upstreams: list[Breakdown]
 
 
 class Snapshot(TypedDict):
@@ -83,8 +93,11 @@ class Snapshot(TypedDict):
     statusCodes: list[StatusCount]
     routes: list[Breakdown]
     upstreams: list[Breakdown]
-    route: str | None  # set on per-route snapshots (whose window is the last hour, "1h"), None on metrics.summary
+    route: str | None  # set on per-route snapshots, None on metrics.summary
     timestamp: str
+    lastHour: RecentWindow | None  # None when the figures come from a full scan
+    last5Minutes: RecentWindow | None
+    complete: bool  # False while the rollups are still being built from an existing log
 
 
 class Alert(TypedDict):

@@ -21,7 +21,8 @@ from nats.js import JetStreamContext
 from flexgate_stream.errors import DatabaseUnavailable
 from flexgate_stream.requestlog import database
 from flexgate_stream.settings import Settings
-from flexgate_stream.tick.aggregation import AllTimeCounter, TimeColumn, WindowFigures, aggregate_window
+from flexgate_stream.tick.aggregation import TimeColumn, WindowFigures
+from flexgate_stream.tick.incremental import IncrementalAggregation
 from flexgate_stream.tick.stream_setup import ensure_streams
 
 log = logging.getLogger("workers.publisher")
@@ -82,15 +83,36 @@ class Database:
         self.retry_at = 0.0
         self.busy = False
         self.conn = None
-        self.counter: AllTimeCounter | None = None
+        self.aggregation: IncrementalAggregation | None = None
+        self.backfilling = False
 
-    async def aggregate(self, window_end: datetime) -> WindowFigures | None:
-        """The tick's figures, or None while PostgreSQL is down (or not yet due for a retry)."""
+    async def aggregate(self, window_ends: list[datetime]) -> list[WindowFigures] | None:
+        """Fold the new rows into the rollups, then the figures of ``window_ends`` (oldest first).
+
+        None while PostgreSQL is down (or not yet due for a retry).
+        """
+        return await self._run(self._aggregate, window_ends)
+
+    async def backfill(self) -> None:
+        """Fold the log that existed before the rollups, chunk by chunk, until done (a no-op once done).
+
+        Chunks run on the database thread one at a time, so a tick waits for at most one chunk.
+        """
+        if self.aggregation is None or self.aggregation.complete or self.backfilling:
+            return
+        self.backfilling = True
+        try:
+            while await self._run(lambda: self.aggregation.backfill_step(self.conn) if self.conn else False):
+                await asyncio.sleep(0)
+        finally:
+            self.backfilling = False
+
+    async def _run(self, work, *args):
         started = time.monotonic()
         if started < self.retry_at:
             return None
         try:
-            figures = await asyncio.get_running_loop().run_in_executor(self.executor, self._aggregate, window_end)
+            result = await asyncio.get_running_loop().run_in_executor(self.executor, self._guarded, work, *args)
         except (psycopg2.Error, DatabaseUnavailable) as exc:
             # A lost connection (refused, reset, restarted server, "connection already closed") is a state
             # change told in one line; any other database error is a fault and keeps its traceback.
@@ -100,25 +122,30 @@ class Database:
             return None
         self.backoff.reset()
         self.state.up()
-        return figures
+        return result
 
-    def _aggregate(self, window_end: datetime) -> WindowFigures:
+    def _guarded(self, work, *args):
         self.busy = True  # set on the database thread itself, so a stop can tell a query still runs
         try:
             if self.conn is None or self.conn.closed:
                 self._connect()
-            return aggregate_window(self.conn, window_end, self.counter.column, self.counter)
+            return work(*args)
         finally:
             self.busy = False
+
+    def _aggregate(self, window_ends: list[datetime]) -> list[WindowFigures]:
+        return self.aggregation.tick(self.conn, window_ends)
 
     def _connect(self) -> None:
         conn = database.connect(self.url, application_name="flexgate-publisher", timeout=2)
         with conn, conn.cursor() as cur:
-            # In-memory sorts for the percentiles; a runaway query is cut short rather than stalling ticks.
+            # A runaway query (or a lock held by another publisher) is cut short rather than stalling ticks.
             cur.execute("SET work_mem = '64MB'; SET statement_timeout = '30s'")
         column = TimeColumn(self.zone if database.timestamp_is_naive(conn) else None)
         conn.commit()
-        self.conn, self.counter = conn, AllTimeCounter(column)
+        if self.aggregation is None or self.aggregation.column.naive_zone != column.naive_zone:
+            self.aggregation = IncrementalAggregation(column)
+        self.conn = conn
 
     def cancel(self) -> None:
         """Cancel a running query (thread-safe), so a warm stop stays within its deadline."""

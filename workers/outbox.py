@@ -8,12 +8,13 @@ import logging
 import os
 import socket
 import time
+from datetime import datetime, timedelta
 
 from nats.js import JetStreamContext
 from nats.js.errors import NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
-from flexgate_stream.liveness import utc_now_iso
+from flexgate_stream.liveness import newest_window_end, parse_iso, utc_now_iso
 from flexgate_stream.messages import (
     ALERT_STATE_BUCKET,
     ALERT_SUBJECT_PREFIX,
@@ -31,6 +32,9 @@ from flexgate_stream.tick.snapshot import busiest_routes, iso, route_snapshot, s
 
 log = logging.getLogger("workers.publisher")
 
+RETENTION = timedelta(hours=24)  # the METRICS stream's max_age: older windows would expire at once
+CATCH_UP_BATCH = 120  # missed windows published per tick at most
+
 
 class Publishing:
     """Sends a tick's messages with Nats-Msg-Id dedupe and keeps the publisher's KV heartbeat."""
@@ -44,6 +48,7 @@ class Publishing:
         self.beats: KeyValue | None = None
         self.alert_state: KeyValue | None = None
         self.ticks = 0
+        self.published: datetime | None = None  # the newest window end this publisher stored
 
     async def attach(self, js: JetStreamContext) -> None:
         """On (re)connect: open the buckets, adopt firing alerts, announce this publisher."""
@@ -65,7 +70,30 @@ class Publishing:
         if self.beats is not None:
             await self.beats.put(self.ident, encode(dict(self.beat)))
 
-    async def publish(self, js: JetStreamContext, figures: WindowFigures, started: float) -> None:
+    async def due_windows(self, js: JetStreamContext, window_end: datetime) -> list[datetime]:
+        """The windows to publish now: every one missed since the newest stored (oldest first), then ``window_end``.
+
+        Bounded by the stream's retention and, per tick, by CATCH_UP_BATCH (the rest follow next tick,
+        before the current window, so windows stay in order).
+        """
+        stored = await newest_window_end(js)
+        newest = max(filter(None, [self.published, parse_iso(stored) if stored else None]), default=None)
+        if newest is not None and newest >= window_end:
+            return []
+        step = timedelta(seconds=self.settings.tick_seconds)
+        oldest = window_end - RETENTION + step
+        if newest is None:
+            return [window_end]
+        start = max(newest + step, oldest)
+        missed = []
+        at = start
+        while at < window_end and len(missed) < CATCH_UP_BATCH:
+            missed.append(at)
+            at += step
+        return missed if len(missed) == CATCH_UP_BATCH else [*missed, window_end]
+
+    async def publish(self, js: JetStreamContext, figures: WindowFigures, started: float,
+                      catching_up: bool = False) -> None:
         """Publish the tick's snapshots and alert changes, then the heartbeat."""
         end = iso(figures.window_end)
         top = self.settings.top_routes
@@ -76,6 +104,11 @@ class Publishing:
                                       for subject, message in messages))
         await self._alerts(js, figures, [route for route, _ in busiest], end)
         tick_ms = (time.perf_counter() - started) * 1000
+        self.published = max(filter(None, [self.published, figures.window_end]))
+        if catching_up:
+            log.info("publisher[%s]: published missed window %s (%d messages, %d already stored)", self.ident, end,
+                     len(acks), sum(1 for ack in acks if ack.duplicate))
+            return
         await self.heartbeat(lastTickAt=utc_now_iso(), lastWindowEnd=end, tickMs=round(tick_ms, 1), database="ok")
         self.ticks += 1
         slow = tick_ms > self.settings.tick_seconds * 500

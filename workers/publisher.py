@@ -65,6 +65,7 @@ class Publisher:
         self.signals = 0
         self.tick_task: asyncio.Task | None = None
         self.last_window_end: datetime | None = None
+        self.backfill: asyncio.Task | None = None
 
     async def run(self) -> int:
         """Bootstrap, tick until a stop is requested, tear down; the exit status."""
@@ -115,19 +116,30 @@ class Publisher:
             self.tick_task = None
 
     async def _tick(self, window_end: datetime, started: float) -> None:
-        figures = await self.db.aggregate(window_end)
-        if not await self.nats.ensure():
-            return  # NATS down: its state line said so
+        ready = await self.nats.ensure()
+        try:
+            due = await self.out.due_windows(self.nats.js, window_end) if ready else []
+        except (TimeoutError, nats.errors.Error) as exc:
+            self.nats.state.down(exc)
+            due, ready = [], False
+        # New rows are folded into the rollups every tick, even while NATS is down.
+        figures = await self.db.aggregate(due)
+        if self.backfill is None or self.backfill.done():  # folds the pre-existing log between ticks
+            self.backfill = asyncio.get_running_loop().create_task(self.db.backfill())
+        if not ready:
+            return  # NATS down: its state line said so; the windows are published once it is back
         try:
             if figures is None:
                 await self.out.heartbeat(database="unavailable")  # alive, but nothing to publish
                 return
-            await self.out.publish(self.nats.js, figures, started)
+            for one in figures:  # missed windows first, oldest first, then the current one
+                await self.out.publish(self.nats.js, one, started, catching_up=one.window_end != window_end)
         except (TimeoutError, nats.errors.Error) as exc:
             self.nats.state.down(exc)  # e.g. a publish timed out while the connection was failing
             return
         self.nats.state.up()
-        self.last_window_end = window_end
+        if figures and figures[-1].window_end == window_end:
+            self.last_window_end = window_end
 
     async def _teardown(self, scheduler: AsyncIOScheduler, connector: asyncio.Task) -> None:
         deadline = time.monotonic() + WARM_STOP_SECONDS

@@ -67,6 +67,9 @@ def sample_snapshot(total: int, *, route: str | None = None, end: datetime | Non
                       for name, count in (("orders-svc", total * 2 // 3), ("users-svc", total - total * 2 // 3))],
         "route": route,
         "timestamp": iso(taken),
+        "lastHour": None,
+        "last5Minutes": None,
+        "complete": True,
     }
 
 

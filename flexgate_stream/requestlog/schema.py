@@ -47,6 +47,61 @@ def _create_requests(cur: psycopg2.extensions.cursor) -> str:
     return "created requests"
 
 
+ROLLUP_TABLES = """
+CREATE TABLE request_rollups (
+    bucket_start TIMESTAMPTZ NOT NULL,
+    route TEXT NOT NULL,
+    upstream TEXT NOT NULL,
+    requests BIGINT NOT NULL,
+    status_codes INTEGER[] NOT NULL,
+    status_counts BIGINT[] NOT NULL,
+    latency_count BIGINT NOT NULL,
+    latency_sum DOUBLE PRECISION NOT NULL,
+    latency_bins INTEGER[] NOT NULL,
+    latency_counts BIGINT[] NOT NULL,
+    PRIMARY KEY (bucket_start, route, upstream)
+);
+CREATE TABLE rollup_changes (
+    version BIGINT NOT NULL,
+    bucket_start TIMESTAMPTZ NOT NULL,
+    route TEXT NOT NULL,
+    upstream TEXT NOT NULL,
+    requests BIGINT NOT NULL,
+    status_codes INTEGER[] NOT NULL,
+    status_counts BIGINT[] NOT NULL,
+    latency_count BIGINT NOT NULL,
+    latency_sum DOUBLE PRECISION NOT NULL,
+    latency_bins INTEGER[] NOT NULL,
+    latency_counts BIGINT[] NOT NULL
+);
+CREATE INDEX rollup_changes_version ON rollup_changes (version);
+CREATE TABLE rollup_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version BIGINT NOT NULL,
+    max_id BIGINT NOT NULL,
+    low_id BIGINT NOT NULL,
+    snapshot TEXT NOT NULL,
+    pending JSONB NOT NULL,
+    requests_before BIGINT NOT NULL,
+    backfill_below BIGINT NOT NULL,
+    backfill_snapshot TEXT NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE FUNCTION flexgate_merge_counts(k1 INTEGER[], c1 BIGINT[], k2 INTEGER[], c2 BIGINT[],
+                                      OUT keys INTEGER[], OUT counts BIGINT[])
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT coalesce(array_agg(k ORDER BY k), '{}'), coalesce(array_agg(c ORDER BY k), '{}')
+    FROM (SELECT k, sum(c)::bigint AS c FROM unnest(k1 || k2, c1 || c2) AS t(k, c) GROUP BY k) AS s
+    WHERE c <> 0
+$$;
+"""
+
+
+def _create_rollups(cur: psycopg2.extensions.cursor) -> str:
+    cur.execute(ROLLUP_TABLES)
+    return "created request_rollups, rollup_changes and rollup_state"
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -56,6 +111,7 @@ class Migration:
 
 MIGRATIONS: list[Migration] = [
     Migration(1, "requests table", _create_requests),
+    Migration(2, "request rollups", _create_rollups),
 ]
 
 

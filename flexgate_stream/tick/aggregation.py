@@ -54,8 +54,26 @@ class RouteFigures:
 
 
 @dataclass
+class RecentFigures:
+    """All traffic, status codes, routes and upstreams over a recent window (the last hour, the last 5 minutes)."""
+
+    name: str
+    start: datetime
+    stats: Stats
+    status_codes: dict[int, int]
+    routes: dict[str, Stats]
+    upstreams: dict[str, Stats]
+
+
+@dataclass
 class WindowFigures:
-    """Everything a tick publishes, before it is shaped into messages."""
+    """Everything a tick publishes, before it is shaped into messages.
+
+    From the rollups (``day_start`` set): summary, status codes, routes and upstreams cover the 1440
+    one-minute buckets ending with the one that holds ``window_end``; ``buckets`` are the 12
+    clock-aligned 5-minute groups ending with the one holding ``window_end`` (the last one partial,
+    ``last_bucket_seconds`` long). From the full scan (``day_start`` None): exact 24 h and last hour.
+    """
 
     window_end: datetime
     summary: Stats
@@ -64,16 +82,31 @@ class WindowFigures:
     buckets: dict[int, Stats]
     routes: dict[str, RouteFigures]
     upstreams: dict[str, Stats]
+    day_start: datetime | None = None
+    series_start: datetime | None = None
+    last_bucket_seconds: float = BUCKET_SECONDS
+    recent: list[RecentFigures] = field(default_factory=list)
+    complete: bool = True
 
     @property
     def summary_start(self) -> datetime:
         """Start of the 24 h summary window."""
-        return self.window_end - SUMMARY_SPAN
+        return self.day_start or self.window_end - SUMMARY_SPAN
 
     @property
     def breakdown_start(self) -> datetime:
-        """Start of the one-hour breakdown window."""
-        return self.window_end - BREAKDOWN_SPAN
+        """Start of the series (and, from the full scan, of the one-hour breakdown window)."""
+        return self.series_start or self.window_end - BREAKDOWN_SPAN
+
+    def last_five_minutes(self, route: str | None = None) -> Stats | None:
+        """Figures of the last 5 minutes, for all traffic or one route (None when it had no requests)."""
+        five = next((r for r in self.recent if r.name == "5m"), None)
+        if five is None:
+            if route is None:
+                return self.buckets.get(BUCKETS - 1)
+            entry = self.routes.get(route)
+            return entry.buckets.get(BUCKETS - 1) if entry else None
+        return five.stats if route is None else five.routes.get(route)
 
 
 def stats_columns(status: str) -> str:

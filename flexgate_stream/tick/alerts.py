@@ -15,7 +15,7 @@ from pathlib import Path
 
 from flexgate_stream.errors import ConfigError
 from flexgate_stream.messages import Alert, route_token
-from flexgate_stream.tick.aggregation import BUCKET_SECONDS, BUCKETS, Stats, WindowFigures
+from flexgate_stream.tick.aggregation import BUCKET_SECONDS, Stats, WindowFigures
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parents[2] / "conf" / "alert-rules.toml"
 METRICS = ("errorRate", "avgLatency", "p50Latency", "p95Latency", "p99Latency", "requestsPerSecond")
@@ -155,10 +155,8 @@ class Observation:
 
 def observe(rules: list[Rule], figures: WindowFigures, routes: list[str]) -> list[Observation]:
     """Evaluate every rule on the last 5 minutes of all traffic and of each of ``routes``."""
-    scopes: list[tuple[str | None, Stats | None]] = [(None, figures.buckets.get(BUCKETS - 1))]
-    for route in routes:
-        entry = figures.routes.get(route)
-        scopes.append((route, entry.buckets.get(BUCKETS - 1) if entry else None))
+    scopes: list[tuple[str | None, Stats | None]] = [(None, figures.last_five_minutes())]
+    scopes += [(route, figures.last_five_minutes(route)) for route in routes]
     found = []
     for rule in rules:
         for route, stats in scopes:

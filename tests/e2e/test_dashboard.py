@@ -89,6 +89,21 @@ def test_numbers_appear_and_follow_each_snapshot(stack, browser):
     assert_clean(page)
 
 
+def test_catch_up_snapshots_older_than_the_one_shown_never_replace_it(stack, browser):
+    nats, bus, web = stack
+    older = [sample_snapshot(1_000 + i) for i in range(5)]  # windows a publisher catches up on
+    newest = sample_snapshot(9_100_000)
+    page = new_page(browser, web.url)
+    bus.publish_snapshot(newest)
+    expect(by_testid(page, "value-requests")).to_have_text("9.1M", timeout=8000)
+    shown = int(by_testid(page, "dashboard").get_attribute("data-snapshots"))
+    bus.publish_snapshot(*older)  # stored after the newest, with older windowEnds
+    bus.publish_snapshot(sample_snapshot(7_300_000))
+    expect(by_testid(page, "value-requests")).to_have_text("7.3M", timeout=8000)
+    assert int(by_testid(page, "dashboard").get_attribute("data-snapshots")) == shown + 1
+    assert_clean(page)
+
+
 def test_memory_stays_flat_over_many_snapshots(stack, browser):
     nats, bus, web = stack
     page = new_page(browser, web.url)

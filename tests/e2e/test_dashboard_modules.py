@@ -108,6 +108,17 @@ def test_chart_points_are_rewritten_in_place_and_bounded(page):
     assert result == {"big": 720, "small": 3, "reused": True, "last": 2}
 
 
+def test_a_bucket_without_latency_is_a_gap_never_a_point_at_zero(page):
+    result = run(page, "charts.js", """(() => {
+        const target = [];
+        const at = (i) => new Date(Date.UTC(2026, 0, 1, 0, 5 * i)).toISOString();
+        m.fillPoints(target, {data: [{timestamp: at(0), value: 12.5}, {timestamp: at(1), value: null},
+                                     {timestamp: at(2), value: 0}, {timestamp: at(3), value: 8}]});
+        return target.map(p => p.y);
+    })()""")
+    assert result == [12.5, None, 0, 8]
+
+
 def test_status_codes_keep_the_top_ten_and_sum_the_rest(page):
     slices = run(page, "charts.js", """m.statusSlices(
         Array.from({length: 14}, (_, i) => ({code: 200 + i, count: 100 - i})).concat([{code: 503, count: 0}])

@@ -61,7 +61,8 @@ def _stats(rows: list[tuple]) -> dict:
         pcts = (cuts[49], cuts[94], cuts[98])
     else:
         pcts = (lats[0],) * 3 if lats else (0.0, 0.0, 0.0)
-    return {"n": len(rows), "ok": sum(200 <= c <= 299 for c in codes), "c4": sum(400 <= c <= 499 for c in codes),
+    return {"n": len(rows), "lats": len(lats), "ok": sum(200 <= c <= 299 for c in codes),
+            "c4": sum(400 <= c <= 499 for c in codes),
             "c5": sum(500 <= c <= 599 for c in codes), "avg": statistics.fmean(lats) if lats else 0.0,
             "pcts": pcts, "codes": codes}
 
@@ -94,7 +95,7 @@ def expected_series(rows: list[tuple], end: datetime) -> dict:
         s = _stats([r for r in rows if low <= r[0] < high])
         out["rate"].append(s["n"] / 300)
         for key, value in zip(("p50", "p95", "p99"), s["pcts"], strict=True):
-            out[key].append(value)
+            out[key].append(value if s["lats"] else None)  # no latency in the bucket: null, never 0
         out["err"].append(_pct(s["c5"], s["n"]))
     return out
 

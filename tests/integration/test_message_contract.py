@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = json.loads((ROOT / "flexgate_stream" / "messages.schema.json").read_text())
 pytestmark = pytest.mark.timeout(90)
 
-SHAPES = ["Point", "Series", "Summary", "Window", "StatusCount", "Breakdown", "Snapshot", "Alert", "GatewayEvent",
-          "PublisherBeat"]
+SHAPES = ["Point", "Series", "Summary", "Window", "StatusCount", "Breakdown", "RecentWindow", "Snapshot", "Alert",
+          "GatewayEvent", "PublisherBeat"]
 
 
 def validator(name: str) -> Draft202012Validator:

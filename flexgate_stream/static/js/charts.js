@@ -92,8 +92,10 @@ export function fillPoints(target, series) {
   let n = 0;
   for (let i = start; i < points.length; i += 1) {
     const x = parseTime(points[i].timestamp);
-    const y = Number(points[i].value);
-    if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
+    const raw = points[i].value;
+    // A bucket without requests has no latency (null): a gap in the line, never a point at 0.
+    const y = raw === null || raw === undefined ? null : Number(raw);
+    if (!Number.isFinite(x) || (y !== null && !Number.isFinite(y))) continue;
     if (n < target.length) {
       target[n].x = x;
       target[n].y = y;

@@ -30,6 +30,7 @@ function main() {
   const upstreams = new BreakdownTable(page.querySelector(".upstreams"), { name: "upstreams" });
   let route = routeFromUrl();
   let snapshots = 0;
+  let shownEnd = ""; // windowEnd of the snapshot on screen: an older one (a catch-up replay) never replaces it
 
   const onUnauthorized = (refused) => {
     askForToken(refused).then(() => {
@@ -45,6 +46,8 @@ function main() {
     onMessage: (data, id) => {
       if (data.type !== "metrics") return;
       if ((data.route || null) !== route) return; // a late frame from the previous scope
+      if (data.windowEnd && data.windowEnd < shownEnd) return; // ISO UTC strings order as times
+      shownEnd = data.windowEnd || shownEnd;
       snapshots += 1;
       page.dataset.snapshots = String(snapshots);
       page.dataset.lastEventId = id || "";
@@ -116,6 +119,7 @@ function main() {
   function selectRoute(name) {
     if (name === route) return;
     route = name;
+    shownEnd = "";
     const url = new URL(window.location.href);
     if (route === null) url.searchParams.delete("route");
     else url.searchParams.set("route", route);
@@ -131,6 +135,7 @@ function main() {
     const next = routeFromUrl();
     if (next !== route) {
       route = next;
+      shownEnd = "";
       applyScope();
     }
   });

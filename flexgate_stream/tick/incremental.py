@@ -1,0 +1,261 @@
+"""The tick over the rollups: fold the rows that arrived since the last tick, then shape windows from memory.
+
+Every step runs under one PostgreSQL advisory lock (publishers side by side take turns) and in one
+repeatable-read transaction, so the rollups, the change log and the watermark always agree.
+
+Late commits: a row whose id is below the watermark but whose transaction was still open at the
+last read is re-read: each read takes ``pg_current_snapshot()``; the next read takes the rows above
+``low_id`` that are either new (id > max_id) or were not yet visible in the previous snapshot. ``low_id``
+moves up to a read's max id once every transaction open at the read after it has finished.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from datetime import UTC, datetime, timedelta
+
+import psycopg2.extensions
+
+from flexgate_stream.tick import rollups
+from flexgate_stream.tick.aggregation import TimeColumn, WindowFigures
+from flexgate_stream.tick.rollups import BUCKET_SECONDS, Cell, Snapshot32, fold_rows, rows_sql, visible_sql
+from flexgate_stream.tick.tally import DAY_MINUTES, FIVE_MINUTES, HOUR_MINUTES, Tally
+from flexgate_stream.tick.window_figures import figures_of
+
+log = logging.getLogger("workers.publisher")
+
+LOCK_KEY = 7251002
+KEEP_MINUTES = 2 * DAY_MINUTES + 60  # a catch-up window 24 h old still finds its whole 24 h
+KEEP_CHANGES = 120  # versions of the change log kept for a publisher that falls behind (then it rebuilds)
+BACKFILL_IDS = 100_000  # ids per backfill chunk (~0.3 s of work between two ticks)
+MAX_PENDING = 24  # reads a late commit is waited for (2 min at 5 s ticks), then its rows are given up
+FIRST_LATE_SECONDS = 60  # at first start, rows of the last minute are re-read if their transaction was open
+STATE_COLUMNS = ("version, max_id, low_id, snapshot, pending, requests_before, backfill_below,"
+                 " backfill_snapshot")
+
+
+def minute_of(window_end: datetime) -> int:
+    """The one-minute bucket holding the last instant before ``window_end``."""
+    return math.ceil(window_end.timestamp() / BUCKET_SECONDS) - 1
+
+
+class IncrementalAggregation:
+    """The publisher's rollup state: its version of the rollups, the running totals, the all-time count."""
+
+    def __init__(self, column: TimeColumn) -> None:
+        self.column = column
+        self.version = -1  # the change-log version the tally reflects; -1: not built
+        self.tally: Tally | None = None
+        self.minutes: dict[int, int] = {}  # requests per stored minute
+        self.requests_before = 0
+        self.backfill_total = 0
+        self.backfill_below = 0
+
+    def tick(self, conn: psycopg2.extensions.connection, window_ends: list[datetime]) -> list[WindowFigures]:
+        """Fold new rows into the rollups, then the figures of each of ``window_ends`` (oldest first)."""
+        try:
+            return self._tick(conn, window_ends)
+        except BaseException:
+            self.forget()  # memory may hold changes the failed transaction did not store
+            raise
+
+    def forget(self) -> None:
+        """Drop the running totals; they are rebuilt from the rollups when next needed."""
+        self.tally, self.version = None, -1
+
+    def _tick(self, conn: psycopg2.extensions.connection, window_ends: list[datetime]) -> list[WindowFigures]:
+        with _locked(conn) as cur:
+            state = self._state(cur)
+            self._follow(cur, state)
+            cells, state = self._read_new(cur, state)
+            if cells:
+                state["version"] += 1
+                rollups.store_cells(cur, cells, state["version"])
+            self._prune(cur, state)
+            self._save(cur, state)
+            self._apply(cells, state["version"])
+            out = []
+            for end in window_ends:
+                out.append(self._figures(cur, end))
+        return out
+
+    def backfill_step(self, conn: psycopg2.extensions.connection) -> bool:
+        """Fold one chunk of the log that existed at first start; False once nothing is left."""
+        try:
+            return self._backfill_step(conn)
+        except BaseException:
+            self.forget()
+            raise
+
+    def _backfill_step(self, conn: psycopg2.extensions.connection) -> bool:
+        with _locked(conn) as cur:
+            state = self._state(cur)
+            if state["backfill_below"] <= 0:
+                return False
+            self._follow(cur, state)
+            high = state["backfill_below"]
+            low = max(0, high - BACKFILL_IDS)
+            first = Snapshot32(state["backfill_snapshot"])
+            where = f"id > %(low)s AND id <= %(high)s AND {visible_sql('s0')}"
+            cells = fold_rows(cur, rows_sql(self.column.instant(), where),
+                              self.column.params(low=low, high=high) | first.params("s0"))
+            cutoff = minute_of(datetime.now(UTC)) - KEEP_MINUTES
+            state["requests_before"] += sum(c.requests for c in cells if c.minute < cutoff)
+            cells = [c for c in cells if c.minute >= cutoff]
+            state["version"] += 1
+            rollups.store_cells(cur, cells, state["version"])
+            state["backfill_below"] = low
+            self._save(cur, state)
+            self._apply(cells, state["version"])
+        self.backfill_below = low
+        total = max(self.backfill_total, high)
+        log.info("rollups: built from the existing log up to %.0f %% (ids %d..%d of %d)",
+                 100.0 * (total - low) / total if total else 100.0, low + 1, high, total)
+        return low > 0
+
+    @property
+    def complete(self) -> bool:
+        """True once the log that existed at first start is folded in."""
+        return self.backfill_below <= 0
+
+    def _state(self, cur: psycopg2.extensions.cursor) -> dict:
+        cur.execute("SELECT pg_current_snapshot()::text")  # the first statement: the transaction's snapshot
+        snapshot = cur.fetchone()[0]
+        cur.execute(f"SELECT {STATE_COLUMNS} FROM rollup_state WHERE id = 1")
+        row = cur.fetchone()
+        if row is None:
+            return self._first_state(cur, snapshot)
+        state = dict(zip([c.strip() for c in STATE_COLUMNS.split(",")], row, strict=True))
+        state["now"] = snapshot
+        self.requests_before = state["requests_before"]
+        self.backfill_below = state["backfill_below"]
+        return state
+
+    def _first_state(self, cur: psycopg2.extensions.cursor, snapshot: str) -> dict:
+        """First start: new rows are read from the current max id; older ones are backfilled in chunks."""
+        cur.execute("SELECT coalesce(max(id), 0) FROM requests")
+        top = int(cur.fetchone()[0])
+        cur.execute(f"SELECT min(id) FROM requests WHERE {self.column.between('a', 'b')}",
+                    self.column.params(a=datetime.now(UTC) - timedelta(seconds=FIRST_LATE_SECONDS),
+                                       b=datetime.now(UTC) + timedelta(days=1)))
+        recent = cur.fetchone()[0]
+        low = min(top, int(recent) - 1) if recent is not None else top
+        xmax = Snapshot32(snapshot).xmax
+        state = {"version": 0, "max_id": top, "low_id": low, "snapshot": snapshot, "pending": [[top, xmax]],
+                 "requests_before": 0, "backfill_below": top, "backfill_snapshot": snapshot}
+        cur.execute(f"INSERT INTO rollup_state (id, {STATE_COLUMNS}) VALUES (1, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (0, top, low, snapshot, json.dumps(state["pending"]), 0, top, snapshot))
+        log.info("rollups: first start; %d existing request ids to fold in chunks, new rows from id %d on",
+                 top, top + 1)
+        self.backfill_total = self.backfill_below = top
+        return state | {"now": snapshot, "fresh": True}
+
+    def _follow(self, cur: psycopg2.extensions.cursor, state: dict) -> None:
+        """Apply the changes other publishers made since our version (or drop the tally if too far behind)."""
+        if self.tally is None or self.version == state["version"]:
+            return
+        if state["version"] - self.version > KEEP_CHANGES // 2 or self.version > state["version"]:
+            self.forget()
+            return
+        self._apply(rollups.load_changes(cur, self.version, state["version"]), state["version"])
+
+    def _read_new(self, cur: psycopg2.extensions.cursor, state: dict) -> tuple[list[Cell], dict]:
+        if state.get("fresh"):
+            return [], state
+        previous, now = Snapshot32(state["snapshot"]), Snapshot32(state["now"])
+        instant = self.column.instant()
+        # Two index range scans: the new ids as they are, the trailing span only for rows not seen before.
+        sql = (rows_sql(instant, "id > %(max)s") + " UNION ALL "
+               + rows_sql(instant, f"id > %(low)s AND id <= %(max)s AND NOT {visible_sql('prev')}"))
+        params = self.column.params(low=state["low_id"], max=state["max_id"]) | previous.params("prev")
+        cells = fold_rows(cur, sql, params)
+        cur.execute("SELECT coalesce(max(id), 0) FROM requests")  # the same snapshot: the newest visible id
+        top = int(cur.fetchone()[0])
+        pending = [*state["pending"], [max(state["max_id"], top), now.xmax]]
+        # Once every transaction open at read i+1 has ended, no row at or below read i's max id can appear.
+        done = [i for i in range(len(pending) - 1) if now.xmin >= pending[i + 1][1]]
+        low = state["low_id"]
+        if done:
+            low, pending = pending[done[-1]][0], pending[done[-1] + 1:]
+        if len(pending) > MAX_PENDING:  # a writer held open this long would make every read rescan its span
+            low, pending = max(low, pending[-MAX_PENDING - 1][0]), pending[-MAX_PENDING:]
+            log.warning("rollups: a transaction writing requests has been open for %d reads; rows it commits"
+                        " with ids up to %d will not be counted", MAX_PENDING, low)
+        return cells, state | {"max_id": max(state["max_id"], top), "low_id": low, "snapshot": now.text,
+                               "pending": pending}
+
+    def _save(self, cur: psycopg2.extensions.cursor, state: dict) -> None:
+        cur.execute("UPDATE rollup_state SET version = %s, max_id = %s, low_id = %s, snapshot = %s, pending = %s,"
+                    " requests_before = %s, backfill_below = %s, updated_at = now() WHERE id = 1",
+                    (state["version"], state["max_id"], state["low_id"], state["snapshot"],
+                     json.dumps(state["pending"]), state["requests_before"], state["backfill_below"]))
+        self.requests_before = state["requests_before"]
+
+    def _apply(self, cells: list[Cell], version: int) -> None:
+        for cell in cells:
+            self.minutes[cell.minute] = self.minutes.get(cell.minute, 0) + cell.requests
+        if self.tally is not None:
+            self.tally.apply(cells)
+            self.version = version
+
+    def _prune(self, cur: psycopg2.extensions.cursor, state: dict) -> None:
+        """Drop the change log beyond KEEP_CHANGES versions, and cells older than KEEP_MINUTES (counted as older)."""
+        if state["version"] % 20 == 0:
+            rollups.prune_changes(cur, state["version"] - KEEP_CHANGES)
+        oldest = minute_of(datetime.now(UTC)) - KEEP_MINUTES
+        if not self.minutes or min(self.minutes) >= oldest:
+            return
+        state["requests_before"] += rollups.prune(cur, oldest)
+        self.minutes = {m: n for m, n in self.minutes.items() if m >= oldest}
+
+    def _figures(self, cur: psycopg2.extensions.cursor, end: datetime) -> WindowFigures:
+        minute = minute_of(end)
+        if self.tally is None or minute < self.tally.minute or minute - self.tally.minute > HOUR_MINUTES // 2:
+            self._rebuild(cur, minute)
+        else:
+            self.tally.advance(minute, lambda a, b: rollups.load_cells(cur, a, b))
+        all_time = self.requests_before + sum(n for m, n in self.minutes.items() if m <= minute)
+        return figures_of(self.tally, end, all_time, self.complete)
+
+    def _rebuild(self, cur: psycopg2.extensions.cursor, minute: int) -> None:
+        day = rollups.load_totals(cur, minute - DAY_MINUTES + 1, minute)
+        recent = rollups.load_cells(cur, minute - HOUR_MINUTES, minute)
+        self.tally = Tally(minute, day, recent)
+        self.minutes = rollups.minute_totals(cur)
+        cur.execute("SELECT version FROM rollup_state WHERE id = 1")
+        row = cur.fetchone()
+        self.version = int(row[0]) if row else 0
+
+
+class _locked:
+    """The advisory lock (session level) around one repeatable-read transaction."""
+
+    def __init__(self, conn: psycopg2.extensions.connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> psycopg2.extensions.cursor:
+        self.conn.autocommit = True
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        self.conn.autocommit = False
+        self.conn.set_session(isolation_level="REPEATABLE READ")
+        self.cur = self.conn.cursor()
+        return self.cur
+
+    def __exit__(self, kind, _exc, _tb) -> None:
+        try:
+            self.cur.close()
+            if kind is None:
+                self.conn.commit()
+            else:
+                self.conn.rollback()
+        finally:
+            if not self.conn.closed:
+                self.conn.autocommit = True
+                with self.conn.cursor() as cur:
+                    cur.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+
+
+__all__ = ["FIVE_MINUTES", "IncrementalAggregation", "minute_of"]

@@ -1,0 +1,172 @@
+"""The publisher's in-memory running totals over the rollups: last 24 h, last hour, last 5 minutes, series.
+
+A window is a range of one-minute buckets ending with the bucket ``minute`` (the one holding the
+window end). Moving it one minute adds the new minute's cells and removes the expired one's, so a
+snapshot costs the number of routes and upstreams, not of requests. Cells of the last hour stay
+in memory; older ones are read back from the rollups when they leave the 24 h window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from flexgate_stream.tick.aggregation import PERCENTILES, Stats
+from flexgate_stream.tick.rollups import Cell, merge_cell
+from flexgate_stream.tick.sketch import LatencySketch
+
+DAY_MINUTES = 24 * 60
+HOUR_MINUTES = 60
+FIVE_MINUTES = 5
+GROUP_MINUTES = 5  # the series: clock-aligned 5-minute groups
+GROUPS = 12
+
+
+class Agg:
+    """Counts and a latency sketch of any set of cells; Stats (with percentiles) cached until it changes."""
+
+    __slots__ = ("requests", "status_codes", "latency_count", "latency_sum", "sketch", "_stats")
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.status_codes: dict[int, int] = {}
+        self.latency_count = 0
+        self.latency_sum = 0.0
+        self.sketch = LatencySketch()
+        self._stats: Stats | None = None
+
+    def add(self, cell: Cell | Agg, sign: int = 1) -> None:
+        """Add (sign 1) or remove (sign -1) the requests of ``cell``."""
+        self.requests += sign * cell.requests
+        codes = self.status_codes
+        for code, n in cell.status_codes.items():
+            left = codes.get(code, 0) + sign * n
+            if left:
+                codes[code] = left
+            else:
+                codes.pop(code, None)
+        self.latency_count += sign * cell.latency_count
+        self.latency_sum += sign * cell.latency_sum
+        if self.latency_count == 0:
+            self.latency_sum = 0.0  # no float residue once every latency has left
+        self.sketch.merge(cell.sketch, sign)
+        self._stats = None
+
+    def stats(self) -> Stats:
+        """Counts by class, latency count/sum and percentiles (from the sketch)."""
+        if self._stats is None:
+            codes = self.status_codes
+
+            def between(low: int, high: int) -> int:
+                return sum(n for code, n in codes.items() if low <= code <= high)
+
+            self._stats = Stats(self.requests, between(200, 299), between(400, 499), between(500, 599),
+                                self.latency_count, self.latency_sum,
+                                self.sketch.quantiles(PERCENTILES) if self.latency_count else (0.0, 0.0, 0.0))
+        return self._stats
+
+
+class Levels:
+    """Aggregates of one window at every level: all traffic, per route, per upstream (and per route x upstream)."""
+
+    def __init__(self, pairs: bool = False, upstreams: bool = True) -> None:
+        self.total = Agg()
+        self.routes: dict[str, Agg] = {}
+        self.upstreams: dict[str, Agg] = {}
+        self.pairs: dict[tuple[str, str], Agg] | None = {} if pairs else None
+        self.by_upstream = upstreams
+
+    def add(self, cell: Cell, sign: int = 1) -> None:
+        """Add or remove one cell at every level; groups left empty are dropped."""
+        self.total.add(cell, sign)
+        _add(self.routes, cell.route, cell, sign)
+        if self.by_upstream:
+            _add(self.upstreams, cell.upstream, cell, sign)
+        if self.pairs is not None:
+            _add(self.pairs, (cell.route, cell.upstream), cell, sign)
+
+
+def _add(groups: dict, key: object, cell: Cell, sign: int) -> None:
+    agg = groups.get(key)
+    if agg is None:
+        agg = groups[key] = Agg()
+    agg.add(cell, sign)
+    if agg.requests == 0 and agg.latency_count == 0:
+        del groups[key]
+
+
+CellSource = Callable[[int, int], list[Cell]]  # cells of minutes first..last (inclusive) from the rollups
+
+
+class Tally:
+    """Running totals for the windows ending with minute ``minute``."""
+
+    def __init__(self, minute: int, day_cells: Iterable[Cell], recent_cells: Iterable[Cell]) -> None:
+        """Build at ``minute`` from the 24 h aggregates (any cells) and the individual cells of the last hour."""
+        self.minute = minute
+        self.day = Levels(pairs=True)
+        for cell in day_cells:
+            self.day.add(cell)
+        self.hour, self.five = Levels(), Levels()
+        self.recent: dict[int, dict[tuple[str, str], Cell]] = {}
+        self.groups: dict[int, Levels] = {}
+        for cell in recent_cells:
+            self._remember(cell)
+
+    def _remember(self, cell: Cell) -> None:
+        """A cell of the last hour: kept, and counted in the hour, 5-minute and series windows it falls in."""
+        kept = self.recent.setdefault(cell.minute, {})
+        pair = (cell.route, cell.upstream)
+        if pair in kept:
+            merge_cell(kept[pair], cell)
+        else:
+            kept[pair] = Cell(cell.minute, cell.route, cell.upstream)
+            merge_cell(kept[pair], cell)
+        age = self.minute - cell.minute
+        if age < HOUR_MINUTES:
+            self.hour.add(cell)
+        if age < FIVE_MINUTES:
+            self.five.add(cell)
+        group = cell.minute // GROUP_MINUTES
+        if group > self.minute // GROUP_MINUTES - GROUPS:
+            levels = self.groups.get(group)
+            if levels is None:
+                levels = self.groups[group] = Levels(upstreams=False)  # the series are per route, not upstream
+            levels.add(cell)
+
+    def apply(self, cells: Iterable[Cell]) -> None:
+        """Fold changes (new rows) in; changes to minutes after ``minute`` wait in the rollups until then."""
+        for cell in cells:
+            age = self.minute - cell.minute
+            if age < 0:
+                continue
+            if age < DAY_MINUTES:
+                self.day.add(cell)
+            if age <= HOUR_MINUTES:
+                self._remember(cell)
+
+    def advance(self, minute: int, load: CellSource) -> None:
+        """Move the windows forward to ``minute``: add the new minutes' cells, remove the expired ones."""
+        if minute <= self.minute:
+            return
+        first = self.minute + 1
+        arriving = load(first, minute)
+        leaving = load(first - DAY_MINUTES, minute - DAY_MINUTES)
+        for cell in leaving:
+            self.day.add(cell, -1)
+        for step in range(first, minute + 1):
+            for cell in self.recent.get(step - HOUR_MINUTES, {}).values():
+                self.hour.add(cell, -1)
+            for cell in self.recent.get(step - FIVE_MINUTES, {}).values():
+                self.five.add(cell, -1)
+        self.minute = minute
+        for cell in arriving:
+            self.day.add(cell)
+            self._remember(cell)
+        oldest_group = minute // GROUP_MINUTES - GROUPS + 1
+        self.recent = {m: cells for m, cells in self.recent.items() if m >= minute - HOUR_MINUTES}
+        self.groups = {g: levels for g, levels in self.groups.items() if g >= oldest_group}
+
+    def series_groups(self) -> list[tuple[int, Levels | None]]:
+        """The 12 clock-aligned 5-minute groups of the series, oldest first: (group index, levels or None)."""
+        last = self.minute // GROUP_MINUTES
+        return [(g, self.groups.get(g)) for g in range(last - GROUPS + 1, last + 1)]

@@ -1,0 +1,122 @@
+"""No missing window: after a publisher killed mid-tick, NATS down 25 s or PostgreSQL down 25 s,
+``metrics.summary`` holds every window, each once, in order (real publisher, nats-server, PostgreSQL).
+
+The 25 s outages are the scenario itself (how long the part is down), not a wait for a condition.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from flexgate_stream.devstack.processes import free_port
+from flexgate_stream.devstack.servers import NatsServer, PostgresServer
+from flexgate_stream.liveness import parse_iso
+from flexgate_stream.messages import METRICS_STREAM
+from flexgate_stream.requestlog import schema
+from tests.integration.test_aggregation import insert, make_rows
+from tests.integration.test_publisher_process import (
+    _tick_stuck_on_lock,
+    nats_call,
+    purge,
+    stored,
+    workers,  # noqa: F401 - the fixture
+)
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.timeout(180)
+OUTAGE = 25.0
+
+
+def windows(url: str) -> list[tuple[str, str]]:
+    """(windowEnd, Nats-Msg-Id) of every stored summary snapshot, in stream order."""
+    return [(body["windowEnd"], headers.get("Nats-Msg-Id", ""))
+            for subject, headers, body in nats_call(url, lambda js: stored(js, METRICS_STREAM))
+            if subject == "metrics.summary"]
+
+
+def assert_contiguous(found: list[tuple[str, str]], tick: float, covering: float) -> None:
+    """Every tick boundary from the first stored window to the last, each once, in order, with its own id."""
+    ends = [parse_iso(end).timestamp() for end, _id in found]
+    assert len(ends) == len(set(ends)), "a window was stored twice"
+    assert ends == sorted(ends), "windows out of order"
+    gaps = [(found[i][0], found[i + 1][0]) for i in range(len(ends) - 1) if ends[i + 1] - ends[i] != tick]
+    assert gaps == [], f"missing windows between {gaps}"
+    assert ends[-1] - ends[0] >= covering, "the run does not cover the outage"
+    assert all(msg_id == f"metrics.summary@{end}" for end, msg_id in found)
+
+
+def newer_than(url: str, instant: float, count: int = 1) -> bool:
+    return sum(parse_iso(end).timestamp() > instant for end, _id in windows(url)) >= count
+
+
+def seeded(db) -> None:
+    schema.upgrade(db)
+    insert(db, make_rows(31, 300, end=datetime.now(UTC)))
+
+
+def test_publisher_killed_mid_tick_leaves_no_missing_window(workers, db, database_url, nats_server):  # noqa: F811
+    seeded(db)
+    nats_call(nats_server.url, purge)
+    first = workers(database_url, nats_server.url)
+    wait_until(lambda: len(windows(nats_server.url)) >= 3, 30, "three windows")
+    with _tick_stuck_on_lock(database_url):  # the tick is inside its transaction, waiting
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(10)
+        killed_at = time.time()
+    second = workers(database_url, nats_server.url)
+    back = time.time()
+    wait_until(lambda: newer_than(nats_server.url, back + 2), 40, "windows after the restart")
+    assert_contiguous(windows(nats_server.url), 1.0, time.time() - killed_at - 3)
+    assert second.count("published missed window") >= 1
+
+
+def test_nats_down_25_s_leaves_no_missing_window(workers, db, database_url, tmp_path):  # noqa: F811
+    seeded(db)
+    server = NatsServer(tmp_path / "nats-store", port=free_port(), log_file=tmp_path / "nats.log").start()
+    try:
+        worker = workers(database_url, server.url)
+        wait_until(lambda: len(windows(server.url)) >= 3, 30, "three windows")
+        server.kill()
+        time.sleep(OUTAGE)
+        server.start()
+        back = time.time()
+        wait_until(lambda: newer_than(server.url, back + 2), 40, "windows after NATS is back")
+        assert_contiguous(windows(server.url), 1.0, OUTAGE)
+        assert worker.count("published missed window") >= OUTAGE - 5
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_postgres():
+    """A PostgreSQL server this test may stop and start (on the same port and data)."""
+    base = Path(tempfile.mkdtemp(prefix="flexgate-test-pg-down-"))
+    base.chmod(0o755)
+    server = PostgresServer(base / "data", log_file=base / "postgres.log").start()
+    yield server
+    server.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_postgres_down_25_s_leaves_no_missing_window(workers, own_postgres, nats_server):  # noqa: F811
+    conn = psycopg2.connect(own_postgres.url)
+    seeded(conn)
+    conn.close()
+    nats_call(nats_server.url, purge)
+    worker = workers(own_postgres.url, nats_server.url)
+    wait_until(lambda: len(windows(nats_server.url)) >= 3, 30, "three windows")
+    own_postgres.stop()
+    time.sleep(OUTAGE)
+    own_postgres.start()
+    back = time.time()
+    wait_until(lambda: newer_than(nats_server.url, back + 2), 60, "windows after PostgreSQL is back")
+    assert_contiguous(windows(nats_server.url), 1.0, OUTAGE)
+    assert worker.count("PostgreSQL is unavailable") == 1 and worker.count("published missed window") >= OUTAGE - 5
