@@ -151,6 +151,10 @@ class Publisher:
                 log.warning("publisher[%s]: tick still running at stop; cancelling its query", self.ident)
                 self.db.cancel()
                 await asyncio.wait({task}, timeout=max(0.1, deadline - time.monotonic() - 1.0))
+        for unfinished in (task, self.backfill):  # nothing may write a heartbeat after retire() removed it
+            if unfinished is not None and not unfinished.done():
+                unfinished.cancel()
+                await asyncio.wait({unfinished}, timeout=0.5)
         scheduler.shutdown(wait=False)
         connector.cancel()
         if self.nats.ready:
