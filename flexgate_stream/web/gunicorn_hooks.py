@@ -34,7 +34,9 @@ def open_api_warning(settings: Settings) -> str | None:
     """when_ready (in the master): the one warning to log when the API has no token."""
     if settings.api_tokens:
         return None
-    return "auth: FLEXGATE_API_TOKENS is not set, so /api/* answers anyone who can reach it"
+    events = ("and POST /api/events accepts events from anyone (FLEXGATE_EVENTS_OPEN=true)" if settings.events_open
+              else "except POST /api/events, which is closed until a token is set or FLEXGATE_EVENTS_OPEN=true")
+    return f"auth: FLEXGATE_API_TOKENS is not set, so /api/* answers anyone who can reach it, {events}"
 
 
 def worker_started(worker: Any) -> None:

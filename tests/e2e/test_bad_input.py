@@ -160,3 +160,10 @@ def test_what_gunicorn_refuses_itself_is_json_too(web_server, request_head, stat
     assert answered == status
     assert says in error
     assert "SECRET" not in error  # nothing the client sent is echoed
+
+
+def test_a_body_nobody_reads_does_not_hold_the_connection(web_server):
+    started = time.monotonic()
+    answer = raw(web_server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"", timeout=30)
+    assert split(answer)[0] == 200
+    assert time.monotonic() - started < 2 + 3  # gunicorn's keep-alive (2 s) bounds the wait for the rest

@@ -110,3 +110,11 @@ def test_json_content_type_with_a_charset_is_accepted():
     response = client_for(events_open=True).post("/api/events", data=body,
                                                  content_type="Application/JSON; charset=utf-8")
     assert response.status_code == 503  # past the checks; no NATS in a unit test
+
+
+def test_the_start_warning_says_whether_events_are_open():
+    from flexgate_stream.web.lifecycle import open_api_warning
+
+    assert "POST /api/events, which is closed" in open_api_warning(Settings())
+    assert "accepts events from anyone" in open_api_warning(Settings(events_open=True))
+    assert open_api_warning(Settings(api_tokens=("t",))) is None
