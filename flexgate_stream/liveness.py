@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 from typing import TypedDict
 
 from nats.js import JetStreamContext
 from nats.js.errors import NoKeysError, NotFoundError
 
 from flexgate_stream.messages import METRICS_STREAM, PUBLISHERS_BUCKET, SUMMARY_SUBJECT, PublisherBeat
+from flexgate_stream.timestamps import parse_iso
 
 STALE_TICKS = 3  # a publisher (or snapshot) older than three ticks is not live
 
@@ -34,10 +34,6 @@ class Liveness(TypedDict):
     publishers: list[LivePublisher]
     live: bool  # at least one live publisher
 
-
-def parse_iso(text: str) -> datetime:
-    """An aware datetime from our ISO strings (``Z`` suffix accepted)."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 async def newest_window_end(js: JetStreamContext) -> str | None:
@@ -85,7 +81,3 @@ async def read_liveness(js: JetStreamContext, now: float | None = None) -> Liven
     return Liveness(newestWindowEnd=newest, snapshotAge=snapshot_age, publishers=publishers,
                     live=any(p["live"] for p in publishers))
 
-
-def utc_now_iso() -> str:
-    """Now, as our ISO string."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -14,7 +14,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
-from flexgate_stream.liveness import newest_window_end, parse_iso, utc_now_iso
+from flexgate_stream.liveness import newest_window_end
 from flexgate_stream.messages import (
     ALERT_STATE_BUCKET,
     ALERT_SUBJECT_PREFIX,
@@ -28,7 +28,8 @@ from flexgate_stream.messages import (
 from flexgate_stream.settings import Settings
 from flexgate_stream.tick.aggregation import WindowFigures
 from flexgate_stream.tick.alerts import AlertTracker, Rule, observe
-from flexgate_stream.tick.snapshot import busiest_routes, iso, route_snapshot, summary_snapshot
+from flexgate_stream.tick.snapshot import busiest_routes, route_snapshot, summary_snapshot
+from flexgate_stream.timestamps import iso, parse_iso, utc_now_iso
 
 log = logging.getLogger("workers.publisher")
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import nats
 
-from flexgate_stream.devstack.sample_messages import iso, sample_snapshot
+from flexgate_stream.devstack.sample_messages import sample_snapshot
 from flexgate_stream.messages import (
     ALERT_SUBJECT_PREFIX,
     METRICS_STREAM,
@@ -22,6 +22,7 @@ from flexgate_stream.messages import (
     route_subject,
 )
 from flexgate_stream.tick.stream_setup import ensure_streams
+from flexgate_stream.timestamps import iso
 
 T = TypeVar("T")
 

@@ -11,12 +11,10 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from flexgate_stream.timestamps import iso
+
 _clock = itertools.count(1)
 
-
-def iso(moment: datetime) -> str:
-    """ISO 8601 UTC with milliseconds and a Z, as the publisher writes it."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _series(name: str, unit: str, end: datetime, base: float, swing: float) -> dict[str, Any]:
@@ -44,7 +42,7 @@ def sample_snapshot(total: int, *, route: str | None = None, end: datetime | Non
     rate["data"][-1]["value"] = rps  # "now" is the newest point
     server_errors = round(total * error_rate / 100)
     successful = round(total * availability / 100)
-    window_end = end.astimezone(UTC).isoformat().replace("+00:00", "Z")  # microseconds: unique per call
+    window_end = iso(end, timespec="microseconds")  # unique per call
     return {
         "type": "metrics",
         "version": 1,

@@ -4,7 +4,7 @@ run on the bridge's asyncio loop."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from nats.aio.client import Client as NATS
@@ -12,6 +12,7 @@ from nats.js.errors import NotFoundError
 
 from flexgate_stream import liveness
 from flexgate_stream.messages import ALERTS_STREAM, METRICS_STREAM
+from flexgate_stream.timestamps import iso
 
 API_PREFIX = "$JS.API"
 TIMEOUT = 5.0
@@ -64,7 +65,7 @@ async def read_after(nc: NATS, stream: str, subject: str, seq: int, count: int,
 
 async def first_since(nc: NATS, stream: str, subject: str, since: datetime) -> StoredMsg | None:
     """The first message on ``subject`` stored at or after ``since``."""
-    stamp = since.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    stamp = iso(since, timespec="microseconds")
     return await direct_get(nc, stream, {"start_time": stamp, "next_by_subj": subject})
 
 

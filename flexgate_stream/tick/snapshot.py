@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from flexgate_stream.messages import (
     SCHEMA_VERSION,
@@ -25,15 +25,12 @@ from flexgate_stream.tick.aggregation import (
     WindowFigures,
 )
 from flexgate_stream.tick.window_figures import route_recent
+from flexgate_stream.timestamps import iso
 
 RECENT_SPANS = {"1h": timedelta(hours=1), "5m": timedelta(minutes=5)}
 
 DECIMALS = 3  # published floats are rounded to 1 µs / 0.001 %; tests compare with this tolerance
 
-
-def iso(at: datetime) -> str:
-    """ISO 8601 in UTC with a ``Z`` and millisecond precision."""
-    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def percent(part: int, whole: int, empty: float = 0.0) -> float:

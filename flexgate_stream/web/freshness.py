@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from flexgate_stream.liveness import STALE_TICKS, parse_iso
+from flexgate_stream.liveness import STALE_TICKS
+from flexgate_stream.timestamps import parse_iso
 
 
 def snapshot_time(data: bytes) -> datetime | None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from flexgate_stream.errors import BadInput
 from flexgate_stream.messages import GatewayEvent
+from flexgate_stream.timestamps import iso
 
 MAX_EVENT_ID = 2**63 - 1
 MAX_ROUTE = 256
@@ -101,7 +102,7 @@ def _timestamp(raw: object) -> str:
     if moment.tzinfo is None:
         raise BadInput("timestamp must carry a time zone (Z or +hh:mm).")
     try:
-        return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return iso(moment)
     except OverflowError:
         raise BadInput(f"timestamp must be between years 1 and 9999 in UTC, got {shown(str(raw))}.") from None
 

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from flexgate_stream.devstack.sample_messages import iso
 from flexgate_stream.messages import (
     ALERT_SUBJECT_PREFIX,
     SUMMARY_SUBJECT,
@@ -20,6 +19,7 @@ from flexgate_stream.messages import (
     route_subject,
 )
 from flexgate_stream.tick.stream_setup import ensure_streams
+from flexgate_stream.timestamps import iso
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"

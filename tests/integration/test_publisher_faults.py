@@ -18,9 +18,9 @@ import pytest
 
 from flexgate_stream.devstack.processes import free_port
 from flexgate_stream.devstack.servers import NatsServer, PostgresServer
-from flexgate_stream.liveness import parse_iso
 from flexgate_stream.messages import METRICS_STREAM
 from flexgate_stream.requestlog import schema
+from flexgate_stream.timestamps import parse_iso
 from tests.integration.test_aggregation import insert, make_rows
 from tests.integration.test_publisher_process import (
     _tick_stuck_on_lock,

@@ -21,10 +21,11 @@ from nats.js.errors import NotFoundError
 
 from flexgate_stream.devstack.processes import dies_with_parent, free_port, stop_process
 from flexgate_stream.devstack.servers import NatsServer
-from flexgate_stream.liveness import parse_iso, read_liveness
+from flexgate_stream.liveness import read_liveness
 from flexgate_stream.messages import ALERT_STATE_BUCKET, ALERTS_STREAM, METRICS_STREAM, ROUTES_STREAM
 from flexgate_stream.requestlog import schema
 from flexgate_stream.tick.stream_setup import ensure_streams
+from flexgate_stream.timestamps import parse_iso
 from tests.integration.test_aggregation import insert, make_rows
 from tests.integration.test_rollups import assert_rollup_snapshot
 from tests.waiting import wait_until
