@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Any, TypeVar
 
 import nats
 import psycopg2
+import psycopg2.extensions
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
+from flexgate_stream.backoff import Backoff
 from flexgate_stream.errors import DatabaseUnavailable
 from flexgate_stream.requestlog import database
 from flexgate_stream.settings import Settings
@@ -29,29 +32,15 @@ log = logging.getLogger("workers.publisher")
 
 LOST_CONNECTION = (psycopg2.OperationalError, psycopg2.InterfaceError, DatabaseUnavailable)
 
-
-class Backoff:
-    """Exponential delays between attempts: ``first``, doubling, at most ``cap`` seconds."""
-
-    def __init__(self, first: float = 0.5, cap: float = 10.0) -> None:
-        self.first, self.cap, self.attempts = first, cap, 0
-
-    def next_delay(self) -> float:
-        """The delay before the next attempt."""
-        delay = min(self.cap, self.first * 2 ** self.attempts)
-        self.attempts += 1
-        return delay
-
-    def reset(self) -> None:
-        """Start again from the first delay (after a success)."""
-        self.attempts = 0
+T = TypeVar("T")
 
 
 class StateLog:
     """Logs a link's state only when it changes: one line on going down, one on coming back."""
 
     def __init__(self, ident: str, what: str) -> None:
-        self.ident, self.what, self.down_since = ident, what, None
+        self.ident, self.what = ident, what
+        self.down_since: float | None = None
 
     def down(self, reason: object, exc_info: bool = False) -> None:
         """Note a failure; logs only the first of a run."""
@@ -82,7 +71,7 @@ class Database:
         self.backoff = Backoff(cap=0.9 * settings.tick_seconds)
         self.retry_at = 0.0
         self.busy = False
-        self.conn = None
+        self.conn: psycopg2.extensions.connection | None = None
         self.aggregation: IncrementalAggregation | None = None
         self.backfilling = False
 
@@ -102,12 +91,12 @@ class Database:
             return
         self.backfilling = True
         try:
-            while await self._run(lambda: self.aggregation.backfill_step(self.conn) if self.conn else False):
+            while await self._run(self._backfill_step):
                 await asyncio.sleep(0)
         finally:
             self.backfilling = False
 
-    async def _run(self, work, *args):
+    async def _run(self, work: Callable[..., T], *args: Any) -> T | None:
         started = time.monotonic()
         if started < self.retry_at:
             return None
@@ -124,7 +113,7 @@ class Database:
         self.state.up()
         return result
 
-    def _guarded(self, work, *args):
+    def _guarded(self, work: Callable[..., T], *args: Any) -> T:
         self.busy = True  # set on the database thread itself, so a stop can tell a query still runs
         try:
             if self.conn is None or self.conn.closed:
@@ -134,7 +123,17 @@ class Database:
             self.busy = False
 
     def _aggregate(self, window_ends: list[datetime]) -> list[WindowFigures]:
-        return self.aggregation.tick(self.conn, window_ends)
+        conn, aggregation = self._connected()
+        return aggregation.tick(conn, window_ends)
+
+    def _backfill_step(self) -> bool:
+        conn, aggregation = self._connected()
+        return aggregation.backfill_step(conn)
+
+    def _connected(self) -> tuple[psycopg2.extensions.connection, IncrementalAggregation]:
+        if self.conn is None or self.aggregation is None:  # _guarded connects first
+            raise DatabaseUnavailable("not connected to PostgreSQL.")
+        return self.conn, self.aggregation
 
     def _connect(self) -> None:
         conn = database.connect(self.url, application_name="flexgate-publisher", timeout=2)
@@ -155,6 +154,11 @@ class Database:
             except psycopg2.Error:
                 pass
 
+    def shutdown(self) -> None:
+        """Close the connection on the database thread and let that thread end (without waiting for it)."""
+        self.executor.submit(self.close)
+        self.executor.shutdown(wait=False)
+
     def close(self) -> None:
         """Close the connection (on the database thread)."""
         if self.conn is not None:
@@ -168,9 +172,10 @@ class Database:
 class NatsLink:
     """The NATS connection: first connect retried forever with backoff, then nats-py reconnects (also backed off)."""
 
-    def __init__(self, settings: Settings, ident: str, on_ready: Callable[[JetStreamContext], Awaitable[None]]):
-        self.settings, self.ident, self.on_ready = settings, ident, on_ready
+    def __init__(self, settings: Settings, ident: str) -> None:
+        self.settings, self.ident = settings, ident
         self.state = StateLog(ident, "NATS")
+        self.epoch = 0  # counts connections: a new value means a new (or re-established) one
         self.nc: NATS | None = None
         self.js: JetStreamContext | None = None
         self.streams_ready = False
@@ -192,21 +197,31 @@ class NatsLink:
                 await asyncio.sleep(backoff.next_delay())
         self.nc.options["max_reconnect_attempts"] = -1  # from now on nats-py reconnects forever
         self.js = self.nc.jetstream(timeout=2)
+        self.epoch += 1
         self.state.up()
         await self.ensure()
 
-    async def ensure(self) -> bool:
-        """Create or update the streams and buckets when they may be missing; True when present."""
-        if not self.streams_ready and self.ready:
+    async def ensure(self) -> JetStreamContext | None:
+        """The JetStream context once the streams and buckets are present (created or updated when they may be
+        missing); None while NATS is down or they cannot be created."""
+        js = self.js if self.ready else None
+        if js is not None and not self.streams_ready:
             try:
-                await ensure_streams(self.js, self.settings.stream_replicas)
-                await self.on_ready(self.js)
+                await ensure_streams(js, self.settings.stream_replicas)
                 self.streams_ready = True
             except Exception as exc:  # noqa: BLE001 - retried on the next tick
                 self.state.down(f"cannot create streams: {exc}")
-        return self.streams_ready and self.ready
+        return js if self.streams_ready else None
 
-    def _options(self) -> dict:
+    def lost(self, reason: object) -> None:
+        """A request failed while the connection was failing: one line, the first time."""
+        self.state.down(reason)
+
+    def confirmed(self) -> None:
+        """A request succeeded: one line if the connection had been reported down."""
+        self.state.up()
+
+    def _options(self) -> dict[str, Any]:
         return {
             **self.settings.nats_connect_options,
             "name": f"flexgate-publisher {self.ident}",
@@ -220,7 +235,7 @@ class NatsLink:
             "reconnect_to_server_handler": self._next_server,
         }
 
-    def _next_server(self, servers, _info):
+    def _next_server(self, servers: Any, _info: Any) -> tuple[None, float]:
         return None, self._reconnect_backoff.next_delay()
 
     async def _on_error(self, exc: Exception) -> None:
@@ -232,6 +247,7 @@ class NatsLink:
 
     async def _on_reconnected(self) -> None:
         self._reconnect_backoff.reset()
+        self.epoch += 1
         self.streams_ready = False  # a new or wiped server may lack them
         self.state.up()
 

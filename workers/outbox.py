@@ -8,9 +8,12 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 from nats.js.errors import NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
@@ -20,6 +23,7 @@ from flexgate_stream.messages import (
     ALERT_SUBJECT_PREFIX,
     PUBLISHERS_BUCKET,
     SUMMARY_SUBJECT,
+    Alert,
     PublisherBeat,
     encode,
     message_id,
@@ -67,7 +71,7 @@ class Publishing:
 
     async def heartbeat(self, **changes: object) -> None:
         """Write this publisher's KV entry, with ``changes`` applied and ``seenAt`` now."""
-        self.beat.update(changes, seenAt=utc_now_iso())
+        self.beat.update(cast(PublisherBeat, {**changes, "seenAt": utc_now_iso()}))
         if self.beats is not None:
             await self.beats.put(self.ident, encode(dict(self.beat)))
 
@@ -86,7 +90,7 @@ class Publishing:
         if newest is None:
             return [window_end]
         start = max(newest + step, oldest)
-        missed = []
+        missed: list[datetime] = []
         at = start
         while at < window_end and len(missed) < CATCH_UP_BATCH:
             missed.append(at)
@@ -117,7 +121,7 @@ class Publishing:
                 "publisher[%s]: tick %s took %.1f ms (%d messages, %d already stored)", self.ident, end, tick_ms,
                 len(acks), sum(1 for ack in acks if ack.duplicate))
 
-    async def _send(self, js: JetStreamContext, subject: str, message: dict, msg_id: str):
+    async def _send(self, js: JetStreamContext, subject: str, message: Mapping[str, Any], msg_id: str) -> PubAck:
         return await js.publish(subject, encode(message), headers={"Nats-Msg-Id": msg_id}, timeout=2)
 
     async def _alerts(self, js: JetStreamContext, figures: WindowFigures, routes: list[str], end: str) -> None:
@@ -135,6 +139,8 @@ class Publishing:
                 await self._send(js, ALERT_SUBJECT_PREFIX + alert["severity"], alert, alert["id"])
                 log.info("publisher[%s]: alert %s %s (%s)", self.ident, alert["rule"], alert["state"],
                          alert["route"] or "all traffic")
+                if self.alert_state is None:
+                    continue  # attach() opens the bucket before any tick publishes
                 if alert["state"] == "firing":
                     await self.alert_state.put(key, encode(alert))
                 else:
@@ -143,14 +149,14 @@ class Publishing:
             self.tracker.active = before  # announce again on the next tick
             raise
 
-    async def _firing(self, key: str) -> dict | None:
+    async def _firing(self, key: str) -> Alert | None:
         if self.alert_state is None:
             return None
         try:
             entry = await self.alert_state.get(key)
         except NotFoundError:
             return None
-        return json.loads(entry.value) if entry.value else None
+        return cast(Alert, json.loads(entry.value)) if entry.value else None
 
     async def retire(self, js: JetStreamContext, timeout: float) -> None:
         """Remove this publisher's heartbeat at a warm stop, so liveness drops at once."""

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 import nats.errors
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from nats.js import JetStreamContext
 
 from flexgate_stream import logs
 from flexgate_stream.errors import ConfigError
@@ -60,17 +61,17 @@ class Publisher:
         self.ident = publisher_id()
         self.db = Database(settings, self.ident)
         self.out = Publishing(settings, rules, self.ident)
-        self.nats = NatsLink(settings, self.ident, self.out.attach)
-        self.stopping: asyncio.Event | None = None
+        self.nats = NatsLink(settings, self.ident)
+        self.attached_epoch = 0  # the NATS connection the outbox was last attached to
+        self.stopping = asyncio.Event()
         self.signals = 0
-        self.tick_task: asyncio.Task | None = None
+        self.tick_task: asyncio.Task[None] | None = None
         self.last_window_end: datetime | None = None
-        self.backfill: asyncio.Task | None = None
+        self.backfill: asyncio.Task[None] | None = None
 
     async def run(self) -> int:
         """Bootstrap, tick until a stop is requested, tear down; the exit status."""
         loop = asyncio.get_running_loop()
-        self.stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         log.info("publisher[%s]: starting, tick %.3g s, pid %d", self.ident, self.settings.tick_seconds, os.getpid())
@@ -116,32 +117,44 @@ class Publisher:
             self.tick_task = None
 
     async def _tick(self, window_end: datetime, started: float) -> None:
-        ready = await self.nats.ensure()
+        js = await self._attached()
         try:
-            due = await self.out.due_windows(self.nats.js, window_end) if ready else []
+            due = await self.out.due_windows(js, window_end) if js is not None else []
         except (TimeoutError, nats.errors.Error) as exc:
-            self.nats.state.down(exc)
-            due, ready = [], False
+            self.nats.lost(exc)
+            due, js = [], None
         # New rows are folded into the rollups every tick, even while NATS is down.
         figures = await self.db.aggregate(due)
         if self.backfill is None or self.backfill.done():  # folds the pre-existing log between ticks
             self.backfill = asyncio.get_running_loop().create_task(self.db.backfill())
-        if not ready:
+        if js is None:
             return  # NATS down: its state line said so; the windows are published once it is back
         try:
             if figures is None:
                 await self.out.heartbeat(database="unavailable")  # alive, but nothing to publish
                 return
             for one in figures:  # missed windows first, oldest first, then the current one
-                await self.out.publish(self.nats.js, one, started, catching_up=one.window_end != window_end)
+                await self.out.publish(js, one, started, catching_up=one.window_end != window_end)
         except (TimeoutError, nats.errors.Error) as exc:
-            self.nats.state.down(exc)  # e.g. a publish timed out while the connection was failing
+            self.nats.lost(exc)  # e.g. a publish timed out while the connection was failing
             return
-        self.nats.state.up()
+        self.nats.confirmed()
         if figures and figures[-1].window_end == window_end:
             self.last_window_end = window_end
 
-    async def _teardown(self, scheduler: AsyncIOScheduler, connector: asyncio.Task) -> None:
+    async def _attached(self) -> JetStreamContext | None:
+        """JetStream with the streams present and the outbox attached to this connection; None while NATS is down."""
+        js = await self.nats.ensure()
+        if js is not None and self.attached_epoch != self.nats.epoch:
+            try:
+                await self.out.attach(js)  # buckets, firing alerts, heartbeat: once per (re)connection
+            except (TimeoutError, nats.errors.Error) as exc:
+                self.nats.lost(f"cannot open the KV buckets: {exc}")
+                return None
+            self.attached_epoch = self.nats.epoch
+        return js
+
+    async def _teardown(self, scheduler: AsyncIOScheduler, connector: asyncio.Task[None]) -> None:
         deadline = time.monotonic() + WARM_STOP_SECONDS
         scheduler.pause()  # no new ticks; shutdown() would cancel the running one, so it waits until after
         task = self.tick_task
@@ -157,12 +170,11 @@ class Publisher:
                 await asyncio.wait({unfinished}, timeout=0.5)
         scheduler.shutdown(wait=False)
         connector.cancel()
-        if self.nats.ready:
+        if self.nats.ready and self.nats.js is not None:
             await self.out.retire(self.nats.js, timeout=0.5)
         await self.nats.close(timeout=max(0.1, deadline - time.monotonic() - 0.2))
         self.db.cancel()
-        self.db.executor.submit(self.db.close)
-        self.db.executor.shutdown(wait=False)
+        self.db.shutdown()
         log.info("publisher[%s]: stopped", self.ident)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import psycopg2.extensions
 
@@ -121,11 +122,19 @@ def stats_columns(status: str) -> str:
     )
 
 
-def stats_from_row(row: tuple) -> Stats:
+def stats_from_row(row: tuple[Any, ...]) -> Stats:
     """A Stats from the seven columns of ``stats_columns``."""
     requests, success, client, server, lat_count, lat_sum, pcts = row
-    values = tuple(float(v) for v in pcts) if pcts and None not in pcts else (0.0, 0.0, 0.0)
-    return Stats(int(requests), int(success), int(client), int(server), int(lat_count), float(lat_sum), values)
+    return Stats(int(requests), int(success), int(client), int(server), int(lat_count), float(lat_sum),
+                 percentile_triple(pcts))
+
+
+def percentile_triple(values: list[Any] | None) -> tuple[float, float, float]:
+    """p50, p95 and p99 from PostgreSQL's percentile_cont array; zeros when there were no latencies."""
+    if not values or None in values:
+        return (0.0, 0.0, 0.0)
+    p50, p95, p99 = (float(v) for v in values)
+    return (p50, p95, p99)
 
 
 class TimeColumn:
@@ -148,7 +157,7 @@ class TimeColumn:
         """A WHERE clause: low <= timestamp < high."""
         return f'"timestamp" >= {self.bound(low)} AND "timestamp" < {self.bound(high)}'
 
-    def params(self, **instants: datetime) -> dict:
+    def params(self, **instants: datetime) -> dict[str, Any]:
         """Query parameters: the instants and the zone of a naive column."""
         return {**instants, "zone": self.naive_zone or "UTC"}
 
@@ -169,11 +178,11 @@ class AllTimeCounter:
         if self.boundary is None or boundary < self.boundary or stale:
             cur.execute(f'SELECT count(*) FROM requests WHERE "timestamp" < {self.column.bound("b")}',
                         self.column.params(b=boundary))
-            self.before, self.counted_at = int(cur.fetchone()[0]), time.monotonic()
+            self.before, self.counted_at = _count(cur), time.monotonic()
         elif boundary > self.boundary:
             cur.execute(f"SELECT count(*) FROM requests WHERE {self.column.between('a', 'b')}",
                         self.column.params(a=self.boundary, b=boundary))
-            self.before += int(cur.fetchone()[0])
+            self.before += _count(cur)
         self.boundary = boundary
         return self.before
 
@@ -213,12 +222,17 @@ def _summary(cur: psycopg2.extensions.cursor, column: TimeColumn, end: datetime,
         " AND response_time_ms >= 0 AND response_time_ms <= 1e12",
         column.params(start=end - SUMMARY_SPAN, end=end),
     )
-    lat_count, lat_sum, pcts = cur.fetchone()
+    lat_count, lat_sum, pcts = cur.fetchone() or (0, 0.0, None)
     stats = stats_from_codes(status_codes)
     stats.latency_count, stats.latency_sum = int(lat_count), float(lat_sum)
     if pcts and None not in pcts:
-        stats.percentiles = tuple(float(v) for v in pcts)
+        stats.percentiles = percentile_triple(pcts)
     return stats
+
+
+def _count(cur: psycopg2.extensions.cursor) -> int:
+    (count,) = cur.fetchone() or (0,)
+    return int(count)
 
 
 def _status_codes(cur: psycopg2.extensions.cursor, column: TimeColumn, end: datetime) -> dict[int, int]:
@@ -243,7 +257,8 @@ def _breakdown_sql(column: TimeColumn) -> str:
     )
 
 
-def _breakdown(cur: psycopg2.extensions.cursor, column: TimeColumn, end: datetime):
+def _breakdown(cur: psycopg2.extensions.cursor, column: TimeColumn, end: datetime
+               ) -> tuple[dict[int, Stats], dict[str, RouteFigures], dict[str, Stats]]:
     """Per-bucket, per-route and per-upstream figures over the last hour."""
     cur.execute(_breakdown_sql(column), column.params(start=end - BREAKDOWN_SPAN, end=end))
     buckets: dict[int, Stats] = {}

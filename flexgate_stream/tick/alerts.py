@@ -12,6 +12,7 @@ import re
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Literal
 
 from flexgate_stream.errors import ConfigError
 from flexgate_stream.messages import Alert, route_token
@@ -104,7 +105,9 @@ def apply_overrides(rules: list[Rule], overrides: str | None) -> list[Rule]:
         if name not in by_name or key not in {"above", "severity", "scope", "min_requests", "enabled"} or not raw:
             raise ConfigError(f"{origin} must be rule.field=value pairs for known rules "
                               f"(fields: above, severity, scope, min_requests, enabled), got {pair!r}.")
-        by_name[name] = validated(replace(by_name[name], **{key: _typed(key, raw.strip(), origin)}), origin)
+        # The value has the field's type (_typed), which one depends on the key: validated() checks the result.
+        changed: Rule = replace(by_name[name], **{key: _typed(key, raw.strip(), origin)})  # type: ignore[arg-type]
+        by_name[name] = validated(changed, origin)
     return [by_name[rule.name] for rule in rules]
 
 
@@ -200,7 +203,7 @@ class AlertTracker:
         return changes
 
 
-def _alert(obs: Observation, state: str, started: str, at: str) -> Alert:
+def _alert(obs: Observation, state: Literal["firing", "resolved"], started: str, at: str) -> Alert:
     value = None if obs.value is None else round(obs.value, 3)
     return Alert(type="alert", id=f"{obs.key}.{state}@{at}", rule=obs.rule.name, severity=obs.rule.severity,
                  state=state, value=value, threshold=obs.rule.above, route=obs.route, startedAt=started, at=at)

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from flexgate_stream.messages import (
     SCHEMA_VERSION,
     Breakdown,
+    Point,
     RecentWindow,
     Series,
     Snapshot,
@@ -78,7 +79,7 @@ def series_of(buckets: dict[int, Stats], start: datetime,
 
     def series(name: str, unit: str, values: list[float | None]) -> Series:
         """One series over the bucket timestamps."""
-        points = [{"timestamp": t, "value": v} for t, v in zip(stamps, values, strict=True)]
+        points = [Point(timestamp=t, value=v) for t, v in zip(stamps, values, strict=True)]
         return Series(name=name, unit=unit, data=points)
 
     rate = series("Request rate", "req/s",

@@ -9,8 +9,9 @@ in memory; older ones are read back from the rollups when they leave the 24 h wi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
-from flexgate_stream.tick.aggregation import PERCENTILES, Stats
+from flexgate_stream.tick.aggregation import PERCENTILES, Stats, percentile_triple
 from flexgate_stream.tick.rollups import Cell, merge_cell
 from flexgate_stream.tick.sketch import LatencySketch
 
@@ -61,7 +62,8 @@ class Agg:
 
             self._stats = Stats(self.requests, between(200, 299), between(400, 499), between(500, 599),
                                 self.latency_count, self.latency_sum,
-                                self.sketch.quantiles(PERCENTILES) if self.latency_count else (0.0, 0.0, 0.0))
+                                percentile_triple(list(self.sketch.quantiles(PERCENTILES)))
+                                if self.latency_count else (0.0, 0.0, 0.0))
         return self._stats
 
 
@@ -85,7 +87,7 @@ class Levels:
             _add(self.pairs, (cell.route, cell.upstream), cell, sign)
 
 
-def _add(groups: dict, key: object, cell: Cell, sign: int) -> None:
+def _add(groups: dict[Any, Any], key: object, cell: Cell, sign: int) -> None:
     agg = groups.get(key)
     if agg is None:
         agg = groups[key] = Agg()

@@ -104,7 +104,7 @@ def test_a_closed_database_connection_is_one_line_and_retried_within_a_tick(capl
             start = time.monotonic()
             assert asyncio.run(db.aggregate(datetime.now(UTC))) is None
             delays.append(db.retry_at - start)
-    db.executor.shutdown()
+    db.shutdown()
     assert [r.levelname for r in caplog.records] == ["WARNING"]
     assert not caplog.records[0].exc_info and "Traceback" not in caplog.text
     assert max(delays) < 5  # the next tick always tries again
