@@ -11,9 +11,6 @@ from flexgate_stream.settings import Settings, load_or_exit
 if TYPE_CHECKING:  # Flask is imported by create_app only, so the publisher worker never loads it
     from flask import Flask, Response
 
-MAX_BODY = 64 * 1024  # the largest request body accepted (webhook events)
-
-
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web application and its CLI from ``settings``, or from the environment."""
     # Imported here, not at the top: every process imports this package (the worker too), and only the web
@@ -30,6 +27,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         extension,
         health,
         openapi,
+        request_body,
         sse_views,
         stats,
     )
@@ -38,7 +36,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     logs.configure(settings.log_level)
     app = Flask(__name__)
     app.config["SETTINGS"] = settings
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.config["MAX_CONTENT_LENGTH"] = request_body.MAX_BODY
     if isinstance(app.json, DefaultJSONProvider):
         app.json.sort_keys = False  # fields in the order the original sent them
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from flexgate_stream import MAX_BODY
 from flexgate_stream.errors import Forbidden
 from flexgate_stream.fanout import jetstream_api
 from flexgate_stream.messages import ALERT_SUBJECT_PREFIX, encode, message_id
 from flexgate_stream.settings import Settings
 from flexgate_stream.web import params
 from flexgate_stream.web.extension import current_service
-from flexgate_stream.web.request_body import read_body, require_json
+from flexgate_stream.web.request_body import MAX_BODY, read_body, require_json
 
 bp = Blueprint("events", __name__, url_prefix="/api")
 

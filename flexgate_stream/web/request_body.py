@@ -7,6 +7,7 @@ from typing import Any
 
 from flexgate_stream.errors import BadInput, BodyTimeout, TooLarge, UnsupportedMediaType
 
+MAX_BODY = 64 * 1024  # the largest request body accepted (webhook events)
 CHUNK = 16 * 1024
 
 
