@@ -152,6 +152,8 @@ class Publisher:
                 await asyncio.wait({task}, timeout=max(0.1, deadline - time.monotonic() - 1.0))
         scheduler.shutdown(wait=False)
         connector.cancel()
+        if self.backfill is not None:
+            self.backfill.cancel()  # a chunk already on the database thread is cancelled with the query below
         if self.nats.ready:
             await self.out.retire(self.nats.js, timeout=0.5)
         await self.nats.close(timeout=max(0.1, deadline - time.monotonic() - 0.2))
