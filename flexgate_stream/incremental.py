@@ -21,7 +21,7 @@ import psycopg2.extensions
 from flexgate_stream import rollups
 from flexgate_stream.aggregation import TimeColumn, WindowFigures
 from flexgate_stream.rollups import BUCKET_SECONDS, Cell, Snapshot32, fold_rows, rows_sql, visible_sql
-from flexgate_stream.tally import DAY_MINUTES, FIVE_MINUTES, HOUR_MINUTES, Tally
+from flexgate_stream.tally import DAY_MINUTES, HOUR_MINUTES, Tally
 from flexgate_stream.window_figures import figures_of
 
 log = logging.getLogger("workers.publisher")
@@ -257,5 +257,3 @@ class _locked:
                 with self.conn.cursor() as cur:
                     cur.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
 
-
-__all__ = ["FIVE_MINUTES", "IncrementalAggregation", "minute_of"]
