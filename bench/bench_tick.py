@@ -88,6 +88,48 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
 
+def cold_start(conn, end: datetime, top: int) -> tuple[IncrementalAggregation, float, float]:
+    """First tick, backfill of the existing log, first complete snapshot: (aggregation, first s, complete s)."""
+    aggregation = IncrementalAggregation(TimeColumn(None))
+    started = time.perf_counter()
+    aggregation.tick(conn, [end])
+    first_tick = time.perf_counter() - started
+    while aggregation.backfill_step(conn):
+        pass
+    (figures,) = aggregation.tick(conn, [end])
+    shape(figures, top)
+    return aggregation, first_tick, time.perf_counter() - started
+
+
+def timed_ticks(conn, aggregation, start: datetime, tick: float, new: int, args) -> dict:
+    """``args.ticks`` ticks of ``tick`` s with ``new`` rows arriving before each (2 % up to 60 s late)."""
+    times, cpu, size = [], [], 0
+    clock = CpuClock(conn)
+    for i in range(1, args.ticks + 1):
+        at = start + timedelta(seconds=i * tick)
+        late = new // 50
+        arrive(conn, new - late, at, tick, args.kind)
+        arrive(conn, late, at, 60, args.kind)  # rows timestamped up to 60 s in the past
+        t0, c0 = time.perf_counter(), clock.now()
+        (figures,) = aggregation.tick(conn, [at])
+        size = shape(figures, args.top)
+        times.append((time.perf_counter() - t0) * 1000)
+        cpu.append((clock.now() - c0) / 1e6)
+    return {"p50": statistics.median(times), "p99": pct(times, 0.99), "max": max(times),
+            "cpu": (statistics.median(cpu), pct(cpu, 0.99)), "bytes": size, "end": at, "figures": figures}
+
+
+def reference_ms(conn, at: datetime, runs: int, top: int) -> float | None:
+    """The previous full-scan tick on the same data: median ms over ``runs``."""
+    counter, times = AllTimeCounter(TimeColumn(None)), []
+    conn.autocommit = False
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        shape(aggregate_window(conn, at, TimeColumn(None), counter), top)
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times) if times else None
+
+
 def run_size(url: str, rows: int, args) -> dict:
     """Seed a fresh database with ``rows`` and measure everything for that size."""
     name = f"bench_{rows}_{args.kind}"
@@ -102,63 +144,24 @@ def run_size(url: str, rows: int, args) -> dict:
     seed(conn, rows, end, args.kind)
     seeded = time.perf_counter() - started
     print(f"  {rows:,} rows seeded in {seeded:.1f} s", flush=True)
-
-    aggregation = IncrementalAggregation(TimeColumn(None))
-    started = time.perf_counter()
-    aggregation.tick(conn, [end])
-    first_tick = time.perf_counter() - started
-    while aggregation.backfill_step(conn):
-        pass
-    (figures,) = aggregation.tick(conn, [end])
-    shape(figures, args.top)
-    cold = time.perf_counter() - started
+    aggregation, first_tick, cold = cold_start(conn, end, args.top)
     print(f"  cold start: first (partial) snapshot {first_tick * 1000:.0f} ms, complete after {cold:.1f} s",
           flush=True)
-
-    times, sizes, cpu = [], [], []
-    clock = CpuClock(conn)
-    for i in range(1, args.ticks + 1):
-        at = end + timedelta(seconds=i * args.tick)
-        late = args.new // 50
-        arrive(conn, args.new - late, at, args.tick, args.kind)
-        arrive(conn, late, at, 60, args.kind)  # rows timestamped up to 60 s in the past
-        t0, c0 = time.perf_counter(), clock.now()
-        (figures,) = aggregation.tick(conn, [at])
-        sizes.append(shape(figures, args.top))
-        times.append((time.perf_counter() - t0) * 1000)
-        cpu.append((clock.now() - c0) / 1e6)
-    times.sort()
-    p99 = times[min(len(times) - 1, math.ceil(0.99 * len(times)) - 1)]
-    fast = []
+    result = timed_ticks(conn, aggregation, end, args.tick, args.new, args)
+    fast = None
     if args.fast_tick:  # the same arrival rate, ticking every --fast-tick seconds
-        per_tick = round(args.new * args.fast_tick / args.tick)
-        for i in range(1, args.ticks + 1):
-            at2 = at + timedelta(seconds=i * args.fast_tick)
-            arrive(conn, per_tick, at2, args.fast_tick, args.kind)
-            t0 = time.perf_counter()
-            (last,) = aggregation.tick(conn, [at2])
-            shape(last, args.top)
-            fast.append((time.perf_counter() - t0) * 1000)
-        fast.sort()
-    errors = percentile_errors(conn, summary_snapshot(last if fast else figures, args.top))
-
-    reference = []
-    counter = AllTimeCounter(TimeColumn(None))
-    conn.autocommit = False
-    for _ in range(args.reference_runs if rows < 5_000_000 else min(1, args.reference_runs)):
-        t0 = time.perf_counter()
-        shape(aggregate_window(conn, at, TimeColumn(None), counter), args.top)
-        reference.append((time.perf_counter() - t0) * 1000)
+        fast = timed_ticks(conn, aggregation, result["end"], args.fast_tick,
+                           round(args.new * args.fast_tick / args.tick), args)
+    last = fast or result
+    errors = percentile_errors(conn, summary_snapshot(last["figures"], args.top))
+    reference = reference_ms(conn, last["end"], args.reference_runs if rows < 5_000_000
+                             else min(1, args.reference_runs), args.top)
     conn.close()
     with admin.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
-    return {"rows": rows, "seed": seeded, "first": first_tick * 1000, "cold": cold, "p50": statistics.median(times),
-            "p99": p99, "max": times[-1], "cpu": (statistics.median(cpu), pct(cpu, 0.99)), "bytes": sizes[-1],
-            "errors": errors,
-            "reference": statistics.median(reference) if reference else None,
-            "fast": (statistics.median(fast), fast[min(len(fast) - 1, math.ceil(0.99 * len(fast)) - 1)])
-            if fast else None}
+    return result | {"rows": rows, "seed": seeded, "first": first_tick * 1000, "cold": cold, "errors": errors,
+                     "reference": reference, "fast": (fast["p50"], fast["p99"]) if fast else None}
 
 
 def main() -> None:

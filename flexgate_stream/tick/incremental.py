@@ -15,13 +15,15 @@ import json
 import logging
 import math
 from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any
 
 import psycopg2.extensions
 
 from flexgate_stream.tick import rollups
 from flexgate_stream.tick.aggregation import TimeColumn, WindowFigures
 from flexgate_stream.tick.rollups import BUCKET_SECONDS, Cell, Snapshot32, fold_rows, rows_sql, visible_sql
-from flexgate_stream.tick.tally import DAY_MINUTES, FIVE_MINUTES, HOUR_MINUTES, Tally
+from flexgate_stream.tick.tally import DAY_MINUTES, HOUR_MINUTES, Tally
 from flexgate_stream.tick.window_figures import figures_of
 
 log = logging.getLogger("workers.publisher")
@@ -113,16 +115,16 @@ class IncrementalAggregation:
         total = max(self.backfill_total, high)
         log.info("rollups: built from the existing log up to %.0f %% (ids %d..%d of %d)",
                  100.0 * (total - low) / total if total else 100.0, low + 1, high, total)
-        return low > 0
+        return bool(low > 0)
 
     @property
     def complete(self) -> bool:
         """True once the log that existed at first start is folded in."""
         return self.backfill_below <= 0
 
-    def _state(self, cur: psycopg2.extensions.cursor) -> dict:
+    def _state(self, cur: psycopg2.extensions.cursor) -> dict[str, Any]:
         cur.execute("SELECT pg_current_snapshot()::text")  # the first statement: the transaction's snapshot
-        snapshot = cur.fetchone()[0]
+        snapshot = rollups.scalar(cur)
         cur.execute(f"SELECT {STATE_COLUMNS} FROM rollup_state WHERE id = 1")
         row = cur.fetchone()
         if row is None:
@@ -133,14 +135,14 @@ class IncrementalAggregation:
         self.backfill_below = state["backfill_below"]
         return state
 
-    def _first_state(self, cur: psycopg2.extensions.cursor, snapshot: str) -> dict:
+    def _first_state(self, cur: psycopg2.extensions.cursor, snapshot: str) -> dict[str, Any]:
         """First start: new rows are read from the current max id; older ones are backfilled in chunks."""
         cur.execute("SELECT coalesce(max(id), 0) FROM requests")
-        top = int(cur.fetchone()[0])
+        top = int(rollups.scalar(cur))
         cur.execute(f"SELECT min(id) FROM requests WHERE {self.column.between('a', 'b')}",
                     self.column.params(a=datetime.now(UTC) - timedelta(seconds=FIRST_LATE_SECONDS),
                                        b=datetime.now(UTC) + timedelta(days=1)))
-        recent = cur.fetchone()[0]
+        recent = rollups.scalar(cur)
         low = min(top, int(recent) - 1) if recent is not None else top
         xmax = Snapshot32(snapshot).xmax
         state = {"version": 0, "max_id": top, "low_id": low, "snapshot": snapshot, "pending": [[top, xmax]],
@@ -152,7 +154,7 @@ class IncrementalAggregation:
         self.backfill_total = self.backfill_below = top
         return state | {"now": snapshot, "fresh": True}
 
-    def _follow(self, cur: psycopg2.extensions.cursor, state: dict) -> None:
+    def _follow(self, cur: psycopg2.extensions.cursor, state: dict[str, Any]) -> None:
         """Apply the changes other publishers made since our version (or drop the tally if too far behind)."""
         if self.tally is None or self.version == state["version"]:
             return
@@ -161,7 +163,7 @@ class IncrementalAggregation:
             return
         self._apply(rollups.load_changes(cur, self.version, state["version"]), state["version"])
 
-    def _read_new(self, cur: psycopg2.extensions.cursor, state: dict) -> tuple[list[Cell], dict]:
+    def _read_new(self, cur: psycopg2.extensions.cursor, state: dict[str, Any]) -> tuple[list[Cell], dict[str, Any]]:
         if state.get("fresh"):
             return [], state
         previous, now = Snapshot32(state["snapshot"]), Snapshot32(state["now"])
@@ -172,7 +174,7 @@ class IncrementalAggregation:
         params = self.column.params(low=state["low_id"], max=state["max_id"]) | previous.params("prev")
         cells = fold_rows(cur, sql, params)
         cur.execute("SELECT coalesce(max(id), 0) FROM requests")  # the same snapshot: the newest visible id
-        top = int(cur.fetchone()[0])
+        top = int(rollups.scalar(cur))
         pending = [*state["pending"], [max(state["max_id"], top), now.xmax]]
         # Once every transaction open at read i+1 has ended, no row at or below read i's max id can appear.
         done = [i for i in range(len(pending) - 1) if now.xmin >= pending[i + 1][1]]
@@ -186,7 +188,7 @@ class IncrementalAggregation:
         return cells, state | {"max_id": max(state["max_id"], top), "low_id": low, "snapshot": now.text,
                                "pending": pending}
 
-    def _save(self, cur: psycopg2.extensions.cursor, state: dict) -> None:
+    def _save(self, cur: psycopg2.extensions.cursor, state: dict[str, Any]) -> None:
         cur.execute("UPDATE rollup_state SET version = %s, max_id = %s, low_id = %s, snapshot = %s, pending = %s,"
                     " requests_before = %s, backfill_below = %s, updated_at = now() WHERE id = 1",
                     (state["version"], state["max_id"], state["low_id"], state["snapshot"],
@@ -200,7 +202,7 @@ class IncrementalAggregation:
             self.tally.apply(cells)
             self.version = version
 
-    def _prune(self, cur: psycopg2.extensions.cursor, state: dict) -> None:
+    def _prune(self, cur: psycopg2.extensions.cursor, state: dict[str, Any]) -> None:
         """Drop the change log beyond KEEP_CHANGES versions, and cells older than KEEP_MINUTES (counted as older)."""
         if state["version"] % 20 == 0:
             rollups.prune_changes(cur, state["version"] - KEEP_CHANGES)
@@ -217,6 +219,7 @@ class IncrementalAggregation:
         else:
             self.tally.advance(minute, lambda a, b: rollups.load_cells(cur, a, b))
         all_time = self.requests_before + sum(n for m, n in self.minutes.items() if m <= minute)
+        assert self.tally is not None  # made by _rebuild
         return figures_of(self.tally, end, all_time, self.complete)
 
     def _rebuild(self, cur: psycopg2.extensions.cursor, minute: int) -> None:
@@ -244,7 +247,8 @@ class _locked:
         self.cur = self.conn.cursor()
         return self.cur
 
-    def __exit__(self, kind, _exc, _tb) -> None:
+    def __exit__(self, kind: type[BaseException] | None, _exc: BaseException | None, _tb: TracebackType | None
+                 ) -> None:
         try:
             self.cur.close()
             if kind is None:
@@ -257,5 +261,3 @@ class _locked:
                 with self.conn.cursor() as cur:
                     cur.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
 
-
-__all__ = ["FIVE_MINUTES", "IncrementalAggregation", "minute_of"]

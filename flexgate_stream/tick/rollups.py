@@ -9,6 +9,7 @@ version, so every publisher applies the same changes in the same order.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg2.extensions
 import psycopg2.extras
@@ -40,7 +41,7 @@ class Cell:
     def key(self) -> tuple[int, str, str]:
         return self.minute, self.route, self.upstream
 
-    def row(self) -> tuple:
+    def row(self) -> tuple[Any, ...]:
         """The cell as a rollup row (bucket start as epoch seconds)."""
         codes = sorted(self.status_codes)
         bins, counts = self.sketch.to_arrays()
@@ -62,7 +63,7 @@ CELL_COLUMNS = ("(extract(epoch FROM bucket_start) / 60)::bigint, route, upstrea
                 " status_counts, latency_count, latency_sum, latency_bins, latency_counts")
 
 
-def cell_from_row(row: tuple) -> Cell:
+def cell_from_row(row: tuple[Any, ...]) -> Cell:
     """A Cell from the columns of ``CELL_COLUMNS``."""
     minute, route, upstream, requests, codes, counts, lat_count, lat_sum, bins, bin_counts = row
     return Cell(int(minute), route, upstream, int(requests), dict(zip(codes, counts, strict=True)),
@@ -78,7 +79,7 @@ class Snapshot32:
         self.xmin, self.xmax = int(xmin), int(xmax)
         self.xip = [int(x) for x in xip.split(",") if x]
 
-    def params(self, prefix: str) -> dict:
+    def params(self, prefix: str) -> dict[str, Any]:
         return {f"{prefix}_xmin": self.xmin % WRAP, f"{prefix}_xmax": self.xmax % WRAP,
                 f"{prefix}_xip": [x % WRAP for x in self.xip]}
 
@@ -121,7 +122,7 @@ def _route(path: str | None) -> str:
     return route
 
 
-def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict) -> list[Cell]:
+def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict[str, Any]) -> list[Cell]:
     """Run a ``rows_sql`` query and fold its rows into cells."""
     cur.execute(sql, params)
     cells: dict[tuple[int, str, str], Cell] = {}
@@ -194,7 +195,7 @@ def prune(cur: psycopg2.extensions.cursor, before_minute: int) -> int:
     """Delete cells older than ``before_minute``; the number of requests they held."""
     cur.execute("WITH d AS (DELETE FROM request_rollups WHERE bucket_start < to_timestamp(%s) RETURNING requests)"
                 " SELECT coalesce(sum(requests), 0) FROM d", (before_minute * BUCKET_SECONDS,))
-    return int(cur.fetchone()[0])
+    return int(scalar(cur))
 
 
 def prune_changes(cur: psycopg2.extensions.cursor, oldest_version: int) -> None:
@@ -219,3 +220,11 @@ def load_totals(cur: psycopg2.extensions.cursor, first: int, last: int) -> list[
         if n:
             cells[(r, u)].sketch.add_bin(int(key), int(n))
     return list(cells.values())
+
+
+def scalar(cur: psycopg2.extensions.cursor) -> Any:
+    """The first column of the one row the last query returned."""
+    row = cur.fetchone()
+    if row is None:
+        raise LookupError("the query returned no row")
+    return row[0]

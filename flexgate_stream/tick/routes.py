@@ -18,7 +18,9 @@ MAX_ROUTE_LENGTH = 200
 
 def fold_route(path: str | None) -> str:
     """The route of ``path``: query string and fragment dropped, id-like segments replaced by ``:id``."""
-    bare = (path or "").split("?", 1)[0].split("#", 1)[0]
+    bare = path or ""
+    if "?" in bare or "#" in bare:
+        bare = bare.split("?", 1)[0].split("#", 1)[0]
     folded = _PY_ID.sub("/" + ID_PLACEHOLDER, bare)
     folded = folded.rstrip("/") or "/"
     return folded[:MAX_ROUTE_LENGTH]

@@ -18,7 +18,7 @@ import pytest
 
 from flexgate_stream.devstack.processes import free_port
 from flexgate_stream.devstack.servers import NatsServer, PostgresServer
-from flexgate_stream.messages import METRICS_STREAM
+from flexgate_stream.messages import METRICS_STREAM, PUBLISHERS_BUCKET
 from flexgate_stream.requestlog import schema
 from flexgate_stream.timestamps import parse_iso
 from tests.integration.test_aggregation import insert, make_rows
@@ -57,12 +57,21 @@ def newer_than(url: str, instant: float, count: int = 1) -> bool:
     return sum(parse_iso(end).timestamp() > instant for end, _id in windows(url)) >= count
 
 
+@pytest.fixture
+def forget_beats(nats_server):
+    """Requested before ``workers``, so it runs after their teardown: a SIGKILLed publisher leaves its KV
+    heartbeat until the TTL, which other tests on the shared nats-server would count as a live publisher."""
+    yield
+    nats_call(nats_server.url, lambda js: js.purge_stream(f"KV_{PUBLISHERS_BUCKET}"))
+
+
 def seeded(db) -> None:
     schema.upgrade(db)
     insert(db, make_rows(31, 300, end=datetime.now(UTC)))
 
 
-def test_publisher_killed_mid_tick_leaves_no_missing_window(workers, db, database_url, nats_server):  # noqa: F811
+def test_publisher_killed_mid_tick_leaves_no_missing_window(forget_beats, workers, db, database_url,  # noqa: F811
+                                                           nats_server):
     seeded(db)
     nats_call(nats_server.url, purge)
     first = workers(database_url, nats_server.url)
@@ -106,7 +115,7 @@ def own_postgres():
     shutil.rmtree(base, ignore_errors=True)
 
 
-def test_postgres_down_25_s_leaves_no_missing_window(workers, own_postgres, nats_server):  # noqa: F811
+def test_postgres_down_25_s_leaves_no_missing_window(forget_beats, workers, own_postgres, nats_server):  # noqa: F811
     conn = psycopg2.connect(own_postgres.url)
     seeded(conn)
     conn.close()
