@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import random
 import statistics
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -19,40 +18,11 @@ from flexgate_stream.requestlog import schema
 from flexgate_stream.tick.aggregation import AllTimeCounter, TimeColumn, aggregate_window
 from flexgate_stream.tick.routes import fold_route, route_sql
 from flexgate_stream.tick.snapshot import busiest_routes, route_snapshot, summary_snapshot
+from tests.integration.request_log import END, PATHS, insert, make_rows
 
 pytestmark = pytest.mark.timeout(90)
 
 TOLERANCE = 6e-4
-END = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)  # the night Europe/Berlin moves its clocks
-PATHS = ["/api/users/42", "/api/users/7?expand=1", "/api/users", "/api/orders/123/items/9",
-         "/api/inventory/0b5f2a3c-1d2e-4f50-8a9b-0c1d2e3f4a5b", "/api/blobs/deadbeefdeadbeef01", "/",
-         "/api/search?q=x/1", "/api/products/abc", "/api/users/42/", ""]
-STATUSES = [200, 200, 200, 201, 204, 301, 400, 404, 429, 500, 502, 503, 0, 99, 700, -5, None]
-INSERT = ('INSERT INTO requests ("timestamp", method, path, status_code, response_time_ms, upstream)'
-          " VALUES (%s, 'GET', %s, %s, %s, %s)")
-
-
-def make_rows(seed: int, count: int, end: datetime = END) -> list[tuple]:
-    """Rows over 26 h before ``end`` (half in the last hour) and a few after it, with bad values mixed in."""
-    rnd = random.Random(seed)
-    rows = []
-    for i in range(count):
-        span = 3600 if i % 2 else 26 * 3600
-        at = end - timedelta(seconds=rnd.random() * span) + (timedelta(minutes=5) if i % 50 == 0 else timedelta())
-        latency = rnd.choice([None, -3.5, round(rnd.lognormvariate(3.5, 1.0), 2), round(rnd.random() * 2000, 2)])
-        upstream = rnd.choice(["users-svc", "orders-svc", None])
-        rows.append((at, rnd.choice(PATHS), rnd.choice(STATUSES), latency, upstream))
-    return rows
-
-
-def insert(db, rows: list[tuple], zone: str | None = None) -> None:
-    """Insert rows; for a naive (gateway) column, as local wall-clock times in ``zone``."""
-    with db, db.cursor() as cur:
-        for at, *rest in rows:
-            stamp = at.astimezone(ZoneInfo(zone)).replace(tzinfo=None) if zone else at
-            cur.execute(INSERT, (stamp, *rest))
-
-
 def _stats(rows: list[tuple]) -> dict:
     codes = [0 if r[2] is None else r[2] for r in rows]
     lats = sorted(float(r[3]) for r in rows if r[3] is not None and r[3] >= 0)

@@ -21,14 +21,8 @@ from flexgate_stream.devstack.servers import NatsServer, PostgresServer
 from flexgate_stream.messages import METRICS_STREAM, PUBLISHERS_BUCKET
 from flexgate_stream.requestlog import schema
 from flexgate_stream.timestamps import parse_iso
-from tests.integration.test_aggregation import insert, make_rows
-from tests.integration.test_publisher_process import (
-    _tick_stuck_on_lock,
-    nats_call,
-    purge,
-    stored,
-    workers,  # noqa: F401 - the fixture
-)
+from tests.integration.publishers import nats_call, purge, stored, tick_stuck_on_lock
+from tests.integration.request_log import insert, make_rows
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
@@ -76,7 +70,7 @@ def test_publisher_killed_mid_tick_leaves_no_missing_window(forget_beats, worker
     nats_call(nats_server.url, purge)
     first = workers(database_url, nats_server.url)
     wait_until(lambda: len(windows(nats_server.url)) >= 3, 30, "three windows")
-    with _tick_stuck_on_lock(database_url):  # the tick is inside its transaction, waiting
+    with tick_stuck_on_lock(database_url):  # the tick is inside its transaction, waiting
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait(10)
         killed_at = time.time()

@@ -2,111 +2,31 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import nats
 import psycopg2
 import pytest
-from nats.js.errors import NotFoundError
 
-from flexgate_stream.devstack.processes import dies_with_parent, free_port, stop_process
+from flexgate_stream.devstack.processes import free_port, stop_process
 from flexgate_stream.devstack.servers import NatsServer
 from flexgate_stream.liveness import read_liveness
-from flexgate_stream.messages import ALERT_STATE_BUCKET, ALERTS_STREAM, METRICS_STREAM, ROUTES_STREAM
+from flexgate_stream.messages import ALERTS_STREAM, METRICS_STREAM, ROUTES_STREAM
 from flexgate_stream.requestlog import schema
 from flexgate_stream.tick.stream_setup import ensure_streams
 from flexgate_stream.timestamps import parse_iso
-from tests.integration.test_aggregation import insert, make_rows
-from tests.integration.test_rollups import assert_rollup_snapshot
+from tests.integration.expected_figures import assert_rollup_snapshot
+from tests.integration.publishers import Worker, nats_call, purge, stored, tick_stuck_on_lock
+from tests.integration.request_log import insert, make_rows
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(120)
-
-
-class Worker:
-    """One publisher subprocess, its log file, stopped by PID at the end."""
-
-    def __init__(self, log_path: Path, env: dict) -> None:
-        self.log_path = log_path
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("FLEXGATE_", "NATS_", "DATABASE_"))}
-        with open(log_path, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "workers.publisher"], cwd=ROOT,
-                                         env={**clean, "FLEXGATE_LOG_LEVEL": "INFO", **env},
-                                         stdout=subprocess.DEVNULL, stderr=out,
-                                         preexec_fn=dies_with_parent(signal.SIGTERM))
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def count(self, text: str) -> int:
-        return self.log().count(text)
-
-
-@pytest.fixture
-def workers(tmp_path):
-    started: list[Worker] = []
-
-    def start(database_url: str, nats_url: str, **extra: str) -> Worker:
-        env = {"DATABASE_URL": database_url, "NATS_SERVERS": nats_url, "FLEXGATE_TICK_SECONDS": "1", **extra}
-        worker = Worker(tmp_path / f"publisher-{len(started)}.log", env)
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        stop_process(worker.proc, signal.SIGKILL, timeout=5)
-
-
-
-
-def nats_call(url: str, work):
-    """Run ``work(js)`` on a short-lived connection."""
-    async def main():
-        nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0)
-        try:
-            return await work(nc.jetstream())
-        finally:
-            await nc.close()
-
-    return asyncio.run(main())
-
-
-async def stored(js, stream: str) -> list[tuple[str, dict, dict]]:
-    """(subject, headers, body) of every message in ``stream``."""
-    try:
-        info = await js.stream_info(stream)
-    except Exception:  # noqa: BLE001 - not created yet
-        return []
-    found = []
-    if not info.state.messages:
-        return found
-    for seq in range(info.state.first_seq, info.state.last_seq + 1):
-        try:
-            msg = await js.get_msg(stream, seq)
-        except NotFoundError:
-            continue  # removed by a limit
-        found.append((msg.subject, msg.headers or {}, json.loads(msg.data)))
-    return found
-
-
-async def purge(js) -> None:
-    """Empty the streams and the shared alert state left by earlier tests."""
-    for stream in (METRICS_STREAM, ROUTES_STREAM, ALERTS_STREAM, f"KV_{ALERT_STATE_BUCKET}"):
-        try:
-            await js.purge_stream(stream)
-        except Exception:  # noqa: BLE001 - not created yet
-            pass
 
 
 def seeded(db, count: int = 1500) -> list[tuple]:
@@ -169,20 +89,6 @@ def test_streams_have_the_original_limits(nats_server):
         ["alerts.>"], 7 * 86400, 100 << 20, 10_000, "file")
 
 
-@contextlib.contextmanager
-def _tick_stuck_on_lock(database_url: str) -> Iterator[None]:
-    """Hold an exclusive lock on requests until a tick's query waits on it; release it on leaving."""
-    blocker = psycopg2.connect(database_url)
-    try:
-        with blocker.cursor() as cur:
-            cur.execute("LOCK TABLE requests IN ACCESS EXCLUSIVE MODE")
-        wait_until(lambda: _stuck(database_url), 10, "a tick waiting on the lock")
-        yield
-    finally:
-        blocker.rollback()
-        blocker.close()
-
-
 def _ticked(worker: Worker) -> bool:
     return worker.count("took") > 0
 
@@ -191,7 +97,7 @@ def test_sigterm_finishes_quickly_and_exits_zero_even_with_a_stuck_query(workers
     seeded(db, 100)
     worker = workers(database_url, nats_server.url)
     wait_until(lambda: _ticked(worker), 30, "the first tick")
-    with _tick_stuck_on_lock(database_url):
+    with tick_stuck_on_lock(database_url):
         started = time.monotonic()
         worker.proc.send_signal(signal.SIGTERM)
         code = worker.proc.wait(10)
@@ -203,18 +109,11 @@ def test_sigterm_finishes_quickly_and_exits_zero_even_with_a_stuck_query(workers
     assert worker.proc.pid not in {p["beat"]["pid"] for p in live["publishers"]}  # heartbeat removed
 
 
-def _stuck(database_url: str) -> bool:
-    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'flexgate-publisher'"
-                    " AND wait_event_type = 'Lock'")
-        return cur.fetchone()[0] > 0
-
-
 def test_second_sigterm_is_a_cold_stop(workers, db, database_url, nats_server):
     seeded(db, 100)
     worker = workers(database_url, nats_server.url)
     wait_until(lambda: _ticked(worker), 30, "the first tick")
-    with _tick_stuck_on_lock(database_url):
+    with tick_stuck_on_lock(database_url):
         worker.proc.send_signal(signal.SIGTERM)
         wait_until(lambda: "warm stop" in worker.log(), 5, "the warm stop to begin")
         started = time.monotonic()

@@ -1,0 +1,37 @@
+"""Request-log rows for integration tests: a deterministic mix of paths, statuses and latencies, and an insert
+that writes them the way a gateway does (optionally into a table whose timestamp has no time zone)."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+END = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)  # the night Europe/Berlin moves its clocks
+PATHS = ["/api/users/42", "/api/users/7?expand=1", "/api/users", "/api/orders/123/items/9",
+         "/api/inventory/0b5f2a3c-1d2e-4f50-8a9b-0c1d2e3f4a5b", "/api/blobs/deadbeefdeadbeef01", "/",
+         "/api/search?q=x/1", "/api/products/abc", "/api/users/42/", ""]
+STATUSES = [200, 200, 200, 201, 204, 301, 400, 404, 429, 500, 502, 503, 0, 99, 700, -5, None]
+INSERT = ('INSERT INTO requests ("timestamp", method, path, status_code, response_time_ms, upstream)'
+          " VALUES (%s, 'GET', %s, %s, %s, %s)")
+
+
+def make_rows(seed: int, count: int, end: datetime = END) -> list[tuple]:
+    """Rows over 26 h before ``end`` (half in the last hour) and a few after it, with bad values mixed in."""
+    rnd = random.Random(seed)
+    rows = []
+    for i in range(count):
+        span = 3600 if i % 2 else 26 * 3600
+        at = end - timedelta(seconds=rnd.random() * span) + (timedelta(minutes=5) if i % 50 == 0 else timedelta())
+        latency = rnd.choice([None, -3.5, round(rnd.lognormvariate(3.5, 1.0), 2), round(rnd.random() * 2000, 2)])
+        upstream = rnd.choice(["users-svc", "orders-svc", None])
+        rows.append((at, rnd.choice(PATHS), rnd.choice(STATUSES), latency, upstream))
+    return rows
+
+
+def insert(db, rows: list[tuple], zone: str | None = None) -> None:
+    """Insert rows; for a naive (gateway) column, as local wall-clock times in ``zone``."""
+    with db, db.cursor() as cur:
+        for at, *rest in rows:
+            stamp = at.astimezone(ZoneInfo(zone)).replace(tzinfo=None) if zone else at
+            cur.execute(INSERT, (stamp, *rest))
