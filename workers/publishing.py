@@ -10,7 +10,7 @@ import socket
 import time
 
 from nats.js import JetStreamContext
-from nats.js.errors import NoKeysError, NotFoundError
+from nats.js.errors import APIError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
 from flexgate_stream.aggregation import WindowFigures
@@ -30,6 +30,9 @@ from flexgate_stream.settings import Settings
 from flexgate_stream.snapshot import busiest_routes, iso, route_snapshot, summary_snapshot
 
 log = logging.getLogger("workers.publisher")
+
+IN_PROCESS = 10158  # JetStream: a message with the same Nats-Msg-Id is being stored right now
+IN_PROCESS_TRIES = 4
 
 
 class Publishing:
@@ -84,7 +87,16 @@ class Publishing:
                 len(acks), sum(1 for ack in acks if ack.duplicate))
 
     async def _send(self, js: JetStreamContext, subject: str, message: dict, msg_id: str):
-        return await js.publish(subject, encode(message), headers={"Nats-Msg-Id": msg_id}, timeout=2)
+        payload = encode(message)
+        for attempt in range(1, IN_PROCESS_TRIES + 1):
+            try:
+                return await js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id}, timeout=2)
+            except APIError as exc:
+                # In a cluster, the other publisher's copy may be in the leader's hands right now: ask again,
+                # and the answer is a duplicate ack (or, if that copy failed, ours is stored).
+                if exc.err_code != IN_PROCESS or attempt == IN_PROCESS_TRIES:
+                    raise
+                await asyncio.sleep(0.05 * attempt)
 
     async def _alerts(self, js: JetStreamContext, figures: WindowFigures, routes: list[str], end: str) -> None:
         observations = observe(self.rules, figures, routes)
