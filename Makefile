@@ -20,7 +20,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) var artifacts
+	rm -rf $(VENV) var artifacts build
 
 # Containers (podman/): `make pod` builds the images and starts the whole service in one pod, nginx on
 # 127.0.0.1:$(POD_PORT); `make pod-down` removes it. Base images are built locally from Debian packages.

@@ -46,8 +46,9 @@ def test_each_snapshot_arrives_through_nginx_within_100_ms_of_the_direct_stream(
         for client in (proxied, direct):
             assert client.next().json()["type"] == "connected"
         first = nats_client.publish_snapshot()
-        for client in (proxied, direct):
-            assert int(client.data_events(1)[0].id) == first
+        for client in (proxied, direct):  # past the newest snapshot each got at connect
+            while int(client.data_events(1)[0].id) < first:
+                pass
         via_nginx: dict[str, float] = {}
         straight: dict[str, float] = {}
         readers = [_arrivals(proxied, 10, via_nginx), _arrivals(direct, 10, straight)]
