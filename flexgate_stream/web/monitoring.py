@@ -6,7 +6,7 @@ the stored snapshot's age (read at scrape time), and how far each worker's consu
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -83,7 +83,7 @@ class BusCollector(Collector):
                                 value=float("nan") if age is None else age)
 
 
-def sample_pending(hub: StreamHub, call: Callable[..., Awaitable[Any]] | Call, gauge: Any) -> None:
+def sample_pending(hub: StreamHub, call: Call, gauge: Any) -> None:
     """Set ``gauge`` per shared channel: messages the stream holds that this worker's consumer has not delivered."""
     for feed in (SUMMARY, ALERTS):
         channel = hub.channels.get(feed.key)
@@ -101,6 +101,7 @@ def watch_pending(hub: StreamHub, call: Call, gauge: Any) -> None:
     import gevent
 
     def loop() -> None:
+        gevent.sleep(PENDING_SECONDS)  # not while the worker starts and its consumers are being made
         while not hub.closing:
             try:
                 sample_pending(hub, call, gauge)
