@@ -8,7 +8,6 @@ answers. Without that directory (a single process) the app's own registry is use
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from flask import Blueprint, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
@@ -41,22 +40,15 @@ class WebMetrics:
                                   registry=own)
         self.clients_limit = Gauge("flexgate_stream_clients_limit", "FLEXGATE_MAX_CLIENTS summed over live workers.",
                                    multiprocess_mode="livesum", registry=own)
-        self.pending = Gauge("flexgate_stream_consumer_pending",
-                             "Messages the stream holds that a worker's consumer has not delivered (worst worker).",
-                             ["channel"], multiprocess_mode="livemax", registry=own)
         self.max_clients = settings.max_clients
         self._live: Collector | None = None
 
-    def watch(self, hub: StreamHub, summary: Callable[[], Channel | None], call: Callable[..., Any] | None = None
-              ) -> None:
-        """Report this worker's live figures (snapshot age, NATS state) at scrape time; with ``call`` (the
-        service's bridge call), also sample its consumers' lag."""
+    def watch(self, hub: StreamHub, summary: Callable[[], Channel | None]) -> None:
+        """Report this worker's live figures (snapshot age, NATS state) at scrape time."""
         self._live = _LiveCollector(hub, summary)
         if not self.directory:
             self.registry.register(self._live)
         self.clients_limit.set(self.max_clients)
-        if call is not None:
-            monitoring.watch_pending(hub, call, self.pending)
 
     def render(self, bus: Collector | None = None) -> bytes:
         """The exposition text of every worker, and ``bus`` (figures asked of JetStream once per scrape)."""
@@ -110,4 +102,5 @@ def metrics() -> Response:
     from flexgate_stream.web.service import EXTENSION
 
     service = current_app.extensions[EXTENSION]
-    return Response(service.metrics.render(monitoring.BusCollector(service.call)), content_type=CONTENT_TYPE_LATEST)
+    bus = monitoring.BusCollector(service.call, service.hub)
+    return Response(service.metrics.render(bus), content_type=CONTENT_TYPE_LATEST)
