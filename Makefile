@@ -21,7 +21,7 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) var artifacts
+	rm -rf $(VENV) var artifacts build
 
 # Containers (podman/): `make pod` builds the images and starts the whole service in one pod, nginx on
 # 127.0.0.1:$(POD_PORT); `make pod-down` removes it. Base images are built locally from Debian packages.
@@ -32,11 +32,11 @@ POD_PORT ?= 8080
 
 build/base.tar:
 	mkdir -p build
-	mmdebstrap --variant=apt --include=python3,python3-venv,ca-certificates bookworm $@ $(DEBIAN_MIRROR)
+	mmdebstrap --variant=apt --include=python3,python3-venv,ca-certificates,tzdata bookworm $@ $(DEBIAN_MIRROR)
 
 build/services-base.tar:
 	mkdir -p build
-	mmdebstrap --variant=apt --include=python3,python3-venv,ca-certificates,nginx-light,postgresql \
+	mmdebstrap --variant=apt --include=python3,python3-venv,ca-certificates,tzdata,nginx-light,postgresql \
 		bookworm $@ $(DEBIAN_MIRROR)
 
 build/wheels/.done: requirements.txt $(BIN)/.installed
@@ -48,7 +48,7 @@ build/wheels/.done: requirements.txt $(BIN)/.installed
 image: build/base.tar build/services-base.tar build/wheels/.done
 	$(PODMAN) import build/base.tar localhost/flexgate-base:bookworm
 	$(PODMAN) import build/services-base.tar localhost/flexgate-services-base:bookworm
-	$(PODMAN) build -f podman/Containerfile -t localhost/flexgate-stream:latest \
+	$(PODMAN) build --format docker -f podman/Containerfile -t localhost/flexgate-stream:latest \
 		--build-arg BASE_IMAGE=localhost/flexgate-base:bookworm \
 		--build-arg PIP_OPTS="--no-index --find-links /wheels" .
 	$(PODMAN) build -f podman/Containerfile.services -t localhost/flexgate-services:latest \

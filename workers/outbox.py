@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import NoKeysError, NotFoundError
+from nats.js.errors import APIError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
 from flexgate_stream.liveness import newest_window_end
@@ -39,6 +39,8 @@ log = logging.getLogger("workers.publisher")
 
 RETENTION = timedelta(hours=24)  # the METRICS stream's max_age: older windows would expire at once
 CATCH_UP_BATCH = 120  # missed windows published per tick at most
+IN_PROCESS = 10158  # JetStream: a message with the same Nats-Msg-Id is being stored right now
+IN_PROCESS_TRIES = 4
 
 
 class Publishing:
@@ -122,7 +124,17 @@ class Publishing:
                 len(acks), sum(1 for ack in acks if ack.duplicate))
 
     async def _send(self, js: JetStreamContext, subject: str, message: Mapping[str, Any], msg_id: str) -> PubAck:
-        return await js.publish(subject, encode(message), headers={"Nats-Msg-Id": msg_id}, timeout=2)
+        payload = encode(message)
+        for attempt in range(1, IN_PROCESS_TRIES + 1):
+            try:
+                return await js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id}, timeout=2)
+            except APIError as exc:
+                # In a cluster, the other publisher's copy may be in the leader's hands right now: ask again,
+                # and the answer is a duplicate ack (or, if that copy failed, ours is stored).
+                if exc.err_code != IN_PROCESS or attempt == IN_PROCESS_TRIES:
+                    raise
+                await asyncio.sleep(0.05 * attempt)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _alerts(self, js: JetStreamContext, figures: WindowFigures, routes: list[str], end: str) -> None:
         observations = observe(self.rules, figures, routes)

@@ -59,7 +59,7 @@ class StreamService:
         self.bridge.start()
         for feed in (feeds.SUMMARY, feeds.ALERTS):
             self.open(feed)
-        self.metrics.watch(self.hub, lambda: self.summary, self.call)
+        self.metrics.watch(self.hub, lambda: self.summary)
 
     def shutdown(self, grace: float = 2.0) -> None:
         """Ask every stream to send its last frame and end; after ``grace`` seconds cut the ones still stuck

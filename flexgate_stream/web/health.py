@@ -43,4 +43,5 @@ def readyz() -> tuple[Response, int]:
 def metrics() -> Response:
     """Prometheus text exposition."""
     service = service_of(current_app)
-    return Response(service.metrics.render(monitoring.BusCollector(service.call)), content_type=CONTENT_TYPE_LATEST)
+    return Response(service.metrics.render(monitoring.BusCollector(service.call, service.hub)),
+                    content_type=CONTENT_TYPE_LATEST)

@@ -1,13 +1,13 @@
-"""Prometheus figures about the message bus: JetStream store usage of our streams, live publishers,
-the stored snapshot's age (read at scrape time), and how far each worker's consumers trail their stream
-(sampled in every worker). conf/prometheus/alerts.yml turns them into alerts; docs/operations.md explains them.
+"""Prometheus figures about the message bus, read from JetStream when scraped: store usage of our streams
+against their limits, live publishers, the stored snapshot's age, and how far the answering worker's
+consumers trail their streams. conf/prometheus/alerts.yml turns them into alerts; docs/operations.md
+explains them. (No background sampling: a worker asks NATS only while it is being scraped.)
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, cast
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
@@ -21,10 +21,8 @@ from flexgate_stream.fanout.feeds import ALERTS, SUMMARY
 from flexgate_stream.fanout.hub import StreamHub
 from flexgate_stream.messages import ALERTS_STREAM, METRICS_STREAM, ROUTES_STREAM
 
-log = logging.getLogger(__name__)
-
 OUR_STREAMS = (METRICS_STREAM, ROUTES_STREAM, ALERTS_STREAM)
-PENDING_SECONDS = 5.0  # how often each worker samples its consumers' lag
+FOLLOWED = (SUMMARY, ALERTS)  # the channels every worker follows for its life
 
 Call = Callable[..., Any]  # StreamService.call: run a JetStream coroutine on the bridge and wait
 
@@ -40,7 +38,7 @@ async def bus_usage(nc: NATS) -> dict[str, Any]:
             continue
         streams[name] = {"bytes": info.state.bytes, "maxBytes": info.config.max_bytes,
                          "messages": info.state.messages, "maxMessages": info.config.max_msgs,
-                         "replicas": info.config.num_replicas}
+                         "replicas": info.config.num_replicas, "lastSeq": info.state.last_seq}
     live = await liveness.read_liveness(js)
     return {"streams": streams, "publishersLive": sum(1 for p in live["publishers"] if p["live"]),
             "storedSnapshotAge": live["snapshotAge"]}
@@ -49,8 +47,9 @@ async def bus_usage(nc: NATS) -> dict[str, Any]:
 class BusCollector(Collector):
     """Figures read from JetStream when scraped (the same for every worker, so asked once)."""
 
-    def __init__(self, call: Call) -> None:
+    def __init__(self, call: Call, hub: StreamHub) -> None:
         self.call = call
+        self.hub = hub
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
@@ -82,31 +81,15 @@ class BusCollector(Collector):
         yield GaugeMetricFamily("flexgate_stream_stored_snapshot_age_seconds",
                                 "Age of the newest summary snapshot stored in JetStream (NaN when none).",
                                 value=float("nan") if age is None else age)
+        yield self._pending(usage["streams"])
 
-
-def sample_pending(hub: StreamHub, call: Callable[..., Awaitable[Any]] | Call, gauge: Any) -> None:
-    """Set ``gauge`` per shared channel: messages the stream holds that this worker's consumer has not delivered."""
-    for feed in (SUMMARY, ALERTS):
-        channel = hub.channels.get(feed.key)
-        if channel is None:
-            continue
-        try:
-            kept = cast(jetstream_api.Bounds, call(jetstream_api.bounds, feed.stream))
-        except FlexgateError:
-            return  # NATS is away: flexgate_stream_nats_connected says so
-        gauge.labels(feed.key).set(max(0, kept.last - channel.last_seq))
-
-
-def watch_pending(hub: StreamHub, call: Call, gauge: Any) -> None:
-    """Sample the consumers' lag every PENDING_SECONDS in this (gevent) worker, for its life."""
-    import gevent
-
-    def loop() -> None:
-        while not hub.closing:
-            try:
-                sample_pending(hub, call, gauge)
-            except Exception:  # the sampling loop's boundary: a failed sample must not end it
-                log.warning("metrics: sampling consumer lag failed", exc_info=True)
-            gevent.sleep(PENDING_SECONDS)
-
-    gevent.spawn(loop)
+    def _pending(self, streams: dict[str, Any]) -> GaugeMetricFamily:
+        """Per followed channel: messages its stream holds that this worker's consumer has not delivered."""
+        family = GaugeMetricFamily("flexgate_stream_consumer_pending",
+                                   "Messages the stream holds that the answering worker's consumer has not delivered.",
+                                   labels=["channel"])
+        for feed in FOLLOWED:
+            channel = self.hub.channels.get(feed.key)
+            if channel is not None and feed.stream in streams:
+                family.add_metric([feed.key], float(max(0, streams[feed.stream]["lastSeq"] - channel.last_seq)))
+        return family

@@ -8,7 +8,6 @@ answers. Without that directory (a single process) the app's own registry is use
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -16,7 +15,6 @@ from prometheus_client.registry import Collector
 
 from flexgate_stream.fanout.hub import Channel, StreamHub
 from flexgate_stream.settings import Settings
-from flexgate_stream.web import monitoring
 from flexgate_stream.web.freshness import snapshot_age
 
 CLIENTS = "flexgate_stream_clients_connected"
@@ -39,9 +37,6 @@ class WebMetrics:
                                   registry=own)
         self.clients_limit = Gauge("flexgate_stream_clients_limit", "FLEXGATE_MAX_CLIENTS summed over live workers.",
                                    multiprocess_mode="livesum", registry=own)
-        self.pending = Gauge("flexgate_stream_consumer_pending",
-                             "Messages the stream holds that a worker's consumer has not delivered (worst worker).",
-                             ["channel"], multiprocess_mode="livemax", registry=own)
         self.max_clients = settings.max_clients
         self._live: Collector | None = None
 
@@ -57,16 +52,12 @@ class WebMetrics:
         """``count`` snapshots a slow client skipped."""
         self.snapshots_skipped.inc(count)
 
-    def watch(self, hub: StreamHub, summary: Callable[[], Channel | None], call: Callable[..., Any] | None = None
-              ) -> None:
-        """Report this worker's live figures (snapshot age, NATS state) at scrape time; with ``call`` (the
-        service's bridge call), also sample its consumers' lag."""
+    def watch(self, hub: StreamHub, summary: Callable[[], Channel | None]) -> None:
+        """Report this worker's live figures (snapshot age, NATS state) at scrape time."""
         self._live = _LiveCollector(hub, summary)
         if not self.directory:
             self.registry.register(self._live)
         self.clients_limit.set(self.max_clients)
-        if call is not None:
-            monitoring.watch_pending(hub, call, self.pending)
 
     def render(self, bus: Collector | None = None) -> bytes:
         """The exposition text of every worker, and ``bus`` (figures asked of JetStream once per scrape)."""

@@ -63,6 +63,7 @@ def test_each_snapshot_arrives_through_nginx_within_100_ms_of_the_direct_stream(
             reader.join(10)
         lags = [via_nginx[seq] - straight[seq] for seq in published]
         assert max(lags) < 0.1, f"nginx held snapshots back: lags {[round(x, 3) for x in lags]} s"
+        print(f"\nnginx lag behind the direct stream: max {max(lags) * 1000:.1f} ms over {len(lags)} snapshots")
         assert proxied.response.headers["Content-Type"].startswith("text/event-stream")
     finally:
         proxied.close()
@@ -104,6 +105,7 @@ def test_a_thousand_streams_through_nginx_each_receive_the_next_snapshot(web_ser
     selector = selectors.DefaultSelector()
     buffers: dict[socket.socket, bytearray] = {}
     request = f"GET {STREAM} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    opened = time.monotonic()
     try:
         for _ in range(count):
             sock = socket.create_connection(("127.0.0.1", nginx_server.port), timeout=10)
@@ -125,6 +127,7 @@ def test_a_thousand_streams_through_nginx_each_receive_the_next_snapshot(web_ser
             assert not waiting, f"{len(waiting)} of {count} streams lacked {marker!r} after {timeout} s"
 
         read_until(b'"type":"connected"', 60)
+        print(f"\n{count} streams through nginx open in {time.monotonic() - opened:.1f} s")
         assert all(b.startswith(b"HTTP/1.1 200") for b in buffers.values())
         total = requests.get(nginx_server.url + "/api/stream/stats", timeout=10).json()["data"]["clients"]["total"]
         assert total >= count
