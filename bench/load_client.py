@@ -12,11 +12,14 @@ import array
 import re
 import resource
 import select
+import signal
 import socket
 import struct
 import time
 from multiprocessing.connection import Connection
 from typing import Any
+
+from flexgate_stream.devstack.processes import dies_with_parent
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 MARKER = re.compile(rb'"benchRun":"(\w+)","benchN":(\d+),"benchAt":(\d+)')
@@ -172,6 +175,7 @@ class LoadClient:
 
 def serve(conn: Connection, port: int, path: str) -> None:
     """The client process's loop: run the parent's commands until it says ``quit``."""
+    dies_with_parent(signal.SIGTERM)()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     client = LoadClient(port, path)

@@ -59,7 +59,7 @@ class ClientStream:
     """
 
     def __init__(self, service: StreamHost, feed: Feed, channel: Channel, *, last_id: int | None = None,
-                 since: timedelta | None = None, sock: object = None) -> None:
+                 since: timedelta | None = None, sock: Any = None, direct: bool = False) -> None:
         self.service = service
         self.feed = feed
         self.channel = channel
@@ -70,6 +70,9 @@ class ClientStream:
         cursor, self.needs_history = self._start()
         self.sub: Subscriber | None = service.attach(feed, channel, cursor, sock)
         self.sub.last_seq = last_id or 0
+        # With ``direct`` (a chunked HTTP/1.1 response on a plain gevent socket) the channel may write frames
+        # straight to the socket while this stream waits: see hub.Channel.publish.
+        self.sock: Any = sock if direct else None
 
     def __iter__(self) -> Iterator[bytes]:
         return self._frames()
@@ -238,7 +241,13 @@ class ClientStream:
         hub, metrics = self.service.hub, self.service.metrics
         beat = self.service.settings.heartbeat_seconds
         next_beat = time.monotonic() + beat
+        if self.sock is not None:
+            sub.sock = getattr(self.sock, "_sock", None)  # the response's headers are out by now
         while True:
+            if sub.pending is not None:
+                rest, sub.pending = sub.pending, None
+                self.sock.sendall(rest)  # the end of a chunk the channel began writing; nothing may come between
+                sub.writing_since = None
             if hub.closing:
                 yield sse.shutdown("the server is restarting", self._jittered_retry())
                 return
@@ -263,7 +272,7 @@ class ClientStream:
                 next_beat = now + beat
                 yield sse.HEARTBEAT
             else:
-                sub.channel.wait(next_beat - now)
+                sub.park(next_beat - now)
 
     def _jittered_retry(self) -> int:
         """A reconnect delay spread over 0.5..1.5 x retry_ms, so clients do not all return at once."""

@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Flask, current_app
+from flask import Flask, current_app, has_request_context, request
 
 from flexgate_stream.errors import AtCapacity, NatsUnavailable
 from flexgate_stream.fanout import feeds
@@ -92,8 +92,11 @@ class StreamService:
     def open(self, feed: Feed) -> Channel:
         """The channel of ``feed``, followed from NATS when it is new."""
         channel, created = self.hub.channel(feed.key, feed.policy)
-        if created and self.bridge is not None:
-            self.bridge.follow(feed, channel)
+        if created:
+            label, sent = feed.label, self.metrics.sent
+            channel.on_delivered = lambda count: sent(label, count)  # one count per message, not per client
+            if self.bridge is not None:
+                self.bridge.follow(feed, channel)
         return channel
 
     def admit(self, feed: Feed, *, last_id: int | None = None, since: timedelta | None = None,
@@ -108,7 +111,8 @@ class StreamService:
         if sock is not None:
             # A client that stops reading fails its write after this long instead of holding the stream forever.
             sock.settimeout(self.settings.send_timeout_seconds)
-        return ClientStream(self, feed, self.open(feed), last_id=last_id, since=since, sock=sock)
+        return ClientStream(self, feed, self.open(feed), last_id=last_id, since=since, sock=sock,
+                            direct=_writes_chunks(sock))
 
     def attach(self, feed: Feed, channel: Channel, cursor: int, sock: Any = None) -> Subscriber:
         """Register one client stream (and its socket, so shutdown can cut it if it stalls)."""
@@ -136,6 +140,14 @@ class StreamService:
     @property
     def connected(self) -> bool:
         return self.started and self.bridge is not None and self.bridge.connected
+
+
+def _writes_chunks(sock: Any) -> bool:
+    """True when gunicorn will send this response with chunked transfer-encoding on a plain (not TLS) gevent
+    socket, so the hub may write pre-encoded chunks to it directly."""
+    if sock is None or not has_request_context() or hasattr(sock, "getpeercert") or not hasattr(sock, "_sock"):
+        return False
+    return request.method == "GET" and request.environ.get("SERVER_PROTOCOL") == "HTTP/1.1"
 
 
 def init_app(app: Flask, settings: Settings) -> StreamService:
