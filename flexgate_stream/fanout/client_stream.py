@@ -58,6 +58,10 @@ class ClientStream:
     ``close()``, which the WSGI server calls whether or not the response was ever iterated.
     """
 
+    # One per open stream: slots keep each a few hundred bytes smaller than a __dict__ would.
+    __slots__ = ("service", "feed", "channel", "last_id", "since", "client_id", "label", "needs_history", "sub",
+                 "sock", "_told", "_next_beat")
+
     def __init__(self, service: StreamHost, feed: Feed, channel: Channel, *, last_id: int | None = None,
                  since: timedelta | None = None, sock: Any = None, direct: bool = False) -> None:
         self.service = service
@@ -95,6 +99,7 @@ class ClientStream:
                 sub.writing_since = time.monotonic()
                 yield chunk  # resumed once the server has written it, so a client that stops reading shows here
                 sub.writing_since = None
+            chunk = b""  # not kept alive while the stream is parked
             # The live part runs in this generator, not a nested one: a parked stream's greenlet keeps a copy
             # of its C stack, and every generator level it is suspended in adds to it, for every open stream.
             if self.sock is not None:
@@ -107,6 +112,7 @@ class ClientStream:
                 sub.writing_since = time.monotonic()
                 yield step
                 sub.writing_since = None
+                step = None
                 if last:
                     return
         finally:
@@ -118,7 +124,7 @@ class ClientStream:
         yield hello if told else hello + sse.status(False)
         if self.needs_history:
             yield from self._catch_up(sub)
-        elif self.last_id is None and self.channel.policy is Policy.LATEST and not self._ring_is_current():
+        elif self.last_id is None and self.channel.policy is Policy.LATEST:
             yield from self._newest(sub)
 
     def _start(self) -> tuple[int, bool]:
@@ -139,11 +145,6 @@ class ClientStream:
         if channel.last_seq and self.last_id == channel.last_seq and not channel.ring:
             return channel.next_index, False
         return channel.first_index, True
-
-    def _ring_is_current(self) -> bool:
-        """True when the ring's newest frame is what JetStream would answer: the worker is following the
-        subject live, so asking costs a round trip per connection (thousands in a reconnect storm) for nothing."""
-        return self.channel.latest is not None and self.service.hub.connected
 
     def _newest(self, sub: Subscriber) -> Iterator[bytes]:
         """The newest snapshot from JetStream when this worker's consumer has not delivered it yet."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gevent.event import Event
+from gevent.hub import Waiter
 
 from flexgate_stream import sse
 
@@ -171,27 +172,35 @@ class Subscriber:
         # (set only for a chunked response whose headers are out), and what is left of a chunk it began.
         self.sock: Any = None
         self.pending: bytes | None = None
-        self._waiter: Event | None = None
+        self._waiter: Waiter[Any] | None = None
 
     def park(self, timeout: float | None) -> None:
-        """Wait until the channel wakes this client or ``timeout`` passes; frames may be written meanwhile."""
-        waiter = self._waiter
-        if waiter is None:
-            waiter = self._waiter = Event()
-        else:
-            waiter.clear()
+        """Wait until the channel wakes this client or ``timeout`` passes; frames may be written meanwhile.
+
+        A bare Waiter and a loop timer rather than an Event: a parked stream keeps a copy of its greenlet's
+        C stack, and the shallower the wait, the less every open stream costs."""
+        waiter = self._waiter = Waiter()
+        timer = None
+        if timeout is not None:
+            timer = waiter.hub.loop.timer(max(0.0, timeout))
+            timer.start(waiter.switch, None)
         parked = self.channel.parked
         parked[self] = None
         try:
-            waiter.wait(timeout)
+            waiter.get()
         finally:
             parked.pop(self, None)
+            self._waiter = None
+            if timer is not None:
+                timer.close()
 
     def wake(self) -> None:
         """End this client's ``park`` (it then takes what is new itself)."""
         self.channel.parked.pop(self, None)
-        if self._waiter is not None:
-            self._waiter.set()
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.hub.loop.run_callback(waiter.switch, None)
+
 
     def take(self) -> list[Frame]:
         """The frames this client has not had yet, after the overrun policy (may raise Overrun)."""
