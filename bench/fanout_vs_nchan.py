@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.fanout_vs_nchan --setup          # as root: apt-get install nginx-light libnginx-mod-nchan
     .venv/bin/python -m bench.fanout_vs_nchan --streams 1000 5000 10000
     .venv/bin/python -m bench.fanout_vs_nchan --storm 10000    # reconnect storm against the web tier
+    .venv/bin/python -m bench.fanout_vs_nchan --storm 10000 --deploy   # the same right after a worker reload
 
 For each stream count, each server in turn is started fresh on a free loopback port (ours with its own
 nats-server), the same load client (bench/load_client.py, in separate processes) opens the streams, and
@@ -53,11 +54,13 @@ def percentile(values: list[float], share: float) -> float:
 
 def run_one(server: NchanServer | OurServer, streams: int, clients: int, open_rate: float) -> dict[str, float]:
     """Open ``streams`` on ``server``, publish MESSAGES at RATE, and return what was measured."""
+    server.publish("warm", 0)  # as in production, a newest snapshot exists for new clients to get at once
+    time.sleep(0.5)
     pids = server.pids()
     rss0 = sum(rss_kib(p) for p in pids)
     driver = Driver(server.port, server.path, clients)
     try:
-        opened, open_seconds, _ = driver.open(streams, streams / open_rate, 60)
+        opened, open_seconds, _, _ = driver.open(streams, streams / open_rate, 60)
         time.sleep(2)  # let the servers settle after the opening burst
         pids = server.pids()
         rss1 = sum(rss_kib(p) for p in pids)
@@ -126,7 +129,7 @@ def storm(args: argparse.Namespace) -> None:
     server = OurServer(base / "ours", args.storm)
     server.start()
     try:
-        reconnect_storm(server, args.storm, args.clients, args.open_rate)
+        reconnect_storm(server, args.storm, args.clients, args.open_rate, args.deploy)
     finally:
         server.stop()
 
@@ -139,6 +142,7 @@ def main() -> None:
     parser.add_argument("--open-rate", type=float, default=1000.0, help="streams opened per second")
     parser.add_argument("--order", nargs=2, default=["nchan", "ours"], choices=["nchan", "ours"])
     parser.add_argument("--storm", type=int, default=0, help="reconnect storm of this many streams (ours)")
+    parser.add_argument("--deploy", action="store_true", help="with --storm: reload the workers (SIGHUP) first")
     args = parser.parse_args()
     if args.setup:
         setup()

@@ -53,6 +53,8 @@ class LoadClient:
         self.latencies = array.array("q")
         self.delivered = 0
         self.out_of_order = 0
+        self.refused = 0  # answered without a stream
+        self.failed = 0  # connection errors
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -65,8 +67,9 @@ class LoadClient:
         self.streams[sock.fileno()] = Stream(sock)
         self.epoll.register(sock.fileno(), select.EPOLLOUT | EVENTS)
 
-    def open(self, count: int, seconds: float, timeout: float) -> tuple[int, float, float]:
-        """Open ``count`` streams spread over ``seconds``; (streaming, seconds until all streamed, slowest open)."""
+    def open(self, count: int, seconds: float, timeout: float) -> tuple[int, float, int, int]:
+        """Open ``count`` streams spread over ``seconds``; (streaming, seconds until all streamed, refused, failed)."""
+        self.refused = self.failed = 0
         started = time.monotonic()
         for i in range(count):
             due = started + seconds * i / count
@@ -76,8 +79,8 @@ class LoadClient:
         deadline = started + seconds + timeout
         while not self.all_started() and time.monotonic() < deadline:
             self.poll(0.05)
-        slowest = max((s.opened_at for s in self.streams.values() if s.started), default=started)
-        return sum(1 for s in self.streams.values() if s.started), time.monotonic() - started, slowest - started
+        streaming = [s.opened_at for s in self.streams.values() if s.started]
+        return len(streaming), max(streaming, default=started) - started, self.refused, self.failed
 
     def all_started(self) -> bool:
         return all(s.started for s in self.streams.values())
@@ -106,9 +109,11 @@ class LoadClient:
         except BlockingIOError:
             return
         except OSError:
+            self.failed += 1
             self._drop(fd)
             return
         if not data:
+            self.failed += not stream.started
             self._drop(fd)
             return
         stamp = 0
@@ -117,8 +122,13 @@ class LoadClient:
                 sec, nsec = struct.unpack("qq", cdata[:16])
                 stamp = sec * 1_000_000_000 + nsec
         if not stream.started:
-            if b"\r\n\r\n" not in stream.tail + data:
-                stream.tail = (stream.tail + data)[-64:]
+            head = stream.tail + data
+            if b"\r\n\r\n" not in head:
+                stream.tail = head[-256:]
+                return
+            if not head.startswith(b"HTTP/1.1 200 "):
+                self.refused += 1  # answered, but not with a stream (503 at capacity or shutting down)
+                self._drop(fd)
                 return
             stream.started = True
             stream.opened_at = time.monotonic()
@@ -162,7 +172,7 @@ class LoadClient:
                 "out_of_order": self.out_of_order, "cpu": time.process_time() - cpu0,
                 "seconds": time.monotonic() - started}
 
-    def storm(self, seconds: float, timeout: float) -> tuple[int, float, float]:
+    def storm(self, seconds: float, timeout: float) -> tuple[int, float, int, int]:
         """Close every stream and open as many again within ``seconds`` (a deploy's reconnect storm)."""
         count = len(self.streams)
         self.close()

@@ -33,16 +33,20 @@ class Driver:
         n = len(self.pipes)
         return [total // n + (1 if i < total % n else 0) for i in range(n)]
 
-    def open(self, streams: int, seconds: float, timeout: float) -> tuple[int, float, float]:
-        """Open ``streams`` over ``seconds``: (streaming, seconds until all streamed, last one's open time)."""
+    def open(self, streams: int, seconds: float, timeout: float) -> tuple[int, float, int, int]:
+        """Open ``streams`` over ``seconds``: (streaming, seconds until the last began, refused, failed)."""
         for pipe, share in zip(self.pipes, self._split(streams), strict=True):
             pipe.send(("open", share, seconds, timeout))
-        answers = [pipe.recv() for pipe in self.pipes]
-        return sum(a[0] for a in answers), max(a[1] for a in answers), max(a[2] for a in answers)
+        return self._sum([pipe.recv() for pipe in self.pipes])
 
-    def storm(self, seconds: float, timeout: float) -> tuple[int, float, float]:
-        answers = self._all("storm", seconds, timeout)
-        return sum(a[0] for a in answers), max(a[1] for a in answers), max(a[2] for a in answers)
+    def storm(self, seconds: float, timeout: float) -> tuple[int, float, int, int]:
+        """Every stream closes and reconnects within ``seconds``."""
+        return self._sum(self._all("storm", seconds, timeout))
+
+    @staticmethod
+    def _sum(answers: list[Any]) -> tuple[int, float, int, int]:
+        return (sum(a[0] for a in answers), max(a[1] for a in answers), sum(a[2] for a in answers),
+                sum(a[3] for a in answers))
 
     def start_measure(self, run: str, messages: int, timeout: float) -> None:
         for pipe in self.pipes:

@@ -20,6 +20,9 @@ workers = _settings.web_concurrency
 worker_class = "gevent"
 # Each open SSE stream holds one connection: leave room above FLEXGATE_MAX_CLIENTS for plain requests.
 worker_connections = _settings.max_clients + 1000
+# Thousands of clients reconnect within seconds after a deploy: a deeper accept queue than gunicorn's 2048 keeps
+# their connections waiting instead of dropped and retried a second or more later (the kernel caps it at somaxconn).
+backlog = 8192
 timeout = 30
 graceful_timeout = 10
 # Short, so idle keep-alive connections do not hold a stopping worker past its 5 s budget.

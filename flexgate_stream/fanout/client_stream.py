@@ -149,7 +149,8 @@ class ClientStream:
     def _newest(self, sub: Subscriber) -> Iterator[bytes]:
         """The newest snapshot from JetStream when this worker's consumer has not delivered it yet."""
         try:
-            stored = self.service.call(jetstream_api.last_message, self.feed.stream, self.feed.subject)
+            stored = self.channel.newest_lookup.get(
+                lambda: self.service.call(jetstream_api.last_message, self.feed.stream, self.feed.subject))
         except NatsUnavailable:
             return  # the ring's newest (if any) is the best there is
         if stored is None:

@@ -28,6 +28,7 @@ from gevent.event import Event
 from gevent.hub import Waiter
 
 from flexgate_stream import sse
+from flexgate_stream.fanout.newest import SharedLookup
 
 
 class Policy(enum.Enum):
@@ -69,6 +70,7 @@ class Channel:
         self.clients = 0
         self.parked: dict[Subscriber, None] = {}  # clients waiting for frames, in the order they parked
         self.on_delivered: Callable[[int], None] | None = None  # told how many clients publish wrote to
+        self.newest_lookup: SharedLookup[Any] = SharedLookup()  # what new clients ask JetStream, shared
         self._wakeup = Event()
 
     @property
