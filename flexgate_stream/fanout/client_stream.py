@@ -59,7 +59,7 @@ class ClientStream:
     """
 
     # One per open stream: slots keep each a few hundred bytes smaller than a __dict__ would.
-    __slots__ = ("service", "feed", "channel", "last_id", "since", "client_id", "label", "needs_history", "sub",
+    __slots__ = ("service", "feed", "channel", "last_id", "since", "label", "needs_history", "sub",
                  "sock", "_told", "_next_beat")
 
     def __init__(self, service: StreamHost, feed: Feed, channel: Channel, *, last_id: int | None = None,
@@ -69,7 +69,6 @@ class ClientStream:
         self.channel = channel
         self.last_id = last_id
         self.since = since
-        self.client_id = str(uuid.uuid4())
         self.label = feed.label
         cursor, self.needs_history = self._start()
         self.sub: Subscriber | None = service.attach(feed, channel, cursor, sock)
@@ -120,7 +119,7 @@ class ClientStream:
 
     def _opening(self, sub: Subscriber, told: bool) -> Iterator[bytes]:
         """The hello, then what the client missed (resume, ?since=) or the newest snapshot."""
-        hello = sse.connected(self.client_id, self.service.settings.retry_ms)
+        hello = sse.connected(str(uuid.uuid4()), self.service.settings.retry_ms)  # the id is only ever told
         yield hello if told else hello + sse.status(False)
         if self.needs_history:
             yield from self._catch_up(sub)

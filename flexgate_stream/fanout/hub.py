@@ -162,7 +162,7 @@ class Channel:
 class Subscriber:
     """One client's position in a channel."""
 
-    __slots__ = ("channel", "cursor", "last_seq", "skipped", "writing_since", "sock", "pending", "_waiter")
+    __slots__ = ("channel", "cursor", "last_seq", "skipped", "writing_since", "conn", "sock", "pending", "_waiter")
 
     def __init__(self, channel: Channel, cursor: int) -> None:
         self.channel = channel
@@ -174,6 +174,7 @@ class Subscriber:
         # (set only for a chunked response whose headers are out), and what is left of a chunk it began.
         self.sock: Any = None
         self.pending: bytes | None = None
+        self.conn: Any = None  # the response's socket, so a shutdown can cut a stream stuck in a write
         self._waiter: Waiter[Any] | None = None
 
     def park(self, timeout: float | None) -> None:

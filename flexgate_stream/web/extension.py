@@ -38,7 +38,6 @@ class StreamService:
         self.metrics = WebMetrics(settings)
         self.bridge: Bridge | None = None  # imported only in a gevent worker: see start()
         self._pid: int | None = None
-        self._sockets: dict[int, Any] = {}  # open streams' sockets, by subscriber
 
     @property
     def started(self) -> bool:
@@ -70,7 +69,7 @@ class StreamService:
         gevent.spawn_later(grace, self._cut_stalled)
 
     def _cut_stalled(self) -> None:
-        stalled = list(self._sockets.values())
+        stalled = [sub.conn for sub in self.hub.subscribers if sub.conn is not None]
         if stalled:
             log.warning("web[%s]: cutting %d streams whose clients stopped reading", os.getpid(), len(stalled))
         for sock in stalled:
@@ -118,13 +117,12 @@ class StreamService:
         """Register one client stream (and its socket, so shutdown can cut it if it stalls)."""
         self.metrics.clients.labels(feed.label).inc()
         sub = self.hub.attach(channel, cursor)
-        if sock is not None:
-            self._sockets[id(sub)] = sock
+        sub.conn = sock
         return sub
 
     def release(self, feed: Feed, sub: Subscriber) -> None:
         """Forget one client stream; a per-route feed nobody reads any more is dropped."""
-        self._sockets.pop(id(sub), None)
+        sub.conn = None
         self.metrics.clients.labels(feed.label).dec()
         if self.hub.detach(sub) and not feed.shared:
             self.hub.drop(feed.key)
