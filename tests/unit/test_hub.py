@@ -178,3 +178,25 @@ def test_a_parked_client_without_a_socket_is_woken_for_each_frame():
     channel.publish(1, b"x")
     g.join(1)
     assert woke == [True] and [f.seq for f in sub.take()] == [1]
+
+
+def test_a_chunk_the_socket_takes_only_in_part_is_left_to_the_client_to_finish_first():
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    ours = socket.create_connection(listener.getsockname())
+    theirs, _ = listener.accept()
+    listener.close()
+    ours.setblocking(False)
+    hub, channel = hub_with(Policy.LATEST)
+    sub = hub.attach(channel, channel.next_index)
+    sub.sock = ours
+    g, woke = _parked(sub)
+    frame = channel.publish(1, b"x" * 8_000_000)  # more than any loopback socket takes at once
+    g.join(1)
+    assert woke == [True]
+    assert sub.pending and frame.chunk.endswith(sub.pending) and len(sub.pending) < len(frame.chunk)
+    assert sub.writing_since is not None  # counted as a pending write (stalled, if it stays)
+    assert sub.last_seq == 1 and sub.take() == []  # the frame is the pending write's, not to be sent again
+    ours.close()
+    theirs.close()
