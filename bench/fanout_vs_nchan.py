@@ -60,8 +60,10 @@ def run_one(server: NchanServer | OurServer, streams: int, clients: int, open_ra
     rss0 = sum(rss_kib(p) for p in pids)
     driver = Driver(server.port, server.path, clients)
     try:
+        open_cpu0 = cpu_seconds(pids)
         opened, open_seconds, _, _ = driver.open(streams, streams / open_rate, 60)
         time.sleep(2)  # let the servers settle after the opening burst
+        open_cpu = cpu_seconds(pids) - open_cpu0
         pids = server.pids()
         rss1 = sum(rss_kib(p) for p in pids)
         run = f"r{streams}{server.name}{int(time.time())}"
@@ -85,7 +87,7 @@ def run_one(server: NchanServer | OurServer, streams: int, clients: int, open_ra
             "delivered": delivered, "delivery": 100.0 * delivered / (streams * MESSAGES),
             "out_of_order": result["out_of_order"],
             "cpu_us": 1e6 * cpu / max(1, delivered), "aux_us": 1e6 * aux / max(1, delivered),
-            "kib": (rss1 - rss0) / max(1, opened), "client_cpu": result["client_cpu"],
+            "kib": (rss1 - rss0) / max(1, opened), "open_cpu": open_cpu, "client_cpu": result["client_cpu"],
             "client_s": result["seconds"]}
 
 
@@ -93,10 +95,10 @@ def report(ours: dict[str, float], nchan: dict[str, float]) -> None:
     n = int(ours["streams"])
     print(f"\n{n} streams, {MESSAGES} messages of ~2 KB at {RATE:g}/s")
     print(f"{'':8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'CPU us/event':>13} {'KiB/stream':>11} "
-          f"{'delivered':>10} {'open s':>7}")
+          f"{'delivered':>10} {'open s':>7} {'open CPU s':>10}")
     for name, r in (("nchan", nchan), ("ours", ours)):
         print(f"{name:8} {r['p50']:8.1f} {r['p99']:8.1f} {r['max']:8.1f} {r['cpu_us']:13.1f} {r['kib']:11.1f} "
-              f"{r['delivery']:9.2f}% {r['open_s']:7.1f}")
+              f"{r['delivery']:9.2f}% {r['open_s']:7.1f} {r['open_cpu']:10.1f}")
     print(f"ratio ours/nchan: p50 {ours['p50'] / nchan['p50']:.2f}x, p99 {ours['p99'] / nchan['p99']:.2f}x, "
           f"CPU/event {ours['cpu_us'] / nchan['cpu_us']:.2f}x, memory/stream {ours['kib'] / nchan['kib']:.2f}x")
     print(f"(ours: nats-server {ours['aux_us']:.1f} us/event besides; out of order: ours {ours['out_of_order']:.0f}, "
