@@ -52,12 +52,6 @@ def when_ready(server):
 
 
 def post_worker_init(worker):
-    # Accept fewer connections per turn of the event loop (gevent's default is 100): in a reconnect storm each
-    # new request holds the loop for a fraction of a millisecond, and /healthz or /api/stream/stats waits behind
-    # every one accepted before it.
-    from gevent.baseserver import BaseServer
-
-    BaseServer.max_accept = 20
     gunicorn_hooks.worker_started(worker)
 
 
