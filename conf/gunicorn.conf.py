@@ -13,6 +13,10 @@ _settings = load_or_exit()  # a bad environment stops the master with one senten
 _metrics_dir, _own_metrics_dir = gunicorn_hooks.metrics_dir(_settings.prometheus_multiproc_dir)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
+# gevent records each greenlet's spawning stack (about ten frame records) for its debugging tools: with one
+# greenlet per open stream that is ~0.8 KB a stream for nothing. Read by gevent in each worker.
+os.environ.setdefault("GEVENT_TRACK_GREENLET_TREE", "false")
+
 # Every interface (a PaaS routes to $PORT) unless FLEXGATE_BIND names one; make run sets 127.0.0.1.
 _host = _settings.bind_host or "0.0.0.0"
 bind = f"[{_host}]:{_settings.port}" if ":" in _host else f"{_host}:{_settings.port}"
@@ -21,6 +25,9 @@ workers = _settings.web_concurrency
 worker_class = "flexgate_stream.web.gunicorn_edge.JsonErrorGeventWorker"
 # Each open SSE stream holds one connection: leave room above FLEXGATE_MAX_CLIENTS for plain requests.
 worker_connections = _settings.max_clients + 1000
+# Thousands of clients reconnect within seconds after a deploy: a deeper accept queue than gunicorn's 2048 keeps
+# their connections waiting instead of dropped and retried a second or more later (the kernel caps it at somaxconn).
+backlog = 8192
 timeout = 30
 graceful_timeout = 10
 # Short, so idle keep-alive connections do not hold a stopping worker past its 5 s budget.

@@ -58,18 +58,26 @@ class ClientStream:
     ``close()``, which the WSGI server calls whether or not the response was ever iterated.
     """
 
+    # One per open stream: slots keep each a few hundred bytes smaller than a __dict__ would.
+    __slots__ = ("service", "feed", "channel", "last_id", "since", "label", "needs_history", "sub",
+                 "sock", "_told", "_next_beat")
+
     def __init__(self, service: StreamHost, feed: Feed, channel: Channel, *, last_id: int | None = None,
-                 since: timedelta | None = None, sock: object = None) -> None:
+                 since: timedelta | None = None, sock: Any = None, direct: bool = False) -> None:
         self.service = service
         self.feed = feed
         self.channel = channel
         self.last_id = last_id
         self.since = since
-        self.client_id = str(uuid.uuid4())
         self.label = feed.label
         cursor, self.needs_history = self._start()
         self.sub: Subscriber | None = service.attach(feed, channel, cursor, sock)
         self.sub.last_seq = last_id or 0
+        # With ``direct`` (a chunked HTTP/1.1 response on a plain gevent socket) the channel may write frames
+        # straight to the socket while this stream waits: see hub.Channel.publish.
+        self.sock: Any = sock if direct else None
+        self._told = False  # the NATS state this client was last told of
+        self._next_beat = 0.0  # monotonic time of the next heartbeat
 
     def __iter__(self) -> Iterator[bytes]:
         return self._frames()
@@ -84,23 +92,39 @@ class ClientStream:
         sub = self.sub
         if sub is None:
             return
+        self._told = self.service.hub.connected
         try:
-            for chunk in self._body(sub, self.needs_history):
+            for chunk in self._opening(sub, self._told):
                 sub.writing_since = time.monotonic()
                 yield chunk  # resumed once the server has written it, so a client that stops reading shows here
                 sub.writing_since = None
+            chunk = b""  # not kept alive while the stream is parked
+            # The live part runs in this generator, not a nested one: a parked stream's greenlet keeps a copy
+            # of its C stack, and every generator level it is suspended in adds to it, for every open stream.
+            if self.sock is not None:
+                sub.sock = getattr(self.sock, "_sock", None)  # the response's headers are out by now
+            self._next_beat = time.monotonic() + self.service.settings.heartbeat_seconds
+            while True:
+                step, last = self._live_step(sub)
+                if step is None:
+                    continue
+                sub.writing_since = time.monotonic()
+                yield step
+                sub.writing_since = None
+                step = None
+                if last:
+                    return
         finally:
             self.close()
 
-    def _body(self, sub: Subscriber, needs_history: bool) -> Iterator[bytes]:
-        told = self.service.hub.connected
-        hello = sse.connected(self.client_id, self.service.settings.retry_ms)
+    def _opening(self, sub: Subscriber, told: bool) -> Iterator[bytes]:
+        """The hello, then what the client missed (resume, ?since=) or the newest snapshot."""
+        hello = sse.connected(str(uuid.uuid4()), self.service.settings.retry_ms)  # the id is only ever told
         yield hello if told else hello + sse.status(False)
-        if needs_history:
+        if self.needs_history:
             yield from self._catch_up(sub)
         elif self.last_id is None and self.channel.policy is Policy.LATEST:
             yield from self._newest(sub)
-        yield from self._live(sub, told)
 
     def _start(self) -> tuple[int, bool]:
         """Where the client enters the ring, and whether JetStream must fill in what the ring lacks."""
@@ -124,7 +148,8 @@ class ClientStream:
     def _newest(self, sub: Subscriber) -> Iterator[bytes]:
         """The newest snapshot from JetStream when this worker's consumer has not delivered it yet."""
         try:
-            stored = self.service.call(jetstream_api.last_message, self.feed.stream, self.feed.subject)
+            stored = self.channel.newest_lookup.get(
+                lambda: self.service.call(jetstream_api.last_message, self.feed.stream, self.feed.subject))
         except NatsUnavailable:
             return  # the ring's newest (if any) is the best there is
         if stored is None:
@@ -233,37 +258,37 @@ class ClientStream:
             sub.last_seq = stored.seq
             yield sse.frame(stored.data, id=stored.seq)
 
-    def _live(self, sub: Subscriber, told: bool) -> Iterator[bytes]:
-        """Frames as they arrive, a status event on NATS changes, heartbeats, and a last frame at shutdown."""
-        hub, metrics = self.service.hub, self.service.metrics
-        beat = self.service.settings.heartbeat_seconds
-        next_beat = time.monotonic() + beat
-        while True:
-            if hub.closing:
-                yield sse.shutdown("the server is restarting", self._jittered_retry())
-                return
-            if hub.connected != told:
-                told = hub.connected
-                yield sse.status(told)
-            try:
-                frames = sub.take()
-            except Overrun:
-                metrics.reset(self.label)
-                yield sse.reset("the client fell too far behind; reconnect to resume", self._jittered_retry())
-                return
-            if sub.skipped:
-                metrics.skipped(sub.skipped)
-                sub.skipped = 0
-            now = time.monotonic()
-            if frames:
-                metrics.sent(self.label, len(frames))
-                next_beat = now + beat
-                yield b"".join(f.sse for f in frames)
-            elif now >= next_beat:
-                next_beat = now + beat
-                yield sse.HEARTBEAT
-            else:
-                sub.channel.wait(next_beat - now)
+    def _live_step(self, sub: Subscriber) -> tuple[bytes | None, bool]:
+        """The next live chunk (a frame, a status event on NATS changes, a heartbeat, the last frame at
+        shutdown) and whether it is the last; (None, False) after waiting for the channel."""
+        hub = self.service.hub
+        if sub.pending is not None:
+            rest, sub.pending = sub.pending, None
+            self.sock.sendall(rest)  # the end of a chunk the channel began writing; nothing may come between
+            sub.writing_since = None
+        if hub.closing:
+            return sse.shutdown("the server is restarting", self._jittered_retry()), True
+        if hub.connected != self._told:
+            self._told = hub.connected
+            return sse.status(self._told), False
+        try:
+            frames = sub.take()
+        except Overrun:
+            self.service.metrics.reset(self.label)
+            return sse.reset("the client fell too far behind; reconnect to resume", self._jittered_retry()), True
+        if sub.skipped:
+            self.service.metrics.skipped(sub.skipped)
+            sub.skipped = 0
+        now = time.monotonic()
+        if frames:
+            self.service.metrics.sent(self.label, len(frames))
+            self._next_beat = now + self.service.settings.heartbeat_seconds
+            return b"".join(f.sse for f in frames), False
+        if now >= self._next_beat:
+            self._next_beat = now + self.service.settings.heartbeat_seconds
+            return sse.HEARTBEAT, False
+        sub.park(self._next_beat - now)
+        return None, False
 
     def _jittered_retry(self) -> int:
         """A reconnect delay spread over 0.5..1.5 x retry_ms, so clients do not all return at once."""

@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flask import Flask, current_app
+from flask import Flask, current_app, has_request_context, request
 
 from flexgate_stream.errors import AtCapacity, NatsUnavailable
 from flexgate_stream.fanout import feeds
@@ -38,7 +38,6 @@ class StreamService:
         self.metrics = WebMetrics(settings)
         self.bridge: Bridge | None = None  # imported only in a gevent worker: see start()
         self._pid: int | None = None
-        self._sockets: dict[int, Any] = {}  # open streams' sockets, by subscriber
 
     @property
     def started(self) -> bool:
@@ -70,7 +69,7 @@ class StreamService:
         gevent.spawn_later(grace, self._cut_stalled)
 
     def _cut_stalled(self) -> None:
-        stalled = list(self._sockets.values())
+        stalled = [sub.conn for sub in self.hub.subscribers if sub.conn is not None]
         if stalled:
             log.warning("web[%s]: cutting %d streams whose clients stopped reading", os.getpid(), len(stalled))
         for sock in stalled:
@@ -96,8 +95,11 @@ class StreamService:
             raise AtCapacity(f"this server process already follows its maximum of {self.settings.max_route_feeds} "
                              "routes; retry later or stream the summary.", headers={"Retry-After": "30"})
         channel, created = self.hub.channel(feed.key, feed.policy)
-        if created and self.bridge is not None:
-            self.bridge.follow(feed, channel)
+        if created:
+            label, sent = feed.label, self.metrics.sent
+            channel.on_delivered = lambda count: sent(label, count)  # one count per message, not per client
+            if self.bridge is not None:
+                self.bridge.follow(feed, channel)
         return channel
 
     def admit(self, feed: Feed, *, last_id: int | None = None, since: timedelta | None = None,
@@ -112,7 +114,8 @@ class StreamService:
         if sock is not None:
             # A client that stops reading fails its write after this long instead of holding the stream forever.
             sock.settimeout(self.settings.send_timeout_seconds)
-        return ClientStream(self, feed, self.open(feed), last_id=last_id, since=since, sock=sock)
+        return ClientStream(self, feed, self.open(feed), last_id=last_id, since=since, sock=sock,
+                            direct=_writes_chunks(sock))
 
     @property
     def route_feeds(self) -> int:
@@ -123,13 +126,12 @@ class StreamService:
         """Register one client stream (and its socket, so shutdown can cut it if it stalls)."""
         self.metrics.clients.labels(feed.label).inc()
         sub = self.hub.attach(channel, cursor)
-        if sock is not None:
-            self._sockets[id(sub)] = sock
+        sub.conn = sock
         return sub
 
     def release(self, feed: Feed, sub: Subscriber) -> None:
         """Forget one client stream; a per-route feed nobody reads any more is dropped."""
-        self._sockets.pop(id(sub), None)
+        sub.conn = None
         self.metrics.clients.labels(feed.label).dec()
         if self.hub.detach(sub) and not feed.shared:
             self.hub.drop(feed.key)
@@ -145,6 +147,14 @@ class StreamService:
     @property
     def connected(self) -> bool:
         return self.started and self.bridge is not None and self.bridge.connected
+
+
+def _writes_chunks(sock: Any) -> bool:
+    """True when gunicorn will send this response with chunked transfer-encoding on a plain (not TLS) gevent
+    socket, so the hub may write pre-encoded chunks to it directly."""
+    if sock is None or not has_request_context() or hasattr(sock, "getpeercert") or not hasattr(sock, "_sock"):
+        return False
+    return request.method == "GET" and request.environ.get("SERVER_PROTOCOL") == "HTTP/1.1"
 
 
 def init_app(app: Flask, settings: Settings) -> StreamService:

@@ -33,4 +33,4 @@ def stream_alerts() -> Response:
 
 def _open(feed: Feed, last_id: int | None, since: timedelta | None = None) -> Response:
     stream = current_service().admit(feed, last_id=last_id, since=since, sock=request.environ.get("gunicorn.socket"))
-    return Response(stream, headers=sse.HEADERS)
+    return Response(stream, headers=sse.HEADERS, direct_passthrough=True)

@@ -118,3 +118,85 @@ def test_stalled_counts_clients_whose_write_has_been_pending_too_long():
     assert hub.stalled(2.0) == 1 and hub.clients == 3
     hub.detach(stuck)
     assert hub.stalled(2.0) == 0 and hub.clients == 2
+
+
+def _parked(sub):
+    woke = []
+    g = gevent.spawn(lambda: (sub.park(5), woke.append(True)))
+    gevent.sleep(0)
+    return g, woke
+
+
+def test_publish_writes_the_chunk_to_a_parked_client_with_room_without_waking_it():
+    import socket
+
+    hub, channel = hub_with(Policy.LATEST)
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    sub = hub.attach(channel, channel.next_index)
+    sub.sock = ours
+    g, woke = _parked(sub)
+    channel.publish(1, b"x")
+    channel.publish(1, b"again")  # a redelivery is neither written nor wakes anyone
+    assert theirs.recv(100) == b"F\r\nid: 1\ndata: x\n\n\r\n"  # one HTTP/1.1 chunk: size, frame, CRLF
+    assert sub.cursor == channel.next_index and sub.last_seq == 1 and sub.take() == []
+    gevent.sleep(0.01)
+    assert woke == []
+    hub.close()  # a state change still wakes every parked client
+    g.join(1)
+    assert woke == [True]
+    ours.close()
+    theirs.close()
+
+
+def test_publish_wakes_a_parked_client_whose_socket_is_full_and_leaves_the_frame_to_it():
+    import socket
+
+    hub, channel = hub_with(Policy.LATEST)
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    try:
+        while True:
+            ours.send(b"." * 65536)
+    except BlockingIOError:
+        pass
+    sub = hub.attach(channel, channel.next_index)
+    sub.sock = ours
+    g, woke = _parked(sub)
+    channel.publish(1, b"x")
+    g.join(1)
+    assert woke == [True] and sub.pending is None
+    assert [f.seq for f in sub.take()] == [1]  # written by the client's own response, which may block
+    ours.close()
+    theirs.close()
+
+
+def test_a_parked_client_without_a_socket_is_woken_for_each_frame():
+    hub, channel = hub_with(Policy.LATEST)
+    sub = hub.attach(channel, channel.next_index)
+    g, woke = _parked(sub)
+    channel.publish(1, b"x")
+    g.join(1)
+    assert woke == [True] and [f.seq for f in sub.take()] == [1]
+
+
+def test_a_chunk_the_socket_takes_only_in_part_is_left_to_the_client_to_finish_first():
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    ours = socket.create_connection(listener.getsockname())
+    theirs, _ = listener.accept()
+    listener.close()
+    ours.setblocking(False)
+    hub, channel = hub_with(Policy.LATEST)
+    sub = hub.attach(channel, channel.next_index)
+    sub.sock = ours
+    g, woke = _parked(sub)
+    frame = channel.publish(1, b"x" * 8_000_000)  # more than any loopback socket takes at once
+    g.join(1)
+    assert woke == [True]
+    assert sub.pending and frame.chunk.endswith(sub.pending) and len(sub.pending) < len(frame.chunk)
+    assert sub.writing_since is not None  # counted as a pending write (stalled, if it stays)
+    assert sub.last_seq == 1 and sub.take() == []  # the frame is the pending write's, not to be sent again
+    ours.close()
+    theirs.close()

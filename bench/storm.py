@@ -1,0 +1,96 @@
+"""The reconnect storm of bench/fanout_vs_nchan.py: every stream reconnecting within 2 s (optionally right after a
+deploy: gunicorn reloading its workers with SIGHUP), while /api/stream/stats and /healthz are polled and timed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import requests
+
+from bench.load_driver import Driver
+from bench.servers import OurServer
+
+
+class Prober(threading.Thread):
+    """Polls an endpoint every 0.2 s; keeps the slowest answer and counts answers by status."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.slowest = 0.0
+        self.statuses: Counter[str] = Counter()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        session = requests.Session()
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            try:
+                status = str(session.get(self.url, timeout=5).status_code)
+            except requests.RequestException as exc:
+                status = type(exc).__name__
+            self.slowest = max(self.slowest, time.monotonic() - started)
+            self.statuses[status] += 1
+            self.stopping.wait(0.2)
+
+
+class Ticker(threading.Thread):
+    """Publishes a snapshot every second, as the publisher would, so the stream stays fresh."""
+
+    def __init__(self, server: OurServer) -> None:
+        super().__init__(daemon=True)
+        self.server = server
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        n = 0
+        while not self.stopping.wait(1.0):
+            n += 1
+            self.server.publish("tick", n)
+
+
+def cpu_with_children(pid: int) -> float:
+    """CPU seconds of ``pid`` and of its children that have exited (a reloaded worker's)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def reconnect_storm(server: OurServer, streams: int, clients: int, open_rate: float, deploy: bool) -> None:
+    """Open ``streams``; then (with ``deploy``, after reloading the workers) every client reconnects within 2 s."""
+    assert server.web is not None
+    ticker = Ticker(server)
+    ticker.start()
+    driver = Driver(server.port, server.path, clients)
+    probes = [Prober(server.web.url + "/api/stream/stats"), Prober(server.web.url + "/healthz")]
+    try:
+        opened, seconds, refused, failed = driver.open(streams, streams / open_rate, 60)
+        print(f"opened {opened}/{streams} streams at {open_rate:g}/s; the last began {seconds:.1f} s after the "
+              f"first ({refused} refused, {failed} failed)")
+        old = server.web.worker_pids()
+        for probe in probes:
+            probe.start()
+        live = sum(cpu_with_children(p) for p in old)
+        cpu0 = cpu_with_children(server.web.pid) + live
+        if deploy:
+            os.kill(server.web.pid, signal.SIGHUP)  # new workers start, the old ones end their streams
+        streaming, seconds, refused, failed = driver.storm(2.0, 30)
+        time.sleep(1)
+        new = server.web.worker_pids()
+        cpu = cpu_with_children(server.web.pid) + sum(cpu_with_children(p) for p in new) - cpu0
+        what = "workers reloaded, then every" if deploy else "every"
+        print(f"storm ({what} client reconnects within 2 s): {streaming}/{streams} streaming, "
+              f"the last began {seconds:.1f} s after the first reconnect (target: all within 10 s); "
+              f"{refused} refused, {failed} failed; server CPU {cpu:.1f} s")
+    finally:
+        for probe in probes:
+            probe.stopping.set()
+        ticker.stopping.set()
+        driver.close()
+    for probe in probes:
+        print(f"  {probe.url.rsplit('/', 1)[1]}: slowest answer {probe.slowest * 1000:.0f} ms "
+              f"(target: within 1 s); answers {dict(probe.statuses)}")

@@ -1,0 +1,47 @@
+"""One JetStream lookup at a time per channel, shared by the clients that wait for it.
+
+When thousands of clients connect at once (a deploy), each wants the newest snapshot from JetStream.
+A client never gets an answer to a request sent before it arrived (it could miss a message stored
+just before it connected), but every client that arrives while a request is in flight joins the next
+one, so a storm costs a handful of requests instead of one per client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+import gevent
+from gevent.event import AsyncResult
+
+T = TypeVar("T")
+
+
+class SharedLookup(Generic[T]):
+    """Runs ``fetch`` for batches of callers: those that arrived before each run share its answer."""
+
+    def __init__(self) -> None:
+        self._waiting: AsyncResult[T] | None = None
+        self._running = False
+
+    def get(self, fetch: Callable[[], T]) -> T:
+        """The answer of a ``fetch`` begun after this call, shared with the callers that wait alongside."""
+        batch = self._waiting
+        if batch is None:
+            batch = self._waiting = AsyncResult()
+            if not self._running:
+                self._running = True
+                gevent.spawn(self._run, fetch)
+        value: T = batch.get()
+        return value
+
+    def _run(self, fetch: Callable[[], T]) -> None:
+        try:
+            while self._waiting is not None:
+                batch, self._waiting = self._waiting, None
+                try:
+                    batch.set(fetch())
+                except Exception as exc:  # noqa: BLE001 - handed to every waiting caller, who raises it
+                    batch.set_exception(exc)
+        finally:
+            self._running = False

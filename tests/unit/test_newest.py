@@ -1,0 +1,48 @@
+"""SharedLookup: a storm of new clients shares lookups; no client gets an answer older than its arrival."""
+
+from __future__ import annotations
+
+import gevent
+import pytest
+from gevent.event import Event
+
+from flexgate_stream.errors import NatsUnavailable
+from flexgate_stream.fanout.newest import SharedLookup
+
+pytestmark = pytest.mark.timeout(10)
+
+
+def test_callers_arriving_during_a_lookup_share_the_next_one_not_the_current():
+    lookup: SharedLookup[int] = SharedLookup()
+    runs: list[int] = []
+    release = [Event(), Event()]
+
+    def fetch() -> int:
+        n = len(runs)
+        runs.append(n)
+        release[n].wait(5)
+        return n
+
+    first = gevent.spawn(lookup.get, fetch)
+    gevent.sleep(0)  # the first lookup is in flight
+    later = [gevent.spawn(lookup.get, fetch) for _ in range(50)]
+    gevent.sleep(0)
+    release[0].set()
+    assert first.get(timeout=5) == 0
+    gevent.sleep(0)
+    release[1].set()
+    assert [g.get(timeout=5) for g in later] == [1] * 50  # one more lookup for all fifty, begun after they came
+    assert runs == [0, 1]
+
+
+def test_a_failed_lookup_is_raised_to_every_caller_and_the_next_one_runs_again():
+    lookup: SharedLookup[int] = SharedLookup()
+
+    def failing() -> int:
+        gevent.sleep(0.01)
+        raise NatsUnavailable("down")
+
+    callers = [gevent.spawn(lookup.get, failing) for _ in range(3)]
+    gevent.joinall(callers, timeout=5)
+    assert all(isinstance(g.exception, NatsUnavailable) for g in callers)
+    assert lookup.get(lambda: 7) == 7
