@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flexgate_stream.devstack.demo import RowWriter, TrafficModel  # noqa: E402
 from flexgate_stream.devstack.servers import PostgresServer  # noqa: E402
+from flexgate_stream.devstack.traffic import RowWriter, TrafficModel  # noqa: E402
 from flexgate_stream.requestlog import database, schema  # noqa: E402
 
 

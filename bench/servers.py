@@ -14,7 +14,7 @@ from pathlib import Path
 
 from flexgate_stream.devstack.nats_client import NatsClient
 from flexgate_stream.devstack.processes import dies_with_parent, free_port, stop_process, wait_for
-from flexgate_stream.devstack.sample_messages import sample_snapshot
+from flexgate_stream.devstack.samples import sample_snapshot
 from flexgate_stream.devstack.servers import NatsServer
 from flexgate_stream.devstack.web_server import WebServer
 from flexgate_stream.messages import SUMMARY_SUBJECT, encode, message_id

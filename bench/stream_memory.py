@@ -15,8 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from flexgate_stream.devstack.nats_client import NatsClient
 from flexgate_stream.devstack.servers import NatsServer
-from tests.e2e.support import NatsClient, WebServer
+from flexgate_stream.devstack.web_server import WebServer
 
 
 def rss_kib(pid: int) -> int:

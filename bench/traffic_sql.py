@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from flexgate_stream.devstack.demo import ROUTES
+from flexgate_stream.devstack.traffic import ROUTES
 from flexgate_stream.requestlog import schema
 
 TABLE, INDEXES = schema.REQUESTS_TABLE.split(";", 1)

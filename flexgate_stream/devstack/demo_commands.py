@@ -14,7 +14,7 @@ import psycopg2.extensions
 from flask import current_app
 from flask.cli import with_appcontext
 
-from flexgate_stream.devstack.demo import RowWriter, TrafficModel
+from flexgate_stream.devstack.traffic import RowWriter, TrafficModel
 from flexgate_stream.errors import FlexgateError
 from flexgate_stream.requestlog import database
 from flexgate_stream.requestlog.commands import connect_from_app

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import nats
 
-from flexgate_stream.devstack.sample_messages import sample_snapshot
+from flexgate_stream.devstack.samples import sample_snapshot
 from flexgate_stream.messages import (
     ALERT_SUBJECT_PREFIX,
     METRICS_STREAM,

@@ -11,8 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from flexgate_stream.errors import FlexgateError
 from flexgate_stream.fanout import jetstream_api
-from flexgate_stream.web import monitoring
 from flexgate_stream.web.extension import current_service, service_of
+from flexgate_stream.web.prometheus import BusCollector
 
 bp = Blueprint("health", __name__)
 
@@ -43,5 +43,5 @@ def readyz() -> tuple[Response, int]:
 def metrics() -> Response:
     """Prometheus text exposition."""
     service = service_of(current_app)
-    return Response(service.metrics.render(monitoring.BusCollector(service.call, service.hub)),
+    return Response(service.metrics.render(BusCollector(service.call, service.hub)),
                     content_type=CONTENT_TYPE_LATEST)

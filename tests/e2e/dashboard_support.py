@@ -1,6 +1,6 @@
 """Helpers for the dashboard's browser tests: a NATS publisher, pages, screenshots.
 
-Snapshots come from flexgate_stream.devstack.sample_messages, gunicorn from tests/e2e/support.py (WebServer).
+Snapshots come from flexgate_stream.devstack.samples, gunicorn from tests/e2e/support.py (WebServer).
 """
 
 from __future__ import annotations

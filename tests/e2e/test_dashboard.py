@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from flexgate_stream.devstack.sample_messages import sample_alert, sample_snapshot
+from flexgate_stream.devstack.samples import sample_alert, sample_snapshot
 from flexgate_stream.devstack.servers import NatsServer
 from tests.e2e.dashboard_support import (
     CHROMIUM,

@@ -219,7 +219,7 @@ def test_all_time_count_stays_exact_as_the_window_moves(db):
 
 def test_route_folding_in_sql_equals_python(db):
     rnd = random.Random(6)
-    from flexgate_stream.devstack.demo import TrafficModel
+    from flexgate_stream.devstack.traffic import TrafficModel
 
     model = TrafficModel(7)
     paths = [p for p in PATHS if p] + [model.row(END)[2] for _ in range(300)] + [

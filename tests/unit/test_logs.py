@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from flexgate_stream.log_safety import SafeFormatter, escape, redact, safe
+from flexgate_stream.logs import SafeFormatter, escape, redact, safe
 
 pytestmark = pytest.mark.timeout(10)
 

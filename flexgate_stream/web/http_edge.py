@@ -1,7 +1,7 @@
-"""gunicorn's edges (conf/gunicorn.conf.py): its logger, and its gevent worker's answers to malformed requests.
+"""The HTTP edge (conf/gunicorn.conf.py): gunicorn's logger, and its gevent worker's answers to malformed requests.
 
 ``GunicornLogger`` escapes every request-derived field of the access log and makes every line of the
-error and access logs safe (``log_safety``). gunicorn parses the request line and headers before the
+error and access logs safe (``logs``). gunicorn parses the request line and headers before the
 application sees them and answers a malformed or oversized one itself; ``JsonErrorGeventWorker``
 answers it as every other error is answered, ``{"success": false, "error": "..."}``, saying what was
 wrong without echoing what was sent.
@@ -9,6 +9,7 @@ wrong without echoing what was sent.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 from datetime import datetime
@@ -21,8 +22,7 @@ from gunicorn.http import errors as http
 from gunicorn.http.wsgi import Response, default_environ
 from gunicorn.workers.ggevent import GeventWorker
 
-from flexgate_stream.log_safety import SafeFormatter, safe
-from flexgate_stream.web.access_log import forwarded_client
+from flexgate_stream.logs import SafeFormatter, safe
 
 # Checked in order: the first class the error is an instance of gives status, reason and message.
 CLIENT_ERRORS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], int, str, str], ...] = (
@@ -107,3 +107,30 @@ class GunicornLogger(Logger):
     def _set_handler(self, log: logging.Logger, output: str | None, fmt: logging.Formatter,
                      stream: Any = None) -> None:
         super()._set_handler(log, output, SafeFormatter(fmt._fmt, fmt.datefmt), stream)
+
+
+def forwarded_client(peer: str, forwarded_for: str, trusted: list[str]) -> str | None:
+    """The client address a trusted ``peer`` forwarded (the last X-Forwarded-For entry), or None."""
+    if not forwarded_for or not _trusted(peer, trusted):
+        return None
+    last = forwarded_for.rsplit(",", 1)[-1].strip()
+    try:
+        return str(ipaddress.ip_address(last))
+    except ValueError:
+        return None
+
+
+def _trusted(peer: str, trusted: list[str]) -> bool:
+    if "*" in trusted:
+        return True
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    for entry in trusted:
+        try:
+            if address in ipaddress.ip_network(entry.strip(), strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
