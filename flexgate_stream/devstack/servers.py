@@ -62,17 +62,8 @@ class NatsServer:
         raise LocalStackError("nats-server could not find a free port after 5 attempts.")
 
     def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                line = sock.makefile("rb").readline()
-        except OSError:
-            return False
-        if not line.startswith(b"INFO "):
-            return False
-        info = json.loads(line[5:])
-        if info.get("server_name") != self.name:
-            raise LocalStackError(f"port {self.port} is held by another nats-server ({info.get('server_name')}).")
-        return True
+        assert self.port is not None
+        return answers_as(self.port, self.name)
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL)."""
@@ -207,3 +198,18 @@ class PostgresServer:
         """Fast shutdown (SIGINT), then SIGKILL."""
         if self.proc is not None:
             stop_process(self.proc, signal.SIGINT, timeout=15)
+
+
+def answers_as(port: int, name: str) -> bool:
+    """Whether the nats-server on ``port`` answers yet; LocalStackError when it is another server than ``name``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            line = sock.makefile("rb").readline()
+    except OSError:
+        return False
+    if not line.startswith(b"INFO "):
+        return False
+    found = json.loads(line[5:]).get("server_name")
+    if found != name:
+        raise LocalStackError(f"port {port} is held by another nats-server ({found}).")
+    return True

@@ -47,22 +47,8 @@ def _create_requests(cur: psycopg2.extensions.cursor) -> str:
     return "created requests"
 
 
-ROLLUP_TABLES = """
-CREATE TABLE request_rollups (
-    bucket_start TIMESTAMPTZ NOT NULL,
-    route TEXT NOT NULL,
-    upstream TEXT NOT NULL,
-    requests BIGINT NOT NULL,
-    status_codes INTEGER[] NOT NULL,
-    status_counts BIGINT[] NOT NULL,
-    latency_count BIGINT NOT NULL,
-    latency_sum DOUBLE PRECISION NOT NULL,
-    latency_bins INTEGER[] NOT NULL,
-    latency_counts BIGINT[] NOT NULL,
-    PRIMARY KEY (bucket_start, route, upstream)
-);
-CREATE TABLE rollup_changes (
-    version BIGINT NOT NULL,
+# One rollup cell: minute x route x upstream, exact status counts, latency count, sum and sketch bins.
+CELL_COLUMNS = """
     bucket_start TIMESTAMPTZ NOT NULL,
     route TEXT NOT NULL,
     upstream TEXT NOT NULL,
@@ -73,7 +59,13 @@ CREATE TABLE rollup_changes (
     latency_sum DOUBLE PRECISION NOT NULL,
     latency_bins INTEGER[] NOT NULL,
     latency_counts BIGINT[] NOT NULL
+"""
+
+ROLLUP_TABLES = "CREATE TABLE request_rollups (" + CELL_COLUMNS + """,
+    PRIMARY KEY (bucket_start, route, upstream)
 );
+CREATE TABLE rollup_changes (
+    version BIGINT NOT NULL,""" + CELL_COLUMNS + """);
 CREATE INDEX rollup_changes_version ON rollup_changes (version);
 CREATE TABLE rollup_state (
     id INTEGER PRIMARY KEY CHECK (id = 1),

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import nats
 import requests
 
 from flexgate_stream.devstack.processes import dies_with_parent, free_port, stop_process, wait_for
+from flexgate_stream.devstack.servers import answers_as
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_CONF = ROOT / "conf" / "nats-server-cluster.conf"
@@ -113,17 +113,7 @@ class ClusterNode:
         wait_for(self._answers, timeout, f"nats-server {self.name} (log: {self.folder / 'node.log'})", self.proc)
 
     def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                line = sock.makefile("rb").readline()
-        except OSError:
-            return False
-        if not line.startswith(b"INFO "):
-            return False
-        found = json.loads(line[5:]).get("server_name")
-        if found != self.name:
-            raise RuntimeError(f"port {self.port} is held by another nats-server ({found}).")
-        return True
+        return answers_as(self.port, self.name)
 
     def monitor(self, path: str) -> dict:
         return requests.get(f"http://127.0.0.1:{self.http_port}{path}", timeout=2).json()
