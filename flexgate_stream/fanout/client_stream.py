@@ -249,14 +249,8 @@ class ClientStream:
         newest = self.channel.latest
         if newest is not None:
             sub.cursor = newest.index
-            return
-        try:
-            stored = self.service.call(jetstream_api.last_message, self.feed.stream, self.feed.subject)
-        except NatsUnavailable:
-            return
-        if stored is not None:
-            sub.last_seq = stored.seq
-            yield sse.frame(stored.data, id=stored.seq)
+        # The ring's newest may trail what JetStream already holds (the consumer has not delivered it yet).
+        yield from self._newest(sub)
 
     def _live_step(self, sub: Subscriber) -> tuple[bytes | None, bool]:
         """The next live chunk (a frame, a status event on NATS changes, a heartbeat, the last frame at

@@ -25,9 +25,19 @@ def post_event(url: str, body, **kwargs) -> requests.Response:
 
 
 def test_alerts_stream_gets_live_alerts_only_and_resumes(web_server, nats_client):
-    nats_client.publish_alert("warning")  # history: not sent to a new client without ?since=
-    client = SSEClient(web_server.url + "/api/stream/alerts")
+    # History, not sent to a new client without ?since=: an alert the worker already holds when the client comes.
+    watcher = SSEClient(web_server.url + "/api/stream/alerts")
+    watcher.next()
+    history = nats_client.publish_alert("warning")
+    assert int(watcher.data_events(1)[0].id) == history  # now in that worker's ring
+    for _ in range(50):
+        client = SSEClient(web_server.url + "/api/stream/alerts")
+        if client.worker == watcher.worker:
+            break
+        client.close()
+    watcher.close()
     try:
+        assert client.worker == watcher.worker
         client.next()
         live = [nats_client.publish_alert("critical") for _ in range(3)]
         got = client.data_events(3)
