@@ -22,7 +22,7 @@ import socket
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import nats.errors
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -40,6 +40,7 @@ log = logging.getLogger("workers.publisher")
 
 WARM_STOP_SECONDS = 4.5  # the whole warm stop, inside the 5 s a supervisor grants
 TICK_GRACE = 3.0  # how long a warm stop waits for a running tick before cancelling its query
+FOLD_SECONDS = 1.0  # between ticks, new rows are folded this often, so a tick has at most this much left to fold
 
 
 def window_end_for(now: float, tick: float) -> datetime:
@@ -68,6 +69,7 @@ class Publisher:
         self.tick_task: asyncio.Task[None] | None = None
         self.last_window_end: datetime | None = None
         self.backfill: asyncio.Task[None] | None = None
+        self.fold_task: asyncio.Task[None] | None = None
 
     async def run(self) -> int:
         """Bootstrap, tick until a stop is requested, tear down; the exit status."""
@@ -90,6 +92,10 @@ class Publisher:
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
         scheduler.add_job(self.tick, IntervalTrigger(seconds=tick, start_date=first, timezone=UTC), id="tick",
                           max_instances=1, coalesce=True, misfire_grace_time=max(1, int(tick)))
+        if tick >= 2 * FOLD_SECONDS:  # half a second off the tick's phase, so folds and ticks do not meet
+            halfway = first + timedelta(seconds=FOLD_SECONDS / 2)
+            scheduler.add_job(self.fold, IntervalTrigger(seconds=FOLD_SECONDS, start_date=halfway, timezone=UTC),
+                              id="fold", max_instances=1, coalesce=True, misfire_grace_time=1)
         return scheduler
 
     def _on_signal(self, sig: int) -> None:
@@ -102,6 +108,19 @@ class Publisher:
         log.warning("publisher[%s]: second %s, cold stop", self.ident, signal.Signals(sig).name)
         sys.stderr.flush()
         os._exit(1)
+
+    async def fold(self) -> None:
+        """Between ticks: fold the rows that arrived into the rollups, so a tick publishes soon after its window
+        ends (the same work, spread over the period); never raises."""
+        if self.stopping.is_set() or self.tick_task is not None:
+            return
+        self.fold_task = asyncio.current_task()
+        try:
+            await self.db.aggregate([])
+        except Exception:  # the loop boundary: log and carry on
+            log.error("publisher[%s]: folding new rows failed", self.ident, exc_info=True)
+        finally:
+            self.fold_task = None
 
     async def tick(self) -> None:
         """One tick: aggregate the window ending now, publish it; never raises."""
@@ -164,7 +183,7 @@ class Publisher:
                 log.warning("publisher[%s]: tick still running at stop; cancelling its query", self.ident)
                 self.db.cancel()
                 await asyncio.wait({task}, timeout=max(0.1, deadline - time.monotonic() - 1.0))
-        for unfinished in (task, self.backfill):  # nothing may write a heartbeat after retire() removed it
+        for unfinished in (task, self.fold_task, self.backfill):  # nothing may write after retire() removed the beat
             if unfinished is not None and not unfinished.done():
                 unfinished.cancel()
                 await asyncio.wait({unfinished}, timeout=0.5)

@@ -32,7 +32,7 @@ LOCK_KEY = 7251002
 KEEP_MINUTES = 2 * DAY_MINUTES + 60  # a catch-up window 24 h old still finds its whole 24 h
 KEEP_CHANGES = 120  # versions of the change log kept for a publisher that falls behind (then it rebuilds)
 BACKFILL_IDS = 100_000  # ids per backfill chunk (~0.3 s of work between two ticks)
-MAX_PENDING = 24  # reads a late commit is waited for (2 min at 5 s ticks), then its rows are given up
+MAX_PENDING = 120  # reads a late commit is waited for (2 min: the publisher reads once a second), then given up
 FIRST_LATE_SECONDS = 60  # at first start, rows of the last minute are re-read if their transaction was open
 STATE_COLUMNS = ("version, max_id, low_id, snapshot, pending, requests_before, backfill_below,"
                  " backfill_snapshot")

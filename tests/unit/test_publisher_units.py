@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
@@ -8,7 +9,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from flexgate_stream.messages import Snapshot, Summary, encode
+from flexgate_stream.settings import Settings
 from flexgate_stream.tick.aggregation import Stats, WindowFigures
 from flexgate_stream.tick.routes import fold_route
 from flexgate_stream.tick.snapshot import summary_snapshot
@@ -108,3 +112,21 @@ def test_a_closed_database_connection_is_one_line_and_retried_within_a_tick(capl
     assert [r.levelname for r in caplog.records] == ["WARNING"]
     assert not caplog.records[0].exc_info and "Traceback" not in caplog.text
     assert max(delays) < 5  # the next tick always tries again
+
+
+@pytest.mark.parametrize(("tick", "folds"), [(5.0, True), (2.0, True), (1.0, False)])
+def test_rows_are_folded_every_second_between_ticks_of_two_seconds_or_more(tick, folds):
+    from workers.publisher import FOLD_SECONDS, Publisher
+
+    publisher = Publisher(Settings(database_url="postgresql://u@127.0.0.1:1/db", tick_seconds=tick), [])
+    loop = asyncio.new_event_loop()
+    try:
+        jobs = {job.id: job for job in publisher._scheduler(loop).get_jobs()}
+    finally:
+        loop.close()
+        publisher.db.shutdown()
+    assert set(jobs) == ({"tick", "fold"} if folds else {"tick"})
+    if folds:
+        assert jobs["fold"].trigger.interval.total_seconds() == FOLD_SECONDS
+        # half a period off the tick's phase
+        assert (jobs["fold"].trigger.start_date - jobs["tick"].trigger.start_date).total_seconds() == FOLD_SECONDS / 2
