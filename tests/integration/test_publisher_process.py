@@ -260,3 +260,33 @@ def test_database_connections_cut_is_one_line_and_reconnects_within_a_tick(worke
     assert time.monotonic() - back_at < 1.0 + 1.5  # one tick, and some time to connect (a grown backoff: 5 s)
     log = worker.log()
     assert log.count("PostgreSQL is unavailable") == 1 and "Traceback" not in log
+
+
+def _rollup_version(database_url: str) -> int:
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT coalesce(max(version), 0) FROM rollup_state")
+        return int(cur.fetchone()[0])
+
+
+def test_rows_folded_between_ticks_are_counted_once(workers, db, database_url, nats_server):
+    seeded(db, 300)
+    nats_call(nats_server.url, purge)
+    worker = workers(database_url, nats_server.url, FLEXGATE_TICK_SECONDS="3")  # folds every second in between
+    wait_until(lambda: _ticked(worker), 30, "the first tick")
+    windows_before = len(nats_call(nats_server.url, lambda js: stored(js, METRICS_STREAM)))
+    for batch in range(6):  # traffic keeps arriving; each batch is folded before the next comes
+        before = _rollup_version(database_url)
+        insert(db, make_rows(40 + batch, 40, end=datetime.now(UTC)))
+        wait_until(lambda before=before: _rollup_version(database_url) > before, 10, f"batch {batch} folded")
+    published = len(nats_call(nats_server.url, lambda js: stored(js, METRICS_STREAM)))
+    assert published - windows_before < 5  # six batches folded in fewer ticks: folds ran between them
+    wait_until(lambda: len(nats_call(nats_server.url, lambda js: stored(js, METRICS_STREAM))) >= published + 2, 15,
+               "two more windows")
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.proc.wait(10) == 0
+    summaries = nats_call(nats_server.url, lambda js: stored(js, METRICS_STREAM))
+    ends = [parse_iso(body["windowEnd"]).timestamp() for _s, _h, body in summaries]
+    assert ends == sorted(set(ends)) and all(b - a == 3 for a, b in zip(ends, ends[1:], strict=False))
+    _s, _h, newest = summaries[-1]
+    assert_rollup_snapshot(db, newest, parse_iso(newest["windowEnd"]))  # every row counted once
+    assert "Traceback" not in worker.log()
