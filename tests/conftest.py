@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg2
 import pytest
 
 from flexgate_stream.devstack.servers import NatsServer, PostgresServer
+from tests.servers import temporary_postgres
 
 
 @pytest.fixture(scope="session")
@@ -26,13 +24,8 @@ def nats_server(tmp_path_factory) -> Iterator[NatsServer]:
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory) -> Iterator[PostgresServer]:
     """A PostgreSQL server for the whole session (run as an unprivileged user when we are root)."""
-    # Not under pytest's 0700 tmp folder: as root the server runs as an unprivileged user who must reach it.
-    base = Path(tempfile.mkdtemp(prefix="flexgate-test-pg-"))
-    base.chmod(0o755)
-    server = PostgresServer(base / "data", log_file=base / "postgres.log").start()
-    yield server
-    server.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    with temporary_postgres() as server:
+        yield server
 
 
 @pytest.fixture

@@ -6,23 +6,21 @@ The 25 s outages are the scenario itself (how long the part is down), not a wait
 
 from __future__ import annotations
 
-import shutil
 import signal
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import psycopg2
 import pytest
 
 from flexgate_stream.devstack.processes import free_port
-from flexgate_stream.devstack.servers import NatsServer, PostgresServer
+from flexgate_stream.devstack.servers import NatsServer
 from flexgate_stream.messages import METRICS_STREAM, PUBLISHERS_BUCKET
 from flexgate_stream.requestlog import schema
 from flexgate_stream.timestamps import parse_iso
 from tests.integration.publishers import nats_call, purge, stored, tick_stuck_on_lock
 from tests.integration.request_log import insert, make_rows
+from tests.servers import temporary_postgres
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(180)
@@ -101,12 +99,8 @@ def test_nats_down_25_s_leaves_no_missing_window(workers, db, database_url, tmp_
 @pytest.fixture
 def own_postgres():
     """A PostgreSQL server this test may stop and start (on the same port and data)."""
-    base = Path(tempfile.mkdtemp(prefix="flexgate-test-pg-down-"))
-    base.chmod(0o755)
-    server = PostgresServer(base / "data", log_file=base / "postgres.log").start()
-    yield server
-    server.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    with temporary_postgres("flexgate-test-pg-down-") as server:
+        yield server
 
 
 def test_postgres_down_25_s_leaves_no_missing_window(forget_beats, workers, own_postgres, nats_server):  # noqa: F811
