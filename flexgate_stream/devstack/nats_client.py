@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import nats
 
-from flexgate_stream.devstack.samples import sample_snapshot
+from flexgate_stream.devstack.samples import sample_alert, sample_snapshot
 from flexgate_stream.messages import (
     ALERT_SUBJECT_PREFIX,
     METRICS_STREAM,
@@ -22,7 +22,6 @@ from flexgate_stream.messages import (
     route_subject,
 )
 from flexgate_stream.tick.stream_setup import ensure_streams
-from flexgate_stream.timestamps import iso
 
 T = TypeVar("T")
 
@@ -64,10 +63,10 @@ class NatsClient:
         return ack.seq
 
     def publish_alert(self, kind: str = "warning", rule: str = "test") -> int:
+        """Publish one firing alert on alerts.<kind>, a new one each call; its stream sequence."""
         self.counter += 1
-        now = iso(datetime.now(UTC))
-        alert = {"type": "alert", "id": f"a{self.counter}-{time.time_ns()}", "rule": rule, "severity": kind,
-                 "state": "firing", "value": 1.0, "threshold": 0.5, "route": None, "startedAt": now, "at": now}
+        alert = sample_alert(rule, "firing", severity=kind, value=1.0, threshold=0.5)
+        alert["id"] = f"a{self.counter}-{time.time_ns()}"  # its Nats-Msg-Id: every call is stored
         ack = self.run(self.js.publish(ALERT_SUBJECT_PREFIX + kind, encode(alert),
                                        headers={"Nats-Msg-Id": alert["id"]}))
         return ack.seq
