@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.stream_memory [streams]
 
 Starts nats-server and gunicorn (1 worker) on free ports, publishes a snapshot, opens ``streams`` raw
-HTTP/1.0 streams, and prints the worker's resident memory before and after, and per stream.
+HTTP/1.1 streams (as browsers and nginx send them), and prints the worker's resident memory before and after,
+and per stream.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def main(count: int) -> None:
         selector = selectors.DefaultSelector()
         for _ in range(count):
             sock = socket.create_connection(("127.0.0.1", web.port))
-            sock.sendall(b"GET /api/stream/metrics HTTP/1.0\r\n\r\n")
+            sock.sendall(b"GET /api/stream/metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
             sock.setblocking(False)
             selector.register(sock, selectors.EVENT_READ)
             socks.append(sock)

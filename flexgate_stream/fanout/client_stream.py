@@ -17,6 +17,9 @@ from flexgate_stream.fanout.hub import Channel, Overrun, Policy, StreamHub, Subs
 from flexgate_stream.settings import Settings
 
 REPLAY_BATCH = 100
+# What a resting stream's iterator yields instead of parking its greenlet (see ClientStream.allow_rest): not
+# written, a sign to the WSGI server that the stream waits and its greenlet may end.
+REST = b"\0rest"
 BUS_WAIT_SECONDS = 60.0  # how long a resume waits for NATS before it gives up with event: reset
 
 T = TypeVar("T")
@@ -60,7 +63,7 @@ class ClientStream:
 
     # One per open stream: slots keep each a few hundred bytes smaller than a __dict__ would.
     __slots__ = ("service", "feed", "channel", "last_id", "since", "label", "needs_history", "sub",
-                 "sock", "_told", "_next_beat")
+                 "sock", "rests", "sent_direct", "_told", "_next_beat")
 
     def __init__(self, service: StreamHost, feed: Feed, channel: Channel, *, last_id: int | None = None,
                  since: timedelta | None = None, sock: Any = None, direct: bool = False) -> None:
@@ -76,16 +79,40 @@ class ClientStream:
         # With ``direct`` (a chunked HTTP/1.1 response on a plain gevent socket) the channel may write frames
         # straight to the socket while this stream waits: see hub.Channel.publish.
         self.sock: Any = sock if direct else None
+        self.rests = False  # whether the live loop rests (yields REST) instead of parking its greenlet
+        self.sent_direct = 0  # body bytes the channel wrote past the response (known once closed)
         self._told = False  # the NATS state this client was last told of
         self._next_beat = 0.0  # monotonic time of the next heartbeat
 
     def __iter__(self) -> Iterator[bytes]:
         return self._frames()
 
+    def allow_rest(self) -> bool:
+        """Called by a WSGI server that can resume this response's iterator from another greenlet: while
+        waiting, the iterator then yields ``REST`` and the server calls ``rest`` instead of keeping a greenlet
+        parked for it. Only direct (chunked, plain-socket) streams rest, since the channel writes their frames.
+        True when accepted."""
+        self.rests = self.sock is not None
+        return self.rests
+
+    def rebind(self, sock: Any) -> None:
+        """Write to ``sock`` from now on (the server moved the connection to a duplicate of its socket)."""
+        self.sock = sock
+        if self.sub is not None:
+            self.sub.conn = sock
+            self.sub.sock = getattr(sock, "_sock", None)
+
+    def rest(self, resume: Callable[[], Any]) -> None:
+        """After the iterator yielded ``REST``: wait without a greenlet until ``resume`` is called (from the
+        hub) to go on iterating; the channel writes frames to the socket meanwhile."""
+        if self.sub is not None:
+            self.sub.rest(max(0.0, self._next_beat - time.monotonic()), resume)
+
     def close(self) -> None:
         """Release the client (once)."""
         if self.sub is not None:
             sub, self.sub = self.sub, None
+            self.sent_direct = sub.sent_direct
             self.service.release(self.feed, sub)
 
     def _frames(self) -> Iterator[bytes]:
@@ -107,6 +134,9 @@ class ClientStream:
             while True:
                 step, last = self._live_step(sub)
                 if step is None:
+                    continue
+                if step is REST:
+                    yield step  # the server rests this stream and resumes it when it must run again
                     continue
                 sub.writing_since = time.monotonic()
                 yield step
@@ -254,7 +284,8 @@ class ClientStream:
 
     def _live_step(self, sub: Subscriber) -> tuple[bytes | None, bool]:
         """The next live chunk (a frame, a status event on NATS changes, a heartbeat, the last frame at
-        shutdown) and whether it is the last; (None, False) after waiting for the channel."""
+        shutdown) and whether it is the last; (None, False) after waiting for the channel, or (REST, False)
+        when a resting stream has nothing to write."""
         hub = self.service.hub
         if sub.pending is not None:
             rest, sub.pending = sub.pending, None
@@ -281,6 +312,8 @@ class ClientStream:
         if now >= self._next_beat:
             self._next_beat = now + self.service.settings.heartbeat_seconds
             return sse.HEARTBEAT, False
+        if self.rests:
+            return REST, False
         sub.park(self._next_beat - now)
         return None, False
 

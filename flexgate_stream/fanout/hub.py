@@ -10,7 +10,9 @@ from JetStream, because an alert is never skipped silently.
 A client whose greenlet is parked waiting for frames, and whose socket has room, is written to by
 ``publish`` itself: one pass of non-blocking sends of the frame's pre-encoded HTTP chunk, so the common
 case costs one system call per client and no greenlet switch. Only a client whose socket is full (or
-that must be told something else first) is woken to write through its own response.
+that must be told something else first) is woken to write through its own response. A client waits
+either parked in its greenlet (``park``) or, when its WSGI server can resume the response from a new
+greenlet, resting without one (``rest``).
 
 Everything here runs on the gevent hub's thread; the bridge calls ``publish`` from its greenlet.
 """
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gevent.event import Event
-from gevent.hub import Waiter
+from gevent.hub import Waiter, get_hub
 
 from flexgate_stream import sse
 from flexgate_stream.fanout.newest import SharedLookup
@@ -102,7 +104,7 @@ class Channel:
 
     def _deliver(self, item: Frame) -> None:
         """Write ``item`` straight to every parked client whose socket has room; wake the others."""
-        chunk, size, index, seq = item.chunk, len(item.chunk), item.index, item.seq
+        chunk, size, index, seq, payload = item.chunk, len(item.chunk), item.index, item.seq, len(item.sse)
         delivered = 0
         for sub in list(self.parked):
             sock = sub.sock
@@ -121,6 +123,7 @@ class Channel:
                 continue
             if sent:
                 sub.cursor, sub.last_seq = index + 1, seq
+                sub.sent_direct += payload
                 delivered += 1
                 if sent == size:
                     continue
@@ -162,7 +165,8 @@ class Channel:
 class Subscriber:
     """One client's position in a channel."""
 
-    __slots__ = ("channel", "cursor", "last_seq", "skipped", "writing_since", "conn", "sock", "pending", "_waiter")
+    __slots__ = ("channel", "cursor", "last_seq", "skipped", "writing_since", "conn", "sock", "pending", "sent_direct",
+                 "_waiter", "_resume", "_timer")
 
     def __init__(self, channel: Channel, cursor: int) -> None:
         self.channel = channel
@@ -174,8 +178,11 @@ class Subscriber:
         # (set only for a chunked response whose headers are out), and what is left of a chunk it began.
         self.sock: Any = None
         self.pending: bytes | None = None
+        self.sent_direct = 0  # body bytes (SSE frames) the channel wrote to the socket itself
         self.conn: Any = None  # the response's socket, so a shutdown can cut a stream stuck in a write
         self._waiter: Waiter[Any] | None = None
+        self._resume: Callable[[], Any] | None = None  # how a resting client is resumed
+        self._timer: Any = None  # a resting client's heartbeat timer
 
     def park(self, timeout: float | None) -> None:
         """Wait until the channel wakes this client or ``timeout`` passes; frames may be written meanwhile.
@@ -197,12 +204,42 @@ class Subscriber:
             if timer is not None:
                 timer.close()
 
+    def rest(self, timeout: float | None, resume: Callable[[], Any]) -> None:
+        """Wait like ``park``, but without a greenlet: ``resume`` is called, once, when the client must run
+        again (a frame it must write itself, a state change, ``timeout``). Meanwhile the channel writes frames
+        to its socket as it does for a parked client.
+
+        A parked stream costs its greenlet (a copy of its C stack and a page of Python frames); a resting one
+        costs only its objects. The WSGI server offers it (web.http_edge) and resumes the response's iterator
+        in a new greenlet from ``resume``."""
+        self._resume = resume
+        if timeout is not None:
+            timer = self._timer = get_hub().loop.timer(max(0.0, timeout))
+            timer.start(self.wake)
+        self.channel.parked[self] = None
+
     def wake(self) -> None:
-        """End this client's ``park`` (it then takes what is new itself)."""
+        """End this client's ``park`` or ``rest`` (it then takes what is new itself)."""
         self.channel.parked.pop(self, None)
         waiter, self._waiter = self._waiter, None
         if waiter is not None:
             waiter.hub.loop.run_callback(waiter.switch, None)
+            return
+        resume, self._resume = self._resume, None
+        if resume is not None:
+            self._stop_timer()
+            resume()
+
+    def forget(self) -> None:
+        """Leave the channel for good: no longer parked or resting, and never resumed."""
+        self.channel.parked.pop(self, None)
+        self._resume = None
+        self._stop_timer()
+
+    def _stop_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.close()
 
 
     def take(self) -> list[Frame]:
@@ -263,6 +300,7 @@ class StreamHub:
     def detach(self, sub: Subscriber) -> bool:
         """Forget a client; True when its channel has no client left."""
         sub.channel.clients -= 1
+        sub.forget()
         self.subscribers.discard(sub)
         return sub.channel.clients == 0
 

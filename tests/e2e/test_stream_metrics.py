@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import re
 
 import pytest
 import requests
@@ -171,3 +173,24 @@ def test_live_snapshot_for_clients_without_sse(web_server, nats_client):
         assert seq
     finally:
         stream.close()
+
+
+def test_a_stream_is_logged_once_when_it_ends_with_every_byte_it_sent(start_web, nats_client):
+    """Snapshots the worker writes straight to a waiting stream's socket count in its access log line."""
+    web = start_web(workers=1)
+    nats_client.publish_snapshot()
+    conn = http.client.HTTPConnection("127.0.0.1", web.port, timeout=10)
+    conn.request("GET", "/api/stream/metrics", headers={"User-Agent": "bytes-probe", "Accept": "text/event-stream"})
+    response = conn.getresponse()
+    body = b""
+    published = [nats_client.publish_snapshot() for _ in range(3)]
+    while f"id: {published[-1]}\n".encode() not in body:
+        body += response.read1(65536)
+    web.stop()  # SIGTERM: the stream gets its last frame and ends
+    body += response.read()
+    conn.close()
+    assert body.endswith(b'data: {"reason":"the server is restarting"}\n\n')
+    lines = [line for line in web.log_text().splitlines() if "bytes-probe" in line]
+    assert len(lines) == 1, lines
+    logged = re.search(r'"GET /api/stream/metrics HTTP/1.1" 200 (\d+) ', lines[0])
+    assert logged is not None and int(logged.group(1)) == len(body)

@@ -160,3 +160,38 @@ def test_a_client_is_registered_when_admitted_and_released_even_if_never_read():
     stream.close()
     stream.close()
     assert host.hub.clients == 0
+
+
+def test_a_direct_stream_rests_instead_of_parking_and_goes_on_where_it_rested_when_resumed():
+    from gevent import socket as gsocket
+
+    from flexgate_stream.fanout.client_stream import REST
+
+    host = Host()
+    channel = channel_with(host, feeds.SUMMARY, [1])
+    ours, theirs = gsocket.socketpair()
+    stream = ClientStream(host, feeds.SUMMARY, channel, sock=ours, direct=True)
+    assert stream.allow_rest()
+    frames = iter(stream)
+    opening = [next(frames), next(frames)]
+    assert b'"type":"connected"' in opening[0] and opening[1].startswith(b"id: 1\n")
+    assert next(frames) is REST  # nothing to write: the server may end its greenlet
+    resumed: list[bool] = []
+    stream.rest(lambda: resumed.append(True))
+    channel.publish(2, b'{"n": 2}')  # written by the channel, straight to the socket
+    assert theirs.recv(200) == b'16\r\nid: 2\ndata: {"n": 2}\n\n\r\n' and resumed == []
+    host.hub.set_connected(False)  # what the stream must write itself
+    assert resumed == [True]
+    assert b'"connected":false' in next(frames)
+    assert next(frames) is REST
+    stream.close()
+    ours.close()
+    theirs.close()
+
+
+def test_a_stream_without_a_direct_socket_does_not_rest():
+    host = Host()
+    channel = channel_with(host, feeds.SUMMARY, [1])
+    stream = ClientStream(host, feeds.SUMMARY, channel)
+    assert not stream.allow_rest()
+    stream.close()

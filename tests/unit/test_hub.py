@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import gevent
+import gevent.event
 import pytest
 
 from flexgate_stream.fanout.hub import Overrun, Policy, StreamHub
@@ -200,3 +201,67 @@ def test_a_chunk_the_socket_takes_only_in_part_is_left_to_the_client_to_finish_f
     assert sub.last_seq == 1 and sub.take() == []  # the frame is the pending write's, not to be sent again
     ours.close()
     theirs.close()
+
+
+@pytest.mark.timeout(10)
+def test_a_resting_client_is_written_to_without_being_resumed_and_resumed_once_on_a_state_change():
+    import socket
+
+    hub, channel = hub_with(Policy.LATEST)
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    sub = hub.attach(channel, channel.next_index)
+    sub.sock = ours
+    resumed = []
+    sub.rest(None, lambda: resumed.append(True))
+    channel.publish(1, b"x")
+    assert theirs.recv(100) == b"F\r\nid: 1\ndata: x\n\n\r\n" and resumed == []
+    hub.close()
+    hub.close()
+    assert resumed == [True]  # once: the rest ended with the first wake
+    ours.close()
+    theirs.close()
+
+
+@pytest.mark.timeout(10)
+def test_a_resting_client_is_resumed_when_its_timeout_passes():
+    hub, channel = hub_with(Policy.LATEST)
+    sub = hub.attach(channel, channel.next_index)
+    resumed = gevent.event.Event()
+    sub.rest(0.01, resumed.set)
+    assert resumed.wait(5)
+    assert sub not in channel.parked
+
+
+@pytest.mark.timeout(10)
+def test_a_resting_client_whose_socket_is_full_is_resumed_to_write_the_frame_itself():
+    import socket
+
+    hub, channel = hub_with(Policy.LATEST)
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    try:
+        while True:
+            ours.send(b"." * 65536)
+    except BlockingIOError:
+        pass
+    sub = hub.attach(channel, channel.next_index)
+    sub.sock = ours
+    resumed = []
+    sub.rest(5, lambda: resumed.append(True))
+    channel.publish(1, b"x")
+    assert resumed == [True] and [f.seq for f in sub.take()] == [1]
+    ours.close()
+    theirs.close()
+
+
+@pytest.mark.timeout(10)
+def test_a_released_resting_client_is_never_resumed():
+    hub, channel = hub_with(Policy.LATEST)
+    sub = hub.attach(channel, channel.next_index)
+    resumed = []
+    sub.rest(0.01, lambda: resumed.append(True))
+    hub.detach(sub)
+    hub.close()
+    gevent.sleep(0.05)
+    assert resumed == [] and channel.parked == {}
