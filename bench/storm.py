@@ -1,5 +1,6 @@
-"""The reconnect storm of bench/fanout_vs_nchan.py: every stream reconnecting within 2 s (optionally right after a
-deploy: gunicorn reloading its workers with SIGHUP), while /api/stream/stats and /healthz are polled and timed."""
+"""The reconnect storm of bench/fanout_vs_nchan.py: every stream reconnecting within 2 s (optionally after a
+deploy: gunicorn reloading its workers with SIGHUP, the old workers ending their streams once the new ones
+serve), while /api/stream/stats and /healthz are polled and timed throughout, the reload included."""
 
 from __future__ import annotations
 
@@ -77,12 +78,16 @@ def reconnect_storm(server: OurServer, streams: int, clients: int, open_rate: fl
         live = sum(cpu_with_children(p) for p in old)
         cpu0 = cpu_with_children(server.web.pid) + live
         if deploy:
-            os.kill(server.web.pid, signal.SIGHUP)  # new workers start, the old ones end their streams
+            hup = time.monotonic()
+            os.kill(server.web.pid, signal.SIGHUP)  # new workers start; the old ones end their streams once they serve
+            while any(Path(f"/proc/{pid}").exists() for pid in old) and time.monotonic() < hup + 30:
+                time.sleep(0.05)
+            print(f"reload: the old workers ended their streams and exited {time.monotonic() - hup:.1f} s after SIGHUP")
         streaming, seconds, refused, failed = driver.storm(2.0, 30)
         time.sleep(1)
         new = server.web.worker_pids()
         cpu = cpu_with_children(server.web.pid) + sum(cpu_with_children(p) for p in new) - cpu0
-        what = "workers reloaded, then every" if deploy else "every"
+        what = "workers reloaded, then every" if deploy else "every"  # as the ended streams' clients do
         print(f"storm ({what} client reconnects within 2 s): {streaming}/{streams} streaming, "
               f"the last began {seconds:.1f} s after the first reconnect (target: all within 10 s); "
               f"{refused} refused, {failed} failed; server CPU {cpu:.1f} s")

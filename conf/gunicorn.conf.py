@@ -68,5 +68,6 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
+    gunicorn_hooks.master_exiting()
     if _own_metrics_dir:
         shutil.rmtree(_metrics_dir, ignore_errors=True)

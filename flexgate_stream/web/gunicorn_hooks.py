@@ -1,5 +1,6 @@
-"""gunicorn hooks for the web process: start the bridge in each worker, end streams fast on SIGTERM,
-and keep prometheus-client's multiprocess files right. conf/gunicorn.conf.py calls these."""
+"""gunicorn hooks for the web process: start the bridge in each worker, end streams fast on SIGTERM (on a
+reload, once the new workers serve: web.handover), and keep prometheus-client's multiprocess files right.
+conf/gunicorn.conf.py calls these."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import logging
 import os
 import signal
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from flexgate_stream.settings import Settings
+from flexgate_stream.web import handover
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +43,41 @@ def open_api_warning(settings: Settings) -> str | None:
 
 
 def worker_started(worker: Any) -> None:
-    """post_worker_init: start the bridge, and make SIGTERM end every stream with a last frame."""
+    """post_worker_init: start the bridge, and make SIGTERM end every stream with a last frame, once the
+    workers replacing this one (on a reload) are ready."""
     import gevent
 
     from flexgate_stream.web.extension import service_of  # see worker_exiting
 
     service = service_of(worker.wsgi)
     service.start()
+    pid, master = os.getpid(), worker.ppid
+    handover.mark_ready(master, pid)
+
+    def stop(how: str) -> None:
+        log.info("web[%s]: SIGTERM%s, ending %d streams", pid, how, service.hub.clients)
+        # Stop accepting now (the other workers take new connections), and end open requests at once.
+        stop_accepting = getattr(worker, "stop_accepting", None)
+        if stop_accepting is not None:
+            stop_accepting()
+        worker.alive = False
+        service.shutdown(grace=SHUTDOWN_GRACE)
+
+    def hand_over(replacing: list[int]) -> None:
+        # Keep serving (and accepting) meanwhile: the accept queue would hold every request until they are.
+        deadline = time.monotonic() + handover.HANDOVER_SECONDS
+        while not handover.ready(master, replacing) and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        ready = "ready" if handover.ready(master, replacing) else f"not ready after {handover.HANDOVER_SECONDS:g} s"
+        stop(f"; workers {', '.join(map(str, replacing))} replacing this one are {ready}")
 
     def on_term() -> None:
-        log.info("web[%s]: SIGTERM, ending %d streams", os.getpid(), service.hub.clients)
-        worker.alive = False  # gunicorn stops accepting and waits for open requests, which now end at once
-        service.shutdown(grace=SHUTDOWN_GRACE)
+        # Still marked ready until it exits: a sibling stopping with it (a full stop) must not wait for it.
+        replacing = handover.starting(master, pid)
+        if worker.alive and replacing:
+            gevent.spawn(hand_over, replacing)
+        else:
+            stop("")
 
     gevent.signal_handler(signal.SIGTERM, on_term)
 
@@ -62,13 +88,20 @@ def worker_exiting(worker: Any) -> None:
     # PROMETHEUS_MULTIPROC_DIR, which prometheus-client (loaded by the extension) reads once on import.
     from flexgate_stream.web.extension import service_of
 
+    handover.unmark(worker.ppid, os.getpid())
     app = getattr(worker, "wsgi", None)
     if app is not None:
         service_of(app).stop(timeout=1.0)
 
 
 def worker_gone(pid: int, path: str) -> None:
-    """child_exit (in the master): drop a dead worker's live gauges, however it died."""
+    """child_exit (in the master): drop a dead worker's live gauges and its ready mark, however it died."""
+    handover.unmark(os.getpid(), pid)
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(pid, path)
+
+
+def master_exiting() -> None:
+    """on_exit (in the master): remove the workers' ready marks."""
+    handover.forget(os.getpid())

@@ -23,18 +23,21 @@ import json
 import logging
 import socket
 import sys
+import time
 from datetime import datetime
 from functools import partial
 from ssl import SSLError
 from typing import Any
 
 import gevent
-from gevent.pool import Group
+from gevent.pool import Group, Pool
+from gevent.server import StreamServer
 from gunicorn import util
 from gunicorn.glogging import Logger
 from gunicorn.http import errors as http
 from gunicorn.http import wsgi
 from gunicorn.http.wsgi import Response, default_environ
+from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker
 
 from flexgate_stream.fanout.client_stream import REST
@@ -89,12 +92,45 @@ class JsonErrorGeventWorker(GeventWorker):
     resumed: Group | None = None  # the greenlets of resumed streams (gunicorn's pool does not hold them)
     alive: bool  # gunicorn's: False once the worker is stopping
 
+    servers: list[StreamServer]
+
     def run(self) -> None:
-        super().run()
-        # gunicorn waited for its pool; streams resumed for their last frame run outside it.
-        if self.resumed is not None and len(self.resumed):
-            self.resumed.join(timeout=self.cfg.graceful_timeout)
+        """gunicorn's (27.0) GeventWorker.run for plain HTTP (``server_class`` unset), with its servers kept,
+        so a stopping worker stops accepting at once (``stop_accepting``) rather than at its next
+        once-a-second check, and with resumed streams waited for as gunicorn waits for its pool."""
+        ssl_args = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}
+        self.servers = []
+        for listener in self.sockets:
+            listener.setblocking(1)
+            server = StreamServer(listener, handle=partial(self.handle, listener), spawn=Pool(self.worker_connections),
+                                  **ssl_args)
+            if self.cfg.workers > 1:
+                server.max_accept = 1
+            server.start()
+            self.servers.append(server)
+        while self.alive:
+            self.notify()
+            gevent.sleep(1.0)
+        self.stop_accepting()
+        deadline = time.monotonic() + self.cfg.graceful_timeout
+        while time.monotonic() < deadline:
+            busy = any(s.pool.free_count() != s.pool.size for s in self.servers) or bool(self.resumed)
+            if not busy:
+                return
+            self.notify()
+            gevent.sleep(0.2)
+        self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
+        for server in self.servers:
+            server.stop(timeout=1)
+        if self.resumed is not None:
             self.resumed.kill(block=True, timeout=1)
+
+    def stop_accepting(self) -> None:
+        """Close this worker's listeners (the other workers keep theirs): new connections go to them."""
+        self.alive = False
+        for server in getattr(self, "servers", []):
+            if not server.closed:
+                server.close()
 
     def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
         try:

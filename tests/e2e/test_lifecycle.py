@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import random
+import re
 import signal
 import socket
 
@@ -112,6 +114,30 @@ def test_sigterm_ends_every_stream_with_a_last_event_and_exits_within_5_seconds(
         retries.add(client.last_retry)
     assert all(250 <= r <= 750 for r in retries)  # FLEXGATE_RETRY_MS=500, jittered by 0.5..1.5
     assert len(retries) > 1
+
+
+def test_a_reload_ends_the_old_workers_streams_only_once_the_workers_replacing_them_serve(start_web, nats_client):
+    web = start_web()
+    nats_client.publish_snapshot()
+    clients = open_spread(web.url + STREAM, 6)
+    for client in clients:
+        client.data_events(1)
+    old = set(web.worker_pids())
+    os.kill(web.pid, signal.SIGHUP)  # gunicorn starts new workers and sends SIGTERM to the old ones at once
+    for client in clients:
+        assert "reason" in next_named(client, "shutdown")
+    # Each old worker waited for the new ones before it ended its streams, so their clients' reconnects are
+    # answered at once instead of waiting in the accept queue while the new workers load the app.
+    log = web.log_text()
+    booted = {int(pid) for pid in re.findall(r"Booting worker with pid: (\d+)", log)} - old
+    handed = re.findall(r"web\[(\d+)\]: SIGTERM; workers ([\d, ]+) replacing this one are ready", log)
+    assert {int(pid) for pid, _ in handed} == old
+    assert all({int(pid) for pid in replacing.split(", ")} == booted for _, replacing in handed)
+    again = SSEClient(web.url + STREAM)
+    assert again.status == 200 and int(again.worker) in booted
+    again.close()
+    for client in clients:
+        client.close()
 
 
 def test_killed_worker_clients_resume_with_last_event_id_and_miss_nothing(start_web, nats_client):
