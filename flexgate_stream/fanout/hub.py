@@ -210,7 +210,7 @@ class Subscriber:
         to its socket as it does for a parked client.
 
         A parked stream costs its greenlet (a copy of its C stack and a page of Python frames); a resting one
-        costs only its objects. The WSGI server offers it (web.http_edge) and resumes the response's iterator
+        costs only its objects. The WSGI server offers it (web.gevent_worker) and resumes the response's iterator
         in a new greenlet from ``resume``."""
         self._resume = resume
         if timeout is not None:

@@ -1,0 +1,217 @@
+"""gunicorn's gevent worker (the base of conf/gunicorn.conf.py's ``worker_class``), with streams at rest.
+
+An open SSE stream spends most of its life waiting for the next snapshot, which the hub writes to its
+socket itself (fanout.hub). Parked in its greenlet, each such stream would keep that greenlet's C stack
+and a page of Python frames; ``StreamingGeventWorker`` instead lets a stream that offers it *rest*: the
+greenlet ends, the connection stays open on a duplicate of its socket, and a new greenlet resumes the
+response's iterator when the stream must write something itself. One request, one access log line, when
+the stream ends.
+
+It also keeps its servers, so a stopping worker stops accepting at once (web.handover).
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import sys
+import time
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+import gevent
+from gevent.pool import Group, Pool
+from gevent.server import StreamServer
+from gunicorn import util
+from gunicorn.http import wsgi
+from gunicorn.sock import ssl_context
+from gunicorn.workers.ggevent import GeventWorker
+
+from flexgate_stream.fanout.client_stream import REST
+
+# What a resting stream keeps of its request's environ for its access log line (GunicornLogger.atoms).
+ACCESS_KEYS = ("REMOTE_ADDR", "REQUEST_METHOD", "RAW_URI", "PATH_INFO", "QUERY_STRING", "SERVER_PROTOCOL",
+               "HTTP_REFERER", "HTTP_USER_AGENT", "HTTP_X_FORWARDED_FOR")
+
+
+class Resting:
+    """A stream at rest: what its next greenlet needs to go on writing it, and to log it when it ends."""
+
+    __slots__ = ("stream", "frames", "resp", "sock", "headers", "environ", "started")
+
+    def __init__(self, stream: Any, frames: Any, resp: Any, sock: Any, headers: Any, environ: dict[str, Any],
+                 started: datetime) -> None:
+        self.stream = stream  # the response iterable: ``rest`` and ``close``
+        self.frames = frames  # its iterator, suspended where it yielded REST
+        self.resp = resp
+        self.sock = sock
+        self.headers = headers  # the request's headers, for the access log
+        self.environ = environ
+        self.started = started
+
+
+class StreamingGeventWorker(GeventWorker):
+    """gunicorn's gevent worker, with streams that rest without a greenlet while they wait."""
+
+    resumed: Group | None = None  # the greenlets of resumed streams (gunicorn's pool does not hold them)
+    alive: bool  # gunicorn's: False once the worker is stopping
+    servers: list[StreamServer]  # one per listener, kept from run()
+
+    def run(self) -> None:
+        """gunicorn's (27.0) GeventWorker.run for plain HTTP (``server_class`` unset), with its servers kept,
+        so a stopping worker stops accepting at once (``stop_accepting``) rather than at its next
+        once-a-second check, and with resumed streams waited for as gunicorn waits for its pool."""
+        ssl_args = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}
+        self.servers = []
+        for listener in self.sockets:
+            listener.setblocking(1)
+            server = StreamServer(listener, handle=partial(self.handle, listener), spawn=Pool(self.worker_connections),
+                                  **ssl_args)
+            if self.cfg.workers > 1:
+                server.max_accept = 1
+            server.start()
+            self.servers.append(server)
+        while self.alive:
+            self.notify()
+            gevent.sleep(1.0)
+        self.stop_accepting()
+        deadline = time.monotonic() + self.cfg.graceful_timeout
+        while time.monotonic() < deadline:
+            busy = any(s.pool.free_count() != s.pool.size for s in self.servers) or bool(self.resumed)
+            if not busy:
+                return
+            self.notify()
+            gevent.sleep(0.2)
+        self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
+        for server in self.servers:
+            server.stop(timeout=1)
+        if self.resumed is not None:
+            self.resumed.kill(block=True, timeout=1)
+
+    def stop_accepting(self) -> None:
+        """Close this worker's listeners (the other workers keep theirs): new connections go to them."""
+        self.alive = False
+        for server in getattr(self, "servers", []):
+            if not server.closed:
+                server.close()
+
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
+        try:
+            return self._handle_request(listener_name, req, sock, addr)
+        except (gevent.GreenletExit, SystemExit):
+            return None  # as gunicorn's GeventWorker: the worker is being stopped
+
+    def _handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> bool:
+        """gunicorn's (27.0) AsyncWorker.handle_request, with one change: a response iterable that offers
+        ``allow_rest`` is written by ``_write_stream``, which may hand the connection to a resting stream."""
+        request_start = datetime.now()
+        environ: dict[str, Any] = {}
+        resp = None
+        handed_over = False
+        try:
+            self.cfg.pre_request(self, req)
+            resp, environ = wsgi.create(req, sock, addr, listener_name, self.cfg)
+            environ["wsgi.multithread"] = True
+            self.nr += 1
+            if self.nr >= self.max_requests and self.alive:
+                self.log.info("Autorestarting worker after current request.")
+                self.alive = False
+            if not self.alive or not self.cfg.keepalive:
+                resp.force_close()
+            respiter = self.wsgi(environ, resp.start_response)
+            if self.is_already_handled(respiter):
+                return False
+            try:
+                if isinstance(respiter, environ["wsgi.file_wrapper"]):
+                    resp.write_file(respiter)
+                elif getattr(respiter, "allow_rest", None) is not None and respiter.allow_rest():
+                    handed_over = self._write_stream(respiter, resp, req, environ, request_start)
+                    if handed_over:
+                        raise StopIteration()  # gunicorn closes its socket; the stream goes on on its duplicate
+                else:
+                    for item in respiter:
+                        resp.write(item)
+                resp.close()
+            finally:
+                if not handed_over:
+                    self.log.access(resp, req, environ, datetime.now() - request_start)
+                    if hasattr(respiter, "close"):
+                        respiter.close()
+            if resp.should_close():
+                raise StopIteration()
+        except StopIteration:
+            raise
+        except OSError:
+            util.reraise(*sys.exc_info())
+        except (Exception, SystemExit):
+            if resp and resp.headers_sent:
+                self.log.exception("Error handling request")
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                    sock.close()
+                except OSError:
+                    pass
+                raise StopIteration() from None
+            raise
+        finally:
+            try:
+                self.cfg.post_request(self, req, environ, resp)
+            except Exception:
+                self.log.exception("Exception in post_request hook")
+        return True
+
+    def _write_stream(self, stream: Any, resp: Any, req: Any, environ: dict[str, Any], started: datetime) -> bool:
+        """Write a stream that may rest until it first does; then move it onto a duplicate of the socket and
+        let it rest. True when it rests (the stream owns the connection now), False when it ended."""
+        frames = iter(stream)
+        for item in frames:
+            if item is REST:
+                break
+            resp.write(item)
+        else:
+            return False
+        sock = resp.sock.dup()  # gunicorn and gevent close the original when this greenlet ends
+        resp.sock = sock
+        resp.req = None  # the response's headers are out: it no longer needs the request (nor its parser)
+        stream.rebind(sock)
+        held = Resting(stream, frames, resp, sock, req.headers, {k: environ[k] for k in ACCESS_KEYS if k in environ},
+                       started)
+        self._rest(held)
+        return True
+
+    def _rest(self, held: Resting) -> None:
+        if self.resumed is None:
+            self.resumed = Group()
+        held.stream.rest(partial(self.resumed.spawn, self._resume, held))
+
+    def _resume(self, held: Resting) -> None:
+        """Go on writing a resting stream (in its own greenlet) until it rests again or ends."""
+        try:
+            for item in held.frames:
+                if item is REST:
+                    self._rest(held)
+                    return
+                held.resp.write(item)
+            held.resp.close()
+        except TimeoutError:
+            self.log.info("web: dropped a client that stopped reading (%s %s)",
+                          held.environ.get("REQUEST_METHOD"), held.environ.get("PATH_INFO"))
+        except OSError as exc:
+            if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF):
+                self.log.exception("Socket error processing request.")
+        except gevent.GreenletExit:
+            pass
+        except Exception:
+            self.log.exception("Error handling request")
+        self._end(held)
+
+    def _end(self, held: Resting) -> None:
+        """The stream ended: release it, log the request, close the connection."""
+        try:
+            held.frames.close()
+            held.stream.close()
+            held.resp.sent += held.stream.sent_direct  # the frames the channel wrote count as sent too
+        finally:
+            self.log.access(held.resp, held.headers, held.environ, datetime.now() - held.started)
+            util.close(held.sock)
