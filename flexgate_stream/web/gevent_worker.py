@@ -2,17 +2,15 @@
 
 An open SSE stream spends most of its life waiting for the next snapshot, which the hub writes to its
 socket itself (fanout.hub). Parked in its greenlet, each such stream would keep that greenlet's C stack
-and a page of Python frames; ``StreamingGeventWorker`` instead lets a stream that offers it *rest*: the
-greenlet ends, the connection stays open on a duplicate of its socket, and a new greenlet resumes the
-response's iterator when the stream must write something itself. One request, one access log line, when
-the stream ends.
+and a page of Python frames; ``StreamingGeventWorker`` instead lets a stream that offers it *rest*
+(web.resting): the greenlet ends, the connection stays open on a duplicate of its socket, and a new greenlet
+resumes the response's iterator when the stream must write something itself.
 
 It also keeps its servers, so a stopping worker stops accepting at once (web.handover).
 """
 
 from __future__ import annotations
 
-import errno
 import socket
 import sys
 import time
@@ -29,26 +27,7 @@ from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker
 
 from flexgate_stream.fanout.client_stream import REST
-
-# What a resting stream keeps of its request's environ for its access log line (GunicornLogger.atoms).
-ACCESS_KEYS = ("REMOTE_ADDR", "REQUEST_METHOD", "RAW_URI", "PATH_INFO", "QUERY_STRING", "SERVER_PROTOCOL",
-               "HTTP_REFERER", "HTTP_USER_AGENT", "HTTP_X_FORWARDED_FOR")
-
-
-class Resting:
-    """A stream at rest: what its next greenlet needs to go on writing it, and to log it when it ends."""
-
-    __slots__ = ("stream", "frames", "resp", "sock", "headers", "environ", "started")
-
-    def __init__(self, stream: Any, frames: Any, resp: Any, sock: Any, headers: Any, environ: dict[str, Any],
-                 started: datetime) -> None:
-        self.stream = stream  # the response iterable: ``rest`` and ``close``
-        self.frames = frames  # its iterator, suspended where it yielded REST
-        self.resp = resp
-        self.sock = sock
-        self.headers = headers  # the request's headers, for the access log
-        self.environ = environ
-        self.started = started
+from flexgate_stream.web.resting import RestingStream
 
 
 class StreamingGeventWorker(GeventWorker):
@@ -162,8 +141,8 @@ class StreamingGeventWorker(GeventWorker):
         return True
 
     def _write_stream(self, stream: Any, resp: Any, req: Any, environ: dict[str, Any], started: datetime) -> bool:
-        """Write a stream that may rest until it first does; then move it onto a duplicate of the socket and
-        let it rest. True when it rests (the stream owns the connection now), False when it ended."""
+        """Write a stream that may rest until it first does; then hand it over to a ``RestingStream``.
+        True when it rests (it owns the connection now), False when it ended."""
         frames = iter(stream)
         for item in frames:
             if item is REST:
@@ -171,47 +150,7 @@ class StreamingGeventWorker(GeventWorker):
             resp.write(item)
         else:
             return False
-        sock = resp.sock.dup()  # gunicorn and gevent close the original when this greenlet ends
-        resp.sock = sock
-        resp.req = None  # the response's headers are out: it no longer needs the request (nor its parser)
-        stream.rebind(sock)
-        held = Resting(stream, frames, resp, sock, req.headers, {k: environ[k] for k in ACCESS_KEYS if k in environ},
-                       started)
-        self._rest(held)
-        return True
-
-    def _rest(self, held: Resting) -> None:
         if self.resumed is None:
             self.resumed = Group()
-        held.stream.rest(partial(self.resumed.spawn, self._resume, held))
-
-    def _resume(self, held: Resting) -> None:
-        """Go on writing a resting stream (in its own greenlet) until it rests again or ends."""
-        try:
-            for item in held.frames:
-                if item is REST:
-                    self._rest(held)
-                    return
-                held.resp.write(item)
-            held.resp.close()
-        except TimeoutError:
-            self.log.info("web: dropped a client that stopped reading (%s %s)",
-                          held.environ.get("REQUEST_METHOD"), held.environ.get("PATH_INFO"))
-        except OSError as exc:
-            if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF):
-                self.log.exception("Socket error processing request.")
-        except gevent.GreenletExit:
-            pass
-        except Exception:
-            self.log.exception("Error handling request")
-        self._end(held)
-
-    def _end(self, held: Resting) -> None:
-        """The stream ended: release it, log the request, close the connection."""
-        try:
-            held.frames.close()
-            held.stream.close()
-            held.resp.sent += held.stream.sent_direct  # the frames the channel wrote count as sent too
-        finally:
-            self.log.access(held.resp, held.headers, held.environ, datetime.now() - held.started)
-            util.close(held.sock)
+        RestingStream.take_over(stream, frames, resp, req, environ, started, self.resumed, self.log)
+        return True
