@@ -146,7 +146,11 @@ def test_make_run_from_a_private_folder_survives_a_nats_kill_and_stops_on_group_
                     statuses.append(json.loads(event.data)["connected"])
                 return statuses[-2:] == [False, True]
 
-            wait_until(reconnected, 10, "the stream to report NATS connected again", interval=0)
+            try:
+                wait_until(reconnected, 10, "the stream to report NATS connected again", interval=0)
+            except AssertionError as exc:
+                told = [line for line in launcher.output().splitlines() if "NATS" in line or "nats-server" in line]
+                raise AssertionError(f"{exc}; statuses seen {statuses}; the log said: {told[-12:]}") from None
         finally:
             stream.close()
         said = [line for line in launcher.output().splitlines() if f"(pid {victim})" in line]
