@@ -149,7 +149,9 @@ class Bridge:
             loop.close()
 
     async def _main(self) -> None:
-        backoff, ever_connected = Backoff(0.25, 5.0, jitter=0.2), False
+        # At most 2 s between attempts: open streams wait on this connection, so they say "connected" again
+        # within about 2 s of NATS coming back; an attempt is one refused TCP connect while it is down.
+        backoff, ever_connected = Backoff(0.25, 2.0, jitter=0.2), False
         while not self._stopping:
             try:
                 nc = await nats.connect(**self._options())
