@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -46,11 +47,21 @@ def small_rings(nats_server, nats_client, tmp_path_factory):
 def test_stalled_alerts_client_gets_reset_then_resumes_without_loss(small_rings, nats_client):
     client = SSEClient(small_rings.url + "/api/stream/alerts", read_timeout=30)
     client.next()
+    # A second client reads everything as it comes: once it has the last alert, the worker's channel holds it
+    # too, so the stalled client has fallen out of the ring before it reads again (whatever the bridge's lag).
+    witness = SSEClient(small_rings.url + "/api/stream/alerts", read_timeout=30)
+    witness.next()
+    seen: list[int] = []
+    reader = threading.Thread(target=lambda: seen.extend(int(e.id) for e in witness.data_events(60)), daemon=True)
+    reader.start()
     published = []
     for i in range(60):
         ack = nats_client.run(nats_client.js.publish(ALERT_SUBJECT_PREFIX + "warning", encode(
             {"type": "alert", "id": f"big-{i}", "rule": "slow", "severity": "warning", "pad": BIG})))
         published.append(ack.seq)
+    reader.join(60)
+    witness.close()
+    assert seen == published
     events = read_to_end(client)  # the server ended this stream after telling it to reset
     got = [int(e.id) for e in events if e.id]
     assert events[-1].event == "reset"
