@@ -35,6 +35,17 @@ def bin_value(key: int) -> float:
     return 0.0 if key == ZERO_BIN else 2 * GAMMA ** key / (GAMMA + 1)
 
 
+def add_counts(counts: dict[int, int], other: dict[int, int], sign: int = 1) -> None:
+    """Add (sign 1) or remove (sign -1) each count of ``other`` into ``counts``; a key whose count reaches zero
+    is dropped. Runs for every bin and status code of every cell a tick touches, so the loop is kept bare."""
+    for key, n in other.items():
+        left = counts.get(key, 0) + sign * n
+        if left:
+            counts[key] = left
+        else:
+            counts.pop(key, None)
+
+
 class LatencySketch:
     """Counts per bin; merge and subtract are exact, quantiles within RELATIVE_ACCURACY."""
 
@@ -57,13 +68,7 @@ class LatencySketch:
 
     def merge(self, other: LatencySketch, sign: int = 1) -> None:
         """Add (sign 1) or remove (sign -1) every latency of ``other``."""
-        bins = self.bins  # inlined add_bin: this loop runs for every bin of every cell a tick touches
-        for key, n in other.bins.items():
-            left = bins.get(key, 0) + sign * n
-            if left:
-                bins[key] = left
-            else:
-                bins.pop(key, None)
+        add_counts(self.bins, other.bins, sign)
         self.count += sign * other.count
         self._sorted = None
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from flexgate_stream.tick.aggregation import PERCENTILES, Stats, percentile_triple
 from flexgate_stream.tick.rollups import Cell, merge_cell
-from flexgate_stream.tick.sketch import LatencySketch
+from flexgate_stream.tick.sketch import LatencySketch, add_counts
 
 DAY_MINUTES = 24 * 60
 HOUR_MINUTES = 60
@@ -38,13 +38,7 @@ class Agg:
     def add(self, cell: Cell | Agg, sign: int = 1) -> None:
         """Add (sign 1) or remove (sign -1) the requests of ``cell``."""
         self.requests += sign * cell.requests
-        codes = self.status_codes
-        for code, n in cell.status_codes.items():
-            left = codes.get(code, 0) + sign * n
-            if left:
-                codes[code] = left
-            else:
-                codes.pop(code, None)
+        add_counts(self.status_codes, cell.status_codes, sign)
         self.latency_count += sign * cell.latency_count
         self.latency_sum += sign * cell.latency_sum
         if self.latency_count == 0:
