@@ -121,6 +121,20 @@ def test_stalled_counts_clients_whose_write_has_been_pending_too_long():
     assert hub.stalled(2.0) == 0 and hub.clients == 2
 
 
+def _full_socketpair():
+    """A non-blocking socket whose buffers are full (its peer reads nothing), and that peer."""
+    import socket
+
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    try:
+        while True:
+            ours.send(b"." * 65536)
+    except BlockingIOError:
+        pass
+    return ours, theirs
+
+
 def _parked(sub):
     woke = []
     g = gevent.spawn(lambda: (sub.park(5), woke.append(True)))
@@ -151,16 +165,8 @@ def test_publish_writes_the_chunk_to_a_parked_client_with_room_without_waking_it
 
 
 def test_publish_wakes_a_parked_client_whose_socket_is_full_and_leaves_the_frame_to_it():
-    import socket
-
     hub, channel = hub_with(Policy.LATEST)
-    ours, theirs = socket.socketpair()
-    ours.setblocking(False)
-    try:
-        while True:
-            ours.send(b"." * 65536)
-    except BlockingIOError:
-        pass
+    ours, theirs = _full_socketpair()
     sub = hub.attach(channel, channel.next_index)
     sub.sock = ours
     g, woke = _parked(sub)
@@ -235,16 +241,8 @@ def test_a_resting_client_is_resumed_when_its_timeout_passes():
 
 @pytest.mark.timeout(10)
 def test_a_resting_client_whose_socket_is_full_is_resumed_to_write_the_frame_itself():
-    import socket
-
     hub, channel = hub_with(Policy.LATEST)
-    ours, theirs = socket.socketpair()
-    ours.setblocking(False)
-    try:
-        while True:
-            ours.send(b"." * 65536)
-    except BlockingIOError:
-        pass
+    ours, theirs = _full_socketpair()
     sub = hub.attach(channel, channel.next_index)
     sub.sock = ours
     resumed = []
