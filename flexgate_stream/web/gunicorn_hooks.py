@@ -66,10 +66,10 @@ def worker_started(worker: Any) -> None:
     def hand_over(replacing: list[int]) -> None:
         # Keep serving (and accepting) meanwhile: the accept queue would hold every request until they are.
         deadline = time.monotonic() + handover.HANDOVER_SECONDS
-        while not handover.ready(master, replacing) and time.monotonic() < deadline:
+        while not (ready := handover.ready(master, replacing)) and time.monotonic() < deadline:
             gevent.sleep(0.05)
-        ready = "ready" if handover.ready(master, replacing) else f"not ready after {handover.HANDOVER_SECONDS:g} s"
-        stop(f"; workers {', '.join(map(str, replacing))} replacing this one are {ready}")
+        state = "ready" if ready else f"not ready after {handover.HANDOVER_SECONDS:g} s"
+        stop(f"; workers {', '.join(map(str, replacing))} replacing this one are {state}")
 
     def on_term() -> None:
         # Still marked ready until it exits: a sibling stopping with it (a full stop) must not wait for it.

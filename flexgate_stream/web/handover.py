@@ -56,13 +56,15 @@ def starting(master: int, pid: int) -> list[int]:
 
 def younger(master: int, pid: int) -> list[int]:
     """The other workers of ``master`` that started after worker ``pid``."""
-    mine = _start_time(pid)
+    own = _stat(pid)
+    if own is None:
+        return []
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == pid:
             continue
         stat = _stat(int(entry.name))
-        if stat is not None and int(stat[1]) == master and mine is not None and int(stat[19]) > mine:
+        if stat is not None and int(stat[1]) == master and int(stat[19]) > int(own[19]):
             found.append(int(entry.name))
     return sorted(found)
 
@@ -73,9 +75,3 @@ def _stat(pid: int) -> list[str] | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-
-
-def _start_time(pid: int) -> int | None:
-    stat = _stat(pid)
-    return int(stat[19]) if stat is not None else None
-
