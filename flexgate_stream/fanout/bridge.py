@@ -74,6 +74,7 @@ class Bridge:
         self._watchdog = Watchdog(STALL_SECONDS)
         self._resuming: set[str] = set()
         self._lost: asyncio.Event | None = None
+        self._calls: set[asyncio.Task[Any]] = set()  # calls in flight, failed at once when the connection is lost
         self._stopping = False
 
     @property
@@ -115,14 +116,20 @@ class Bridge:
         result: AsyncResult[T] = AsyncResult()
 
         def finished(task: asyncio.Task[T]) -> None:
+            self._calls.discard(task)
             if task.cancelled():
-                result.set_exception(NatsUnavailable("the NATS request was cancelled."))
+                result.set_exception(NatsUnavailable("the NATS connection closed before it answered."))
             elif task.exception() is not None:
                 result.set_exception(task.exception())
             else:
                 result.set(task.result())
 
-        loop.call_soon_threadsafe(lambda: loop.create_task(fn(nc, *args)).add_done_callback(finished))
+        def submit() -> None:
+            task = loop.create_task(fn(nc, *args))
+            self._calls.add(task)
+            task.add_done_callback(finished)
+
+        loop.call_soon_threadsafe(submit)
         try:
             value: T = result.get(timeout=timeout)
             return value
@@ -198,6 +205,10 @@ class Bridge:
             self._nc = None
             self._subs.clear()
             self.hub.set_connected(False)
+            # nats-py leaves a request on a lost connection waiting for its own timeout: fail it now, so a
+            # stream opening (or /api/stream/stats) goes on at once rather than seconds later.
+            for task in list(self._calls):
+                task.cancel()
             if not self._stopping:
                 log.warning("%s: NATS connection lost; reconnecting with backoff", self.name)
             try:
