@@ -133,8 +133,8 @@ def test_make_run_from_a_private_folder_survives_a_nats_kill_and_stops_on_group_
         # kill -9 the embedded nats-server: the launcher starts it again, streams say connected within 10 s.
         stream = SSEClient(f"http://127.0.0.1:{launcher.port}/api/stream/metrics", read_timeout=30)
         try:
-            # Once a snapshot came, the stream is past its opening (the newest-snapshot lookup in JetStream): a
-            # NATS loss is then one it sees. A blip during that lookup leaves nothing to tell, so none is told.
+            # The hello is a data frame too: wait for the snapshot after it, so the kill lands on a live stream.
+            assert stream.next().json()["type"] == "connected"
             stream.data_events(1)
             victim = nats_server_pid(launcher)
             os.kill(victim, signal.SIGKILL)
