@@ -117,6 +117,8 @@ class Publisher:
         self.fold_task = asyncio.current_task()
         try:
             await self.db.aggregate([])
+        except asyncio.CancelledError:
+            pass  # the warm stop ended it (_teardown); a job that raised would be logged as a fault
         except Exception:  # the loop boundary: log and carry on
             log.error("publisher[%s]: folding new rows failed", self.ident, exc_info=True)
         finally:
@@ -130,6 +132,8 @@ class Publisher:
         self.tick_task = asyncio.current_task()
         try:
             await self._tick(window_end, time.perf_counter())
+        except asyncio.CancelledError:
+            log.warning("publisher[%s]: tick %s cancelled by the stop", self.ident, window_end.isoformat())
         except Exception:  # the loop boundary: log and carry on with the next tick
             log.error("publisher[%s]: tick %s failed", self.ident, window_end.isoformat(), exc_info=True)
         finally:

@@ -105,6 +105,7 @@ def test_sigterm_finishes_quickly_and_exits_zero_even_with_a_stuck_query(workers
     assert code == 0
     assert elapsed < 5.0, f"warm stop took {elapsed:.2f} s"
     assert "warm stop" in worker.log() and "stopped" in worker.log()
+    assert "Traceback" not in worker.log(), worker.log()
     live = nats_call(nats_server.url, read_liveness)
     assert worker.proc.pid not in {p["beat"]["pid"] for p in live["publishers"]}  # heartbeat removed
 
@@ -290,3 +291,16 @@ def test_rows_folded_between_ticks_are_counted_once(workers, db, database_url, n
     _s, _h, newest = summaries[-1]
     assert_rollup_snapshot(db, newest, parse_iso(newest["windowEnd"]))  # every row counted once
     assert "Traceback" not in worker.log()
+
+
+def test_sigterm_while_rows_are_folded_between_ticks_stops_without_a_traceback(workers, db, database_url,
+                                                                                  nats_server):
+    seeded(db, 100)
+    worker = workers(database_url, nats_server.url, FLEXGATE_TICK_SECONDS="3")  # folds every second in between
+    wait_until(lambda: _ticked(worker), 30, "the first tick")
+    with tick_stuck_on_lock(database_url):  # the fold after that tick waits on the lock
+        worker.proc.send_signal(signal.SIGTERM)
+        code = worker.proc.wait(10)
+    assert code == 0
+    assert "stopped" in worker.log()
+    assert "Traceback" not in worker.log(), worker.log()
