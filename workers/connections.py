@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import nats
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -31,6 +32,9 @@ from flexgate_stream.tick.stream_setup import ensure_streams
 log = logging.getLogger("workers.publisher")
 
 LOST_CONNECTION = (psycopg2.OperationalError, psycopg2.InterfaceError, DatabaseUnavailable)
+# The tables are missing or older than this code: the release step has not run (yet) against this database.
+SCHEMA_BEHIND = (psycopg2.errors.UndefinedTable, psycopg2.errors.UndefinedColumn)
+RUN_RELEASE = "run the release step, `flask --app flexgate_stream db upgrade`"
 
 T = TypeVar("T")
 
@@ -103,9 +107,13 @@ class Database:
         try:
             result = await asyncio.get_running_loop().run_in_executor(self.executor, self._guarded, work, *args)
         except (psycopg2.Error, DatabaseUnavailable) as exc:
-            # A lost connection (refused, reset, restarted server, "connection already closed") is a state
-            # change told in one line; any other database error is a fault and keeps its traceback.
-            self.state.down(exc, exc_info=not isinstance(exc, LOST_CONNECTION))
+            # A lost connection (refused, reset, restarted server, "connection already closed") or a schema the
+            # release step has not made yet is a state told in one line; any other database error is a fault and
+            # keeps its traceback.
+            if isinstance(exc, SCHEMA_BEHIND):
+                self.state.down(f"{str(exc).strip().splitlines()[0]}: {RUN_RELEASE}")
+            else:
+                self.state.down(exc, exc_info=not isinstance(exc, LOST_CONNECTION))
             self.retry_at = started + self.backoff.next_delay()
             await asyncio.get_running_loop().run_in_executor(self.executor, self.close)
             return None

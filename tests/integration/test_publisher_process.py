@@ -304,3 +304,20 @@ def test_sigterm_while_rows_are_folded_between_ticks_stops_without_a_traceback(w
     assert code == 0
     assert "stopped" in worker.log()
     assert "Traceback" not in worker.log(), worker.log()
+
+
+def test_a_database_without_the_schema_is_one_line_saying_to_run_the_release_step(workers, db, database_url,
+                                                                                     nats_server):
+    # The pod starts the publishers alongside the release step: they may tick before the tables exist.
+    worker = workers(database_url, nats_server.url, FLEXGATE_TICK_SECONDS="0.5")
+    try:
+        wait_until(lambda: worker.count("PostgreSQL is unavailable"), 20, "the database-unavailable line")
+        time.sleep(2)  # several ticks pass without the schema: the assertions below are about them
+        assert worker.count("PostgreSQL is unavailable") == 1 and worker.proc.poll() is None
+        assert "db upgrade" in worker.log() and "Traceback" not in worker.log(), worker.log()
+        schema.upgrade(db)  # the release step
+        wait_until(lambda: worker.count("PostgreSQL is back"), 30, "the database-back line")
+        wait_until(lambda: _ticked(worker), 30, "a tick once the schema exists")
+    finally:
+        stop_process(worker.proc)
+    assert worker.proc.returncode == 0 and "Traceback" not in worker.log()
