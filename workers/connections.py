@@ -46,13 +46,13 @@ class StateLog:
         self.ident, self.what = ident, what
         self.down_since: float | None = None
 
-    def down(self, reason: object, exc_info: bool = False) -> None:
-        """Note a failure; logs only the first of a run."""
+    def down(self, reason: object, exc_info: bool = False, hint: str = "") -> None:
+        """Note a failure (its first line, then ``hint``: what to do about it); logs only the first of a run."""
         if self.down_since is None:
             self.down_since = time.monotonic()
+            said = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
             log.warning("publisher[%s]: %s is unavailable (%s); retrying with backoff", self.ident, self.what,
-                        str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__,
-                        exc_info=exc_info)
+                        f"{said}: {hint}" if hint else said, exc_info=exc_info)
 
     def up(self) -> None:
         """Note a success; logs only after a failure."""
@@ -111,7 +111,7 @@ class Database:
             # release step has not made yet is a state told in one line; any other database error is a fault and
             # keeps its traceback.
             if isinstance(exc, SCHEMA_BEHIND):
-                self.state.down(f"{str(exc).strip().splitlines()[0]}: {RUN_RELEASE}")
+                self.state.down(exc, hint=RUN_RELEASE)
             else:
                 self.state.down(exc, exc_info=not isinstance(exc, LOST_CONNECTION))
             self.retry_at = started + self.backoff.next_delay()
