@@ -52,6 +52,15 @@ def percentile(values: list[float], share: float) -> float:
     return values[min(len(values) - 1, int(len(values) * share))] if values else float("nan")
 
 
+def publish_paced(server: NchanServer | OurServer, run: str, count: int, rate: float) -> None:
+    """Publish messages 1..``count`` of ``run`` at ``rate`` per second, each on its own schedule (no drift)."""
+    start = time.monotonic()
+    for n in range(1, count + 1):
+        while time.monotonic() < start + (n - 1) / rate:
+            time.sleep(0.002)
+        server.publish(run, n)
+
+
 def run_one(server: NchanServer | OurServer, streams: int, clients: int, open_rate: float) -> dict[str, float]:
     """Open ``streams`` on ``server``, publish MESSAGES at RATE, and return what was measured."""
     server.publish("warm", 0)  # as in production, a newest snapshot exists for new clients to get at once
@@ -70,11 +79,7 @@ def run_one(server: NchanServer | OurServer, streams: int, clients: int, open_ra
         driver.start_measure(run, MESSAGES, MESSAGES / RATE + 30)
         time.sleep(0.5)
         cpu0, aux0 = cpu_seconds(pids), server.aux_cpu()
-        start = time.monotonic()
-        for n in range(1, MESSAGES + 1):
-            while time.monotonic() < start + (n - 1) / RATE:
-                time.sleep(0.002)
-            server.publish(run, n)
+        publish_paced(server, run, MESSAGES, RATE)
         result = driver.finish_measure()
         cpu = cpu_seconds(pids) - cpu0
         aux = server.aux_cpu() - aux0

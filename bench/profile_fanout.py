@@ -21,7 +21,7 @@ from collections import Counter
 from pathlib import Path
 
 from bench import load_client
-from bench.fanout_vs_nchan import raise_open_files
+from bench.fanout_vs_nchan import publish_paced, raise_open_files
 from bench.load_driver import Driver
 from bench.servers import OurServer
 
@@ -57,11 +57,7 @@ def record(streams: int, clients: int, out: Path) -> tuple[int, int]:
             time.sleep(0.5)
             spy = subprocess.Popen([py_spy(), "record", "-r", "200", "-f", "raw", "-o", str(out), "-p", str(worker),
                                     "-d", str(int(MESSAGES / RATE) + 2)], stdout=subprocess.DEVNULL)
-            start = time.monotonic()
-            for n in range(1, MESSAGES + 1):
-                while time.monotonic() < start + (n - 1) / RATE:
-                    time.sleep(0.002)
-                server.publish("profile", n)
+            publish_paced(server, "profile", MESSAGES, RATE)
             spy.wait()
             result = driver.finish_measure()
         finally:
