@@ -3,10 +3,14 @@
 import os
 import shutil
 
+from flexgate_stream import logs
 from flexgate_stream.settings import load_or_exit
 from flexgate_stream.web import gunicorn_hooks
 
 _settings = load_or_exit()  # a bad environment stops the master with one sentence, exit 2
+# The master's and (inherited on fork) every worker's log lines never carry a configured token, wherever a client
+# put it: a malformed request line or header is logged before the application exists.
+logs.add_secrets(_settings.secrets)
 
 # prometheus-client chooses multiprocess mode from this variable when first imported: set it here,
 # in the master, before any worker exists, so /metrics adds up all workers.

@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
 
     settings = settings or load_or_exit()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.secrets)
     app = Flask(__name__)
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = request_body.MAX_BODY

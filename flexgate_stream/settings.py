@@ -84,6 +84,13 @@ class Settings:
             opts["tls"] = ctx
         return opts
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every configured secret, for the logs to redact: API tokens, NATS credentials, the database password."""
+        password = urlsplit(self.database_url).password if self.database_url else None
+        found = (*self.api_tokens, self.nats_token, self.nats_password, password)
+        return tuple(value for value in found if value)
+
     def require_database(self) -> str:
         """Return DATABASE_URL, or raise ConfigError when it is not set."""
         if not self.database_url:

@@ -204,7 +204,7 @@ class Publisher:
 def main() -> None:
     """Entry point: settings and rules (one-sentence errors, status 2), then run until stopped."""
     settings = load_or_exit()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.secrets)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
     try:
         settings.require_database()

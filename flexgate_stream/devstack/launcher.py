@@ -159,14 +159,15 @@ def banner(stack: DevStack, database_url: str, nats_servers: str) -> str:
 def main() -> int:
     """Entry point of ``make run``."""
     settings = load_or_exit()
-    logs.configure()
+    logs.configure(secrets=settings.secrets)
     _stop_on_signals()
     stack = DevStack(settings, dict(os.environ))
     status = 0
     try:
         database_url, nats_servers = stack.start_servers()
         stack.apply_schema(database_url)
-        print(banner(stack, database_url, nats_servers), flush=True)
+        # A DATABASE_URL given with a password is shown without it, as in every log line.
+        print(logs.redact(banner(stack, database_url, nats_servers)), flush=True)
         status = stack.run_processes(database_url, nats_servers)
     except KeyboardInterrupt:
         print("\nstopping...", file=sys.stderr, flush=True)

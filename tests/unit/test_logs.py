@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from flexgate_stream.logs import SafeFormatter, escape, redact, safe
+from flexgate_stream.logs import SafeFormatter, add_secrets, escape, redact, safe
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -35,3 +35,30 @@ def test_formatter_escapes_the_message_but_keeps_the_traceback(caplog):
     first, *rest = text.splitlines()
     assert first == "ERROR web: /x\\x0aERROR forged failed"
     assert rest[0].startswith("Traceback") and rest[-1] == "ValueError: boom"
+
+
+def test_what_follows_token_or_key_is_redacted_whatever_the_parameter():
+    assert redact("/api/x?token=abc&api_key=def&x=1") == "/api/x?token=[redacted]&api_key=[redacted]&x=1"
+    assert redact("GET /api/x;KEY=abc HTTP/1.1") == "GET /api/x;KEY=[redacted] HTTP/1.1"
+
+
+def test_configured_secrets_are_redacted_wherever_and_however_they_are_spelled():
+    add_secrets(["tokUNIT+/9=", None, ""])
+    # a malformed header line, a parameter of any name, the path, and escaped spellings of the value
+    assert redact("Invalid HTTP Header: 'X-Api-Key tokUNIT+/9='") == "Invalid HTTP Header: 'X-Api-Key [redacted]'"
+    assert "tokUNIT" not in redact("GET /api/x?since=tokUNIT%2B%2F9%3D&y=\\x01 HTTP/1.1")
+    assert "tokUNIT" not in redact("/api/tokUNIT%2b/9= and /api/%74%6FkUNIT%252B/9=")
+    assert redact("nothing secret: /api/x?y=%41") == "nothing secret: /api/x?y=%41"  # left as it was
+
+
+def test_formatter_redacts_a_traceback_that_quotes_a_request(caplog):
+    add_secrets(["tokTRACE"])
+    record = logging.LogRecord("t", logging.ERROR, __file__, 1, "web: failed", (), None)
+    try:
+        raise ValueError("bad value 'tokTRACE'")
+    except ValueError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    text = SafeFormatter("%(message)s").format(record)
+    assert "tokTRACE" not in text and text.splitlines()[-1] == "ValueError: bad value '[redacted]'"
