@@ -9,6 +9,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from flexgate_stream.errors import BadInput
+from flexgate_stream.logs import redact
 from flexgate_stream.messages import GatewayEvent
 from flexgate_stream.timestamps import iso
 
@@ -134,6 +135,7 @@ def _depth(doc: object) -> int:
 
 
 def shown(raw: str) -> str:
-    """A user value, shortened and quoted, safe to echo in a message."""
+    """A user value, secrets redacted, shortened and quoted, safe to echo in a message."""
+    raw = redact(raw)  # before shortening: a cut token would no longer be recognised
     short = raw if len(raw) <= 40 else raw[:37] + "..."
     return json.dumps(short)

@@ -49,6 +49,15 @@ def test_right_token_in_header_or_query(locked, nats_client):
     assert "access_token" not in locked.log_text()  # the query string never reaches the access log
 
 
+@pytest.mark.parametrize("path", ["/api//metrics/live", "/api/stream//stats", "//healthz", "//evil.example/x"])
+def test_a_doubled_slash_is_404_not_a_redirect_that_repeats_the_token(locked, path):
+    response = requests.get(f"{locked.url}{path}?access_token={TOKEN}", allow_redirects=False, timeout=5)
+    assert response.status_code == 404
+    assert "Location" not in response.headers
+    assert response.json() == {"success": False, "error": f"no such endpoint: {path}."}
+    assert TOKEN not in response.text
+
+
 def test_health_stays_open(locked):
     assert requests.get(locked.url + "/healthz", timeout=5).status_code == 200
     assert requests.get(locked.url + "/readyz", timeout=5).status_code == 200
