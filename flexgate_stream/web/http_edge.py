@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from ssl import SSLError
 from typing import Any
 
@@ -70,18 +70,28 @@ class JsonErrorGeventWorker(StreamingGeventWorker):
         body = json.dumps({"success": False, "error": message}).encode()
         req = req or getattr(exc, "req", None)
         if req is not None and hasattr(req, "headers"):
-            environ = default_environ(req, client, self.cfg)
-            environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = addr[0], str(addr[1])
-            resp = Response(req, client, self.cfg)
-            resp.status = f"{status} {reason}"
-            resp.response_length = len(body)
-            self.log.access(resp, req, environ, datetime.now() - started)
+            self.log_refused(req, client, addr, f"{status} {reason}", len(body), datetime.now() - started)
         head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
         try:
             util.write_nonblock(client, head + body)
         except Exception:  # noqa: BLE001 - the client may be gone; nothing else to do
             self.log.debug("web: could not send the error answer")
+
+    def log_refused(self, req: Any, client: Any, addr: tuple[str, int], status: str, length: int,
+                    took: timedelta) -> None:
+        """The access log line of a request gunicorn refused after reading its request line (a bad or duplicate
+        Content-Length, say): its real method and path, escaped and redacted by the logger like any other."""
+        environ = default_environ(req, client, self.cfg)
+        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = addr[0], str(addr[1])
+        environ["PATH_INFO"] = util.unquote_to_wsgi_str(req.path) if req.path else "-"
+        agent = next((value for name, value in req.headers if name == "USER-AGENT"), None)
+        if agent is not None:
+            environ["HTTP_USER_AGENT"] = agent
+        resp = Response(req, client, self.cfg)
+        resp.status = status
+        resp.response_length = resp.sent = length
+        self.log.access(resp, req, environ, took)
 
     def describe(self, exc: BaseException) -> tuple[int, str, str]:
         """Status, reason phrase and JSON message for an error raised while reading a request."""

@@ -70,3 +70,15 @@ def test_no_token_reaches_the_log_from_a_malformed_request_line(locked):
 def test_a_good_token_in_the_query_never_reaches_the_log(locked):
     assert requests.get(locked.url + "/api/stream/stats", params={"access_token": TOKEN}, timeout=5).status_code
     assert TOKEN not in locked.log_text()
+
+
+@pytest.mark.parametrize(("head", "logged"), [
+    (b"POST /api/events/dup%0A2026 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+     '"POST /api/events/dup\\x0a2026 HTTP/1.1" 400 '),
+    (b"GET /api/bad-length%1B[31m HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+     '"GET /api/bad-length\\x1b[31m HTTP/1.1" 400 '),
+])
+def test_a_refused_content_length_is_logged_with_its_method_and_path_escaped(locked, head, logged):
+    send_raw(locked.port, head)
+    wait_until(lambda: logged_lines(locked, logged), 5, f"the access line {logged}")
+    assert "None HTTP/1.1" not in locked.log_text()
