@@ -27,6 +27,7 @@ from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker
 
 from flexgate_stream.fanout.client_stream import REST
+from flexgate_stream.web.request_body import CLOSE_CONNECTION
 from flexgate_stream.web.resting import RestingStream
 
 
@@ -82,8 +83,9 @@ class StreamingGeventWorker(GeventWorker):
             return None  # as gunicorn's GeventWorker: the worker is being stopped
 
     def _handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> bool:
-        """gunicorn's (27.0) AsyncWorker.handle_request, with one change: a response iterable that offers
-        ``allow_rest`` is written by ``_write_stream``, which may hand the connection to a resting stream."""
+        """gunicorn's (27.0) AsyncWorker.handle_request, with two changes: a response iterable that offers
+        ``allow_rest`` is written by ``_write_stream``, which may hand the connection to a resting stream; and a
+        request whose body stopped arriving (``CLOSE_CONNECTION``) closes the connection after its answer."""
         request_start = datetime.now()
         environ: dict[str, Any] = {}
         resp = None
@@ -101,6 +103,8 @@ class StreamingGeventWorker(GeventWorker):
             respiter = self.wsgi(environ, resp.start_response)
             if self.is_already_handled(respiter):
                 return False
+            if environ.get(CLOSE_CONNECTION):
+                resp.force_close()  # not gunicorn's keep-alive wait for the rest of the body: FLEXGATE_BODY_TIMEOUT
             try:
                 if isinstance(respiter, environ["wsgi.file_wrapper"]):
                     resp.write_file(respiter)

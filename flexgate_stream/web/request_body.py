@@ -6,9 +6,13 @@ import json
 from typing import Any
 
 from flexgate_stream.errors import BadInput, BodyTimeout, TooLarge, UnsupportedMediaType
+from flexgate_stream.logs import redact
 
 MAX_BODY = 64 * 1024  # the largest request body accepted (webhook events)
 CHUNK = 16 * 1024
+# Set in the WSGI environ when a body stopped arriving: the worker (web.gevent_worker) closes the connection right
+# after the 408 instead of giving the rest of the body gunicorn's keep-alive time.
+CLOSE_CONNECTION = "flexgate.close_connection"
 
 
 def require_json(content_type: str | None) -> None:
@@ -16,7 +20,7 @@ def require_json(content_type: str | None) -> None:
     without asking first, so accepting it would let any web page post)."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media != "application/json":
-        given = json.dumps(media[:60]) if media else "none"
+        given = json.dumps(redact(media)[:60]) if media else "none"
         raise UnsupportedMediaType(f"the body must be sent as Content-Type: application/json, got {given}.")
 
 
@@ -35,7 +39,7 @@ def read_body(environ: dict[str, Any], limit: int, timeout: float) -> bytes:
     except gevent.Timeout as exc:
         if exc is not timer:
             raise
-        # gunicorn then gives the rest of the body its keep-alive time to arrive, and closes the connection.
+        environ[CLOSE_CONNECTION] = True
         raise BodyTimeout(f"the request body did not arrive within {timeout:g} s.") from None
     except (TooLarge, BodyTimeout):
         raise
