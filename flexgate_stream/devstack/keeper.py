@@ -17,16 +17,17 @@ log = logging.getLogger("devstack")
 class ServerKeeper(threading.Thread):
     """Starts a server again, on its port and with its data, when it dies while the stack runs.
 
-    Gives up after ``max_restarts`` deaths within ``window`` seconds, and then calls ``on_give_up``.
+    Gives up at the ``max_deaths``-th death within ``window`` seconds (the README's "after 3 deaths within 60 s"),
+    and then calls ``on_give_up``.
     """
 
     def __init__(self, name: str, server: NatsServer | PostgresServer, on_give_up: Callable[[], None],
-                 max_restarts: int = 3, window: float = 60.0, interval: float = 0.5) -> None:
+                 max_deaths: int = 3, window: float = 60.0, interval: float = 0.5) -> None:
         super().__init__(name=f"keeper-{name}", daemon=True)
         self.server_name = name
         self.server = server
         self.on_give_up = on_give_up
-        self.max_restarts = max_restarts
+        self.max_deaths = max_deaths
         self.window = window
         self.interval = interval
         self.deaths: deque[float] = deque()
@@ -53,7 +54,7 @@ class ServerKeeper(threading.Thread):
         self.deaths.append(now)
         while self.deaths and now - self.deaths[0] > self.window:
             self.deaths.popleft()
-        return len(self.deaths) > self.max_restarts
+        return len(self.deaths) >= self.max_deaths
 
     def stop(self) -> None:
         self.stopping.set()

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
 from flexgate_stream.devstack.keeper import ServerKeeper
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(10)
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 class DeadProcess:
@@ -58,15 +62,29 @@ def test_a_dead_server_is_started_again_once_and_kept(caplog):
     assert lines == ["nats-server (pid 4242) exited with status -9; starting it again on port 4222 with the same data"]
 
 
-def test_a_server_that_keeps_dying_is_given_up_with_one_clear_line(caplog):
+def test_a_server_that_keeps_dying_is_given_up_at_its_third_death_as_the_readme_says(caplog):
+    # README: "after 3 deaths within 60 s it gives up": two starts again, none after the third death.
     server = FakeServer([])
     gave_up = threading.Event()
-    keeper = ServerKeeper("postgres", server, gave_up.set, max_restarts=3, window=60, interval=0.01)
+    keeper = ServerKeeper("postgres", server, gave_up.set, interval=0.01)
     keeper.start()
     try:
         assert gave_up.wait(5)
     finally:
         keeper.stop()
-    assert server.starts == 3
+    assert server.starts == 2
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert errors == ["postgres died 4 times within 60 s; giving up (its log: nats.log)"]
+    assert errors == ["postgres died 3 times within 60 s; giving up (its log: nats.log)"]
+    assert "after 3 deaths within 60 s it gives up" in " ".join(README.read_text().split())
+
+
+def test_deaths_further_apart_than_the_window_are_survived():
+    server = FakeServer([])
+    gave_up = threading.Event()
+    keeper = ServerKeeper("nats-server", server, gave_up.set, window=0.05, interval=0.1)
+    keeper.start()
+    try:
+        wait_until(lambda: server.starts >= 4, 5, "four starts again")
+    finally:
+        keeper.stop()
+    assert not gave_up.is_set()
