@@ -18,9 +18,11 @@ from tests.waiting import wait_until
 
 
 class Launcher:
-    def __init__(self, data_dir: Path, port: int) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "NATS_", "FLEXGATE_"))}
-        env.update(PORT=str(port), FLEXGATE_DATA_DIR=str(data_dir), FLEXGATE_DEMO_RPS="100")
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str] | None = None) -> None:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "NATS_", "FLEXGATE_"))}
+        env = {**base, "PORT": str(port), "FLEXGATE_DATA_DIR": str(data_dir), "FLEXGATE_DEMO_RPS": "100",
+               **(env or {})}
+        self.data_dir = data_dir
         self.port = port
         self.log = data_dir.parent / f"launcher-{port}.log"
         with open(self.log, "wb") as out:
@@ -30,6 +32,13 @@ class Launcher:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def every_log(self) -> dict[Path, bytes]:
+        """The launcher's output (supervisord's programs write there: gunicorn, the publisher, demo traffic) and
+        every file under the data folder's ``log/`` (supervisord, PostgreSQL, nats-server)."""
+        found = {self.log: self.log.read_bytes()}
+        found.update({path: path.read_bytes() for path in sorted((self.data_dir / "log").rglob("*")) if path.is_file()})
+        return found
 
     def database_url(self) -> str:
         match = wait_until(lambda: re.search(r"DATABASE_URL\s+(\S+)", self.output()), 60, "the printed DATABASE_URL")
