@@ -68,8 +68,8 @@ pod: image
 	$(PODMAN) secret create $(POD_SECRET) $(POD_DIR)/secret.json >/dev/null
 	$(PYTHON) podman/render_pod.py $(POD_NAME) $(POD_PORT) $(POD_SECRET) > $(POD_DIR)/pod.yaml
 	@$(PODMAN) kube play $(POD_DIR)/pod.yaml || { \
-		echo "The pod $(POD_NAME) did not start; the release step said:" >&2; \
-		$(PODMAN) logs --tail 20 $(POD_NAME)-release >&2; exit 1; }
+		echo "The pod $(POD_NAME) did not start ('make pod-down' removes it); the release step said:" >&2; \
+		$(PODMAN) logs $(POD_NAME)-release 2>&1 | uniq | tail -n 10 >&2; exit 1; }
 	@echo "flexgate-stream: http://127.0.0.1:$(POD_PORT)/"
 	@echo "API token (readable by you only): $(abspath $(POD_DIR))/api-token"
 	@echo "  curl -H \"Authorization: Bearer \$$(cat $(abspath $(POD_DIR))/api-token)\" http://127.0.0.1:$(POD_PORT)/api/stream/stats"
