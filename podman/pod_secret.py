@@ -92,6 +92,7 @@ def keep_secret(folder: Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
+    """Keep the secret folder named in ``argv``; print the token's path, or one sentence and exit 1."""
     if len(argv) != 1:
         print("usage: python3 podman/pod_secret.py FOLDER (for example build/pod/flexgate)", file=sys.stderr)
         return 2

@@ -48,6 +48,7 @@ def render_pod(name: str, port: int, secret: str, text: str | None = None) -> st
 
 
 def main(argv: list[str]) -> int:
+    """Print the pod file for the NAME, PORT and SECRET in ``argv``, or one sentence and exit 1."""
     if len(argv) != 3 or not argv[1].isdigit():
         print("usage: python3 podman/render_pod.py NAME PORT SECRET", file=sys.stderr)
         return 2
