@@ -25,10 +25,15 @@ clean:
 
 # Containers (podman/): `make pod` builds the images and starts the whole service in one pod, nginx on
 # 127.0.0.1:$(POD_PORT); `make pod-down` removes it. Base images are built locally from Debian packages.
+# The pod's secrets are kept in $(POD_DIR) (mode 0700, files 0600: only the user who ran `make pod` reads the
+# API token there) and the podman secret $(POD_SECRET) is made from them each time.
 export CONTAINERS_CONF := $(CURDIR)/podman/containers.conf
 PODMAN ?= podman
 DEBIAN_MIRROR ?= http://deb.debian.org/debian
+POD_NAME ?= flexgate
 POD_PORT ?= 8080
+POD_SECRET ?= $(POD_NAME)-secrets
+POD_DIR ?= build/pod/$(POD_NAME)
 
 build/base.tar:
 	mkdir -p build
@@ -56,11 +61,19 @@ image: build/base.tar build/services-base.tar build/wheels/.done
 		--build-arg PIP_OPTS="--no-index --find-links /wheels" .
 
 pod: image
-	$(PODMAN) secret inspect flexgate-secrets >/dev/null 2>&1 || \
-		$(PYTHON) podman/pod_secret.py | $(PODMAN) secret create flexgate-secrets -
-	sed 's/hostPort: 8080/hostPort: $(POD_PORT)/' podman/flexgate-pod.yaml > build/flexgate-pod.yaml
-	$(PODMAN) kube play build/flexgate-pod.yaml
-	@echo "flexgate-stream: http://127.0.0.1:$(POD_PORT)/ (API token: podman secret flexgate-secrets, key api-tokens)"
+	@if $(PODMAN) pod exists $(POD_NAME); then \
+		echo "The pod $(POD_NAME) is already there: 'make pod-down' removes it." >&2; exit 1; fi
+	$(PYTHON) podman/pod_secret.py $(POD_DIR) >/dev/null
+	$(PODMAN) secret rm $(POD_SECRET) >/dev/null 2>&1 || true
+	$(PODMAN) secret create $(POD_SECRET) $(POD_DIR)/secret.json >/dev/null
+	$(PYTHON) podman/render_pod.py $(POD_NAME) $(POD_PORT) $(POD_SECRET) > $(POD_DIR)/pod.yaml
+	@$(PODMAN) kube play $(POD_DIR)/pod.yaml || { \
+		echo "The pod $(POD_NAME) did not start ('make pod-down' removes it); the release step said:" >&2; \
+		$(PODMAN) logs $(POD_NAME)-release 2>&1 | uniq | tail -n 10 >&2; exit 1; }
+	@echo "flexgate-stream: http://127.0.0.1:$(POD_PORT)/"
+	@echo "API token (readable by you only): $(abspath $(POD_DIR))/api-token"
+	@echo "  curl -H \"Authorization: Bearer \$$(cat $(abspath $(POD_DIR))/api-token)\" http://127.0.0.1:$(POD_PORT)/api/stream/stats"
 
 pod-down:
-	$(PODMAN) pod rm --force --ignore flexgate
+	$(PODMAN) pod rm --force --ignore $(POD_NAME)
+	$(PODMAN) secret rm $(POD_SECRET) >/dev/null 2>&1 || true

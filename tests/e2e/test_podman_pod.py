@@ -1,14 +1,14 @@
-"""podman/: build the image (base images from Debian packages with mmdebstrap) and run the whole pod with
-`podman kube play`: 3 NATS nodes, PostgreSQL, release, 2 web, 2 publishers, nginx; then use it as a client would."""
+"""podman/: build the image (base images from Debian packages with mmdebstrap) and start the whole pod with
+`make pod` as a user would: the release step as an init container, 3 NATS nodes, PostgreSQL, 2 web, 2 publishers,
+nginx; then use it as a client would, with the API token from where `make pod` said it is."""
 
 from __future__ import annotations
 
-import base64
-import importlib.util
 import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import uuid
 from pathlib import Path
@@ -30,9 +30,11 @@ def podman(*args: str, timeout: float = 120, check: bool = True) -> subprocess.C
     return subprocess.run(["podman", *args], env=ENV, capture_output=True, text=True, timeout=timeout, check=check)
 
 
-def make(target: str, timeout: float) -> None:
-    done = subprocess.run(["make", target], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+def make(target: str, timeout: float, *variables: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(["make", target, *variables], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
     assert done.returncode == 0, f"make {target} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
 
 
 def require_podman() -> None:
@@ -51,35 +53,37 @@ def require_podman() -> None:
         pytest.skip(f"podman cannot run containers on this machine ({reason}), so the pod test is skipped.")
 
 
-def new_secret() -> dict[str, str]:
-    spec = importlib.util.spec_from_file_location("pod_secret", ROOT / "podman" / "pod_secret.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.pod_secret()
+def token_file_from(output: str) -> Path:
+    """The API token's file, as `make pod` names it in its last lines."""
+    found = re.search(r"^API token[^:\n]*: (/\S+)$", output, re.M)
+    assert found, f"make pod does not say where the API token is:\n{output[-1500:]}"
+    return Path(found.group(1))
 
 
-def render_pod(name: str, secret: str, port: int) -> str:
-    text = POD_YAML.read_text()
-    swaps = [("hostPort: 8080", f"hostPort: {port}"), ("\n  name: flexgate\n", f"\n  name: {name}\n")]
-    for old, new in swaps:
-        assert text.count(old) == 1, f"{POD_YAML.name} should hold {old!r} once"
-        text = text.replace(old, new)
-    assert text.count("name: flexgate-secrets,") >= 5
-    return text.replace("name: flexgate-secrets,", f"name: {secret},")
+def assert_private(path: Path, mode: int) -> None:
+    """``path`` belongs to this user and has exactly ``mode``: nobody else can read it."""
+    info = path.stat()
+    assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (os.geteuid(), mode), f"{path}: {oct(info.st_mode)}"
 
 
-def test_the_pod_serves_live_snapshots_through_nginx(tmp_path):
+def pod_states(name: str) -> tuple[str, str, list[str]]:
+    """The pod's state for `podman pod inspect` and `podman pod ps`, and each container's name and state."""
+    inspected = podman("pod", "inspect", name, "--format", "{{.State}}").stdout.strip()
+    listed = podman("pod", "ps", "--filter", f"name=^{name}$", "--format", "{{.Status}}").stdout.strip()
+    ctrs = json.loads(podman("ps", "-a", "--filter", f"pod={name}", "--format", "json").stdout)
+    return inspected, listed, sorted(f"{ctr['Names'][0]} {ctr['State']}" for ctr in ctrs)
+
+
+def test_make_pod_leaves_a_pod_its_user_can_use():
     require_podman()
-    make("image", 1500)
     name, port = f"flexgate-test-{uuid.uuid4().hex[:8]}", free_port()
-    secret = new_secret()
-    token = base64.b64decode(secret["api-tokens"]).decode()
-    (tmp_path / "secret.json").write_text(json.dumps(secret))
-    podman("secret", "create", name, str(tmp_path / "secret.json"))
-    (tmp_path / "pod.yaml").write_text(render_pod(name, name, port))
-    url, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {token}"}
+    url = f"http://127.0.0.1:{port}"
     try:
-        podman("kube", "play", str(tmp_path / "pod.yaml"), timeout=300)
+        made = make("pod", 1500, f"POD_NAME={name}", f"POD_PORT={port}")
+        token_file = token_file_from(made.stdout)
+        assert_private(token_file, 0o600)
+        assert_private(token_file.parent, 0o700)
+        auth = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
 
         seen: list[str] = []
 
@@ -90,16 +94,19 @@ def test_the_pod_serves_live_snapshots_through_nginx(tmp_path):
                 seen[:] = [str(exc)]
                 return None
             seen[:] = [reply.text[:2000]]
-            if reply.status_code == 401:
-                raise AssertionError(f"port {port} answers with another token: not our pod")
+            assert reply.status_code != 401, f"port {port} refuses the token of {token_file}"
             body = reply.json() if reply.headers.get("Content-Type", "").startswith("application/json") else {}
             live = [p for p in body.get("data", {}).get("publishers", []) if p["live"]]
-            return body if body.get("success") and len(live) == 2 else None
+            return body if reply.status_code == 200 and body.get("success") and len(live) == 2 else None
 
         try:
             wait_until(healthy, 180, "the pod's stats: NATS connected, fresh snapshots, two live publishers", 1.0)
         except AssertionError as exc:
             raise AssertionError(f"{exc}; last answer: {seen}; pod: {podman('ps', '-a', '--pod').stdout}") from None
+        inspected, listed, containers = pod_states(name)
+        assert (inspected, listed) == ("Running", "Running"), containers
+        assert all(line.endswith(" running") for line in containers), containers
+        assert not [line for line in containers if "-release " in line], "the release step should be gone"
         assert requests.get(url + "/api/stream/stats", timeout=5).status_code == 401  # the token is required
         metrics = requests.get(url + "/metrics", timeout=5).text
         assert re.search(r'^flexgate_stream_jetstream_stream_replicas\{stream="METRICS"\} 3\.0$', metrics, re.M)
@@ -112,15 +119,14 @@ def test_the_pod_serves_live_snapshots_through_nginx(tmp_path):
             stream.close()
         assert podman("exec", f"{name}-web-1", "id", "-u").stdout.strip() == "10001"
         assert podman("healthcheck", "run", f"{name}-web-1", check=False).returncode == 0
-        release = podman("inspect", f"{name}-release", "--format", "{{.State.Status}} {{.State.ExitCode}}")
-        assert release.stdout.split() == ["exited", "0"]
-        for n in (1, 2):  # two publishers on one R3 stream: each window stored once, without failed ticks
+        for n in (1, 2):  # two publishers on one R3 stream, started on an upgraded schema: no failed tick
             log = podman("logs", f"{name}-publisher-{n}").stderr + podman("logs", f"{name}-publisher-{n}").stdout
             assert "took" in log and "Traceback" not in log and "in process" not in log, log[-2000:]
+            assert "release step" not in log, log[-2000:]
     finally:
         podman("pod", "rm", "--force", name, timeout=120, check=False)
-        podman("secret", "rm", name, check=False)
-        (tmp_path / "secret.json").unlink(missing_ok=True)
+        podman("secret", "rm", f"{name}-secrets", check=False)
+        shutil.rmtree(ROOT / "build" / "pod" / name, ignore_errors=True)
 
 
 def test_pod_file_keeps_secrets_out():
