@@ -182,10 +182,10 @@ class Bridge:
     def _options(self) -> dict[str, Any]:
         opts = dict(self.settings.nats_connect_options)
         # nats-py's own reconnecting is off (and its connect gives up after one retry): the loop in _main
-        # reconnects with backoff and re-creates every consumer from the right sequence.
+        # reconnects with backoff and re-creates every consumer from the right sequence. The shared options'
+        # pings (settings.NATS_PING_SECONDS) call a hung server lost within 4-6 s.
         opts.update(name=f"flexgate-web-{os.getpid()}", allow_reconnect=False, connect_timeout=2,
                     max_reconnect_attempts=1, reconnect_time_wait=0.1,
-                    ping_interval=10, max_outstanding_pings=2,
                     disconnected_cb=self._on_lost, closed_cb=self._on_lost, error_cb=self._on_error)
         return opts
 
