@@ -124,8 +124,11 @@ class Bridge:
             else:
                 result.set(task.result())
 
+        started: list[asyncio.Task[T]] = []
+
         def submit() -> None:
             task = loop.create_task(fn(nc, *args))
+            started.append(task)
             self._calls.add(task)
             task.add_done_callback(finished)
 
@@ -134,6 +137,8 @@ class Bridge:
             value: T = result.get(timeout=timeout)
             return value
         except gevent.Timeout:
+            if not loop.is_closed():  # nobody waits for it any more: end it now, not at its own request timeout
+                loop.call_soon_threadsafe(_cancel_all, started)
             raise NatsUnavailable(f"NATS did not answer within {timeout:g} s.") from None
         except (TimeoutError, nats.errors.Error) as exc:
             raise NatsUnavailable(f"NATS request failed: {exc or type(exc).__name__}.") from None
@@ -207,8 +212,7 @@ class Bridge:
             self.hub.set_connected(False)
             # nats-py leaves a request on a lost connection waiting for its own timeout: fail it now, so a
             # stream opening (or /api/stream/stats) goes on at once rather than seconds later.
-            for task in list(self._calls):
-                task.cancel()
+            _cancel_all(list(self._calls))
             if not self._stopping:
                 log.warning("%s: NATS connection lost; reconnecting with backoff", self.name)
             try:
@@ -310,6 +314,12 @@ def _deliver_to(channel: Channel) -> Callable[[Any], Awaitable[None]]:
         channel.publish(msg.metadata.sequence.stream, msg.data)
 
     return deliver
+
+
+def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel each of ``tasks``."""
+    for task in tasks:
+        task.cancel()
 
 
 async def _cancel_others() -> None:

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 EXTENSION = "flexgate_stream"
+# What /readyz and /api/stream/stats wait for JetStream: a probe with a 1 s timeout gets an answer (503) even
+# while NATS hangs, before the bridge's pings declare the connection lost.
+PROBE_TIMEOUT = 0.8
 
 
 class StreamService:
@@ -138,11 +141,14 @@ class StreamService:
             if self.bridge is not None:
                 self.bridge.unfollow(feed.key)
 
-    def call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
-        """Run a JetStream coroutine from ``flexgate_stream.fanout.jetstream_api`` and wait for its result."""
+    def call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, timeout: float | None = None) -> T:
+        """Run a JetStream coroutine from ``flexgate_stream.fanout.jetstream_api`` and wait for its result (at most
+        ``timeout`` seconds, else the bridge's default)."""
         if self.bridge is None or not self.started:
             raise NatsUnavailable("the stream service is not running in this process.")
-        return self.bridge.call(fn, *args)
+        if timeout is None:
+            return self.bridge.call(fn, *args)
+        return self.bridge.call(fn, *args, timeout=timeout)
 
     @property
     def connected(self) -> bool:
