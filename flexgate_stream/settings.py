@@ -59,6 +59,7 @@ class Settings:
     retry_ms: int = 3000
     client_queue: int = 64
     send_timeout_seconds: float = 30.0
+    send_buffer_bytes: int = 65536  # SO_SNDBUF of a stream's socket: one summary snapshot at its 64 KiB cap
     events_open: bool = False  # POST /api/events without FLEXGATE_API_TOKENS
     body_timeout_seconds: float = 5.0
     max_route_feeds: int = 100
@@ -127,6 +128,7 @@ class Settings:
             retry_ms=env.integer("FLEXGATE_RETRY_MS", 3000, low=100, high=600_000),
             client_queue=env.integer("FLEXGATE_CLIENT_QUEUE", 64, low=1, high=100_000),
             send_timeout_seconds=env.number("FLEXGATE_SEND_TIMEOUT", 30.0, low=1, high=3600),
+            send_buffer_bytes=env.integer("FLEXGATE_SEND_BUFFER", 65536, low=4096, high=4 * 1024 * 1024),
             events_open=env.flag("FLEXGATE_EVENTS_OPEN", False),
             body_timeout_seconds=env.number("FLEXGATE_BODY_TIMEOUT", 5.0, low=0.1, high=300),
             max_route_feeds=env.integer("FLEXGATE_MAX_ROUTE_FEEDS", 100, low=1, high=100_000),

@@ -115,8 +115,7 @@ class StreamService:
             raise AtCapacity(f"this server process already serves its maximum of {self.hub.max_clients} streams; "
                              "retry later.", headers=wait)
         if sock is not None:
-            # A client that stops reading fails its write after this long instead of holding the stream forever.
-            sock.settimeout(self.settings.send_timeout_seconds)
+            bound_writes(sock, self.settings)
         return ClientStream(self, feed, self.open(feed), last_id=last_id, since=since, sock=sock,
                             direct=_writes_chunks(sock))
 
@@ -153,6 +152,19 @@ class StreamService:
     @property
     def connected(self) -> bool:
         return self.started and self.bridge is not None and self.bridge.connected
+
+
+def bound_writes(sock: Any, settings: Settings) -> None:
+    """Bound what a client that stops reading costs: its stream's writes fail after FLEXGATE_SEND_TIMEOUT, its
+    socket's send buffer is fixed at FLEXGATE_SEND_BUFFER (the kernel doubles it for its bookkeeping; left to
+    autotune it grows to the tcp_wmem maximum, 4 MiB), and the kernel drops the connection once the client's
+    receive window has stayed shut (or sent data unacknowledged) for FLEXGATE_SEND_TIMEOUT, whether or not a
+    write is waiting. docs/operations.md, "Clients that stop reading", has the figures."""
+    sock.settimeout(settings.send_timeout_seconds)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.send_buffer_bytes)
+    user_timeout = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux only
+    if user_timeout is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, user_timeout, round(settings.send_timeout_seconds * 1000))
 
 
 def _writes_chunks(sock: Any) -> bool:
