@@ -124,8 +124,11 @@ class Bridge:
             else:
                 result.set(task.result())
 
+        started: list[asyncio.Task[T]] = []
+
         def submit() -> None:
             task = loop.create_task(fn(nc, *args))
+            started.append(task)
             self._calls.add(task)
             task.add_done_callback(finished)
 
@@ -134,6 +137,8 @@ class Bridge:
             value: T = result.get(timeout=timeout)
             return value
         except gevent.Timeout:
+            if not loop.is_closed():  # nobody waits for it any more: end it now, not at its own request timeout
+                loop.call_soon_threadsafe(_cancel_all, started)
             raise NatsUnavailable(f"NATS did not answer within {timeout:g} s.") from None
         except (TimeoutError, nats.errors.Error) as exc:
             raise NatsUnavailable(f"NATS request failed: {exc or type(exc).__name__}.") from None
@@ -182,10 +187,10 @@ class Bridge:
     def _options(self) -> dict[str, Any]:
         opts = dict(self.settings.nats_connect_options)
         # nats-py's own reconnecting is off (and its connect gives up after one retry): the loop in _main
-        # reconnects with backoff and re-creates every consumer from the right sequence.
+        # reconnects with backoff and re-creates every consumer from the right sequence. The shared options'
+        # pings (settings.NATS_PING_SECONDS) call a hung server lost within 4-6 s.
         opts.update(name=f"flexgate-web-{os.getpid()}", allow_reconnect=False, connect_timeout=2,
                     max_reconnect_attempts=1, reconnect_time_wait=0.1,
-                    ping_interval=10, max_outstanding_pings=2,
                     disconnected_cb=self._on_lost, closed_cb=self._on_lost, error_cb=self._on_error)
         return opts
 
@@ -207,8 +212,7 @@ class Bridge:
             self.hub.set_connected(False)
             # nats-py leaves a request on a lost connection waiting for its own timeout: fail it now, so a
             # stream opening (or /api/stream/stats) goes on at once rather than seconds later.
-            for task in list(self._calls):
-                task.cancel()
+            _cancel_all(list(self._calls))
             if not self._stopping:
                 log.warning("%s: NATS connection lost; reconnecting with backoff", self.name)
             try:
@@ -310,6 +314,12 @@ def _deliver_to(channel: Channel) -> Callable[[Any], Awaitable[None]]:
         channel.publish(msg.metadata.sequence.stream, msg.data)
 
     return deliver
+
+
+def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel each of ``tasks``."""
+    for task in tasks:
+        task.cancel()
 
 
 async def _cancel_others() -> None:

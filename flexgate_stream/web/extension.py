@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 EXTENSION = "flexgate_stream"
+# What /readyz and /api/stream/stats wait for JetStream: a probe with a 1 s timeout gets an answer (503) even
+# while NATS hangs, before the bridge's pings declare the connection lost.
+PROBE_TIMEOUT = 0.8
 
 
 class StreamService:
@@ -112,8 +115,7 @@ class StreamService:
             raise AtCapacity(f"this server process already serves its maximum of {self.hub.max_clients} streams; "
                              "retry later.", headers=wait)
         if sock is not None:
-            # A client that stops reading fails its write after this long instead of holding the stream forever.
-            sock.settimeout(self.settings.send_timeout_seconds)
+            bound_writes(sock, self.settings)
         return ClientStream(self, feed, self.open(feed), last_id=last_id, since=since, sock=sock,
                             direct=_writes_chunks(sock))
 
@@ -138,15 +140,31 @@ class StreamService:
             if self.bridge is not None:
                 self.bridge.unfollow(feed.key)
 
-    def call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
-        """Run a JetStream coroutine from ``flexgate_stream.fanout.jetstream_api`` and wait for its result."""
+    def call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, timeout: float | None = None) -> T:
+        """Run a JetStream coroutine from ``flexgate_stream.fanout.jetstream_api`` and wait for its result (at most
+        ``timeout`` seconds, else the bridge's default)."""
         if self.bridge is None or not self.started:
             raise NatsUnavailable("the stream service is not running in this process.")
-        return self.bridge.call(fn, *args)
+        if timeout is None:
+            return self.bridge.call(fn, *args)
+        return self.bridge.call(fn, *args, timeout=timeout)
 
     @property
     def connected(self) -> bool:
         return self.started and self.bridge is not None and self.bridge.connected
+
+
+def bound_writes(sock: Any, settings: Settings) -> None:
+    """Bound what a client that stops reading costs: its stream's writes fail after FLEXGATE_SEND_TIMEOUT, its
+    socket's send buffer is fixed at FLEXGATE_SEND_BUFFER (the kernel doubles it for its bookkeeping; left to
+    autotune it grows to the tcp_wmem maximum, 4 MiB), and the kernel drops the connection once the client's
+    receive window has stayed shut (or sent data unacknowledged) for FLEXGATE_SEND_TIMEOUT, whether or not a
+    write is waiting. docs/operations.md, "Clients that stop reading", has the figures."""
+    sock.settimeout(settings.send_timeout_seconds)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.send_buffer_bytes)
+    user_timeout = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux only
+    if user_timeout is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, user_timeout, round(settings.send_timeout_seconds * 1000))
 
 
 def _writes_chunks(sock: Any) -> bool:

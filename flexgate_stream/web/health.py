@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from flexgate_stream.errors import FlexgateError
 from flexgate_stream.fanout import jetstream_api
-from flexgate_stream.web.extension import current_service, service_of
+from flexgate_stream.web.extension import PROBE_TIMEOUT, current_service, service_of
 from flexgate_stream.web.prometheus import BusCollector
 
 bp = Blueprint("health", __name__)
@@ -29,7 +29,7 @@ def readyz() -> tuple[Response, int]:
     body: dict[str, Any] = {"ready": False, "nats": False, "missingStreams": None, "worker": os.getpid(),
                             "server": os.getppid()}
     try:
-        missing = current_service().call(jetstream_api.missing_streams)
+        missing = current_service().call(jetstream_api.missing_streams, timeout=PROBE_TIMEOUT)
     except FlexgateError as exc:
         body["reason"] = str(exc)
         return jsonify(body), 503

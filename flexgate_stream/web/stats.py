@@ -11,7 +11,7 @@ from flexgate_stream.errors import FlexgateError, NatsUnavailable, NotFound
 from flexgate_stream.fanout import jetstream_api
 from flexgate_stream.fanout.feeds import SUMMARY, route_feed
 from flexgate_stream.web import params
-from flexgate_stream.web.extension import current_service, service_of
+from flexgate_stream.web.extension import PROBE_TIMEOUT, current_service, service_of
 from flexgate_stream.web.freshness import is_stale
 
 bp = Blueprint("stats", __name__, url_prefix="/api")
@@ -27,7 +27,7 @@ def stream_stats() -> tuple[Response, int]:
     reasons: list[str] = []
     found: dict[str, Any] = {"metrics": None, "alerts": None, "liveness": None}
     try:
-        found = current_service().call(jetstream_api.overview)
+        found = current_service().call(jetstream_api.overview, timeout=PROBE_TIMEOUT)
     except FlexgateError as exc:
         reasons.append(f"NATS is unreachable ({exc})")
     live = found["liveness"] or {"newestWindowEnd": None, "snapshotAge": None, "publishers": []}

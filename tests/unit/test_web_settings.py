@@ -1,14 +1,18 @@
-"""The web tier's own settings and helpers: send timeout, metrics folder, snapshot freshness."""
+"""The web tier's own settings and helpers: send timeout and buffer, metrics folder, snapshot freshness."""
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
 from flexgate_stream.errors import ConfigError
+from flexgate_stream.fanout.feeds import SUMMARY
 from flexgate_stream.settings import Settings
 from flexgate_stream.web import gunicorn_hooks
+from flexgate_stream.web.extension import StreamService
 from flexgate_stream.web.freshness import is_stale, snapshot_age
 
 
@@ -20,6 +24,39 @@ def test_send_timeout_and_metrics_dir(tmp_path):
         Settings.from_env({"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "missing")})
     with pytest.raises(ConfigError, match="^FLEXGATE_SEND_TIMEOUT"):
         Settings.from_env({"FLEXGATE_SEND_TIMEOUT": "0"})
+
+
+@pytest.fixture
+def accepted() -> Iterator[socket.socket]:
+    """The server side of a real loopback TCP connection."""
+    with socket.create_server(("127.0.0.1", 0)) as listener, \
+            socket.create_connection(listener.getsockname()) as _client:
+        server, _ = listener.accept()
+        with server:
+            yield server
+
+
+def test_send_buffer_setting():
+    assert Settings.from_env({}).send_buffer_bytes == 65536
+    assert Settings.from_env({"FLEXGATE_SEND_BUFFER": "16384"}).send_buffer_bytes == 16384
+    with pytest.raises(ConfigError, match="^FLEXGATE_SEND_BUFFER must be between 4096"):
+        Settings.from_env({"FLEXGATE_SEND_BUFFER": "100"})
+
+
+def test_an_admitted_stream_socket_has_the_default_send_buffer_and_timeouts(accepted):
+    StreamService(Settings()).admit(SUMMARY, sock=accepted).close()
+    # The kernel doubles SO_SNDBUF for its bookkeeping, and no longer autotunes it.
+    assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * 65536
+    assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 30_000
+    assert accepted.gettimeout() == 30.0
+
+
+def test_the_send_buffer_and_timeouts_follow_the_settings(accepted):
+    settings = Settings.from_env({"FLEXGATE_SEND_BUFFER": "8192", "FLEXGATE_SEND_TIMEOUT": "2.5"})
+    StreamService(settings).admit(SUMMARY, sock=accepted).close()
+    assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * 8192
+    assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 2_500
+    assert accepted.gettimeout() == 2.5
 
 
 def test_metrics_dir_is_created_when_not_configured_and_cleared_of_old_files(tmp_path):
