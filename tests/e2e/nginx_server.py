@@ -1,9 +1,9 @@
 """Debian's nginx in front of a test gunicorn, with conf/nginx/flexgate-stream.conf as shipped.
 
-The site file is rendered with a free port, the gunicorn upstream and (optionally) a short
-proxy_read_timeout; each replacement must match exactly once, so a reshaped site file fails loudly.
-nginx runs in the foreground (``daemon off``) under its own prefix (pid, temp paths and logs in the
-test's folder) and is stopped by PID.
+The site file is rendered with a free port, the gunicorn upstream, the access log in the test's folder
+and (optionally) a short proxy_read_timeout; each replacement must match exactly once, so a reshaped site
+file fails loudly. nginx runs in the foreground (``daemon off``) under its own prefix (pid, temp paths and
+logs in the test's folder; the error log at warn, the pod's level) and is stopped by PID.
 """
 
 from __future__ import annotations
@@ -24,18 +24,21 @@ SITE = ROOT / "conf" / "nginx" / "flexgate-stream.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 MISSING = "nginx is not installed (apt-get install nginx-light), so the tests through nginx are skipped."
 IDENTITY_PATH = "/.test-nginx-identity"
+SITE_ACCESS_LOG = "access_log /var/log/nginx/flexgate-stream.access.log flexgate_stream;"
 
 # What a distribution's nginx.conf around the site may hold: gzip on for event streams too, so the
-# site file must switch it off itself.
+# site file must switch it off itself; an access log in the combined format (query string, Referer,
+# User-Agent), so the site file must log its own way.
 MAIN_CONF = """\
 {user}
 worker_processes 1;
 pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
 worker_rlimit_nofile 8192;
 events {{ worker_connections 4096; }}
 http {{
     default_type application/octet-stream;
-    access_log {prefix}/access.log;
+    access_log {prefix}/combined.log combined;
     client_body_temp_path {prefix}/tmp/body;
     proxy_temp_path {prefix}/tmp/proxy;
     fastcgi_temp_path {prefix}/tmp/fastcgi;
@@ -50,11 +53,12 @@ http {{
 """
 
 
-def render_site(upstream_port: int, port: int, identity: str, read_timeout: str | None = None) -> str:
-    """The shipped site file pointed at ``upstream_port``, listening on 127.0.0.1:``port``."""
+def render_site(upstream_port: int, port: int, identity: str, prefix: Path, read_timeout: str | None = None) -> str:
+    """The shipped site file pointed at ``upstream_port``, listening on 127.0.0.1:``port``, logging in ``prefix``."""
     text = SITE.read_text()
     replacements = [("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};"),
                     ("listen 80;", f"listen 127.0.0.1:{port};"),
+                    (SITE_ACCESS_LOG, f"access_log {prefix}/access.log flexgate_stream;"),
                     ("server_name _;",
                      f'server_name _;\n    location = {IDENTITY_PATH} {{ return 200 "{identity}"; }}')]
     if read_timeout is not None:
@@ -92,7 +96,7 @@ class NginxServer:
         for _attempt in range(5):
             self.port = free_port()
             (self.prefix / "site.conf").write_text(
-                render_site(self.upstream_port, self.port, self.identity, self.read_timeout))
+                render_site(self.upstream_port, self.port, self.identity, self.prefix, self.read_timeout))
             args = [NGINX, "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"),
                     "-e", str(self.prefix / "error.log"), "-g", "daemon off;"]
             self.proc = subprocess.Popen(args, cwd=self.prefix, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
@@ -119,5 +123,12 @@ class NginxServer:
             stop_process(self.proc, signal.SIGTERM, timeout=10)
 
     def error_log(self) -> str:
-        path = self.prefix / "error.log"
+        return self._read("error.log")
+
+    def access_log(self) -> str:
+        """What the site's access log (format flexgate_stream) holds so far."""
+        return self._read("access.log")
+
+    def _read(self, name: str) -> str:
+        path = self.prefix / name
         return path.read_text(errors="replace") if path.exists() else ""
