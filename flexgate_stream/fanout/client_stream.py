@@ -144,7 +144,7 @@ class ClientStream:
                 sub.writing_since = None
                 step = None
                 if self._writing:
-                    self._written(self._writing)
+                    self._tally_written()  # in a method: the generator keeps no frame alive while it waits
                 if last:
                     return
         finally:
@@ -322,11 +322,11 @@ class ClientStream:
         sub.park(self._next_beat - now)
         return None, False
 
-    def _written(self, frames: Sequence[Frame]) -> None:
-        """This stream's own response finished writing live ``frames``: tally each one's delay since stored."""
-        self._writing = ()
-        for frame in frames:
+    def _tally_written(self) -> None:
+        """The server finished writing this stream's live frames: tally each one's delay since it was stored."""
+        for frame in self._writing:
             self.channel.record_written(frame.stored)
+        self._writing = ()
 
     def _jittered_retry(self) -> int:
         """A reconnect delay spread over 0.5..1.5 x retry_ms, so clients do not all return at once."""
