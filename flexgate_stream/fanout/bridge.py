@@ -311,7 +311,8 @@ class Bridge:
 
 def _deliver_to(channel: Channel) -> Callable[[Any], Awaitable[None]]:
     async def deliver(msg: Any) -> None:
-        channel.publish(msg.metadata.sequence.stream, msg.data)
+        meta = msg.metadata  # parsed from the reply subject: the stream sequence and when JetStream stored it
+        channel.publish(meta.sequence.stream, msg.data, meta.timestamp.timestamp())
 
     return deliver
 

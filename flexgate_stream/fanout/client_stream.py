@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
@@ -13,7 +13,7 @@ from flexgate_stream import sse
 from flexgate_stream.errors import NatsUnavailable
 from flexgate_stream.fanout import jetstream_api
 from flexgate_stream.fanout.feeds import Feed
-from flexgate_stream.fanout.hub import Channel, Overrun, Policy, StreamHub, Subscriber
+from flexgate_stream.fanout.hub import Channel, Frame, Overrun, Policy, StreamHub, Subscriber
 from flexgate_stream.settings import Settings
 
 REPLAY_BATCH = 100
@@ -63,7 +63,7 @@ class ClientStream:
 
     # One per open stream: slots keep each a few hundred bytes smaller than a __dict__ would.
     __slots__ = ("service", "feed", "channel", "last_id", "since", "label", "needs_history", "sub",
-                 "sock", "rests", "sent_direct", "_told", "_next_beat")
+                 "sock", "rests", "sent_direct", "_told", "_next_beat", "_writing")
 
     def __init__(self, service: StreamHost, feed: Feed, channel: Channel, *, last_id: int | None = None,
                  since: timedelta | None = None, sock: Any = None, direct: bool = False) -> None:
@@ -83,6 +83,7 @@ class ClientStream:
         self.sent_direct = 0  # body bytes the channel wrote past the response (known once closed)
         self._told = False  # the NATS state this client was last told of
         self._next_beat = 0.0  # monotonic time of the next heartbeat
+        self._writing: Sequence[Frame] = ()  # the live frames of the chunk being written (for their delay)
 
     def __iter__(self) -> Iterator[bytes]:
         return self._frames()
@@ -142,6 +143,8 @@ class ClientStream:
                 yield step
                 sub.writing_since = None
                 step = None
+                if self._writing:
+                    self._tally_written()  # in a method: the generator keeps no frame alive while it waits
                 if last:
                     return
         finally:
@@ -291,6 +294,7 @@ class ClientStream:
             rest, sub.pending = sub.pending, None
             self.sock.sendall(rest)  # the end of a chunk the channel began writing; nothing may come between
             sub.writing_since = None
+            self.channel.record_written(sub.pending_stored)
         if hub.closing:
             return sse.shutdown("the server is restarting", self._jittered_retry()), True
         if hub.connected != self._told:
@@ -308,6 +312,7 @@ class ClientStream:
         if frames:
             self.service.metrics.sent(self.label, len(frames))
             self._next_beat = now + self.service.settings.heartbeat_seconds
+            self._writing = frames
             return b"".join(f.sse for f in frames), False
         if now >= self._next_beat:
             self._next_beat = now + self.service.settings.heartbeat_seconds
@@ -316,6 +321,12 @@ class ClientStream:
             return REST, False
         sub.park(self._next_beat - now)
         return None, False
+
+    def _tally_written(self) -> None:
+        """The server finished writing this stream's live frames: tally each one's delay since it was stored."""
+        for frame in self._writing:
+            self.channel.record_written(frame.stored)
+        self._writing = ()
 
     def _jittered_retry(self) -> int:
         """A reconnect delay spread over 0.5..1.5 x retry_ms, so clients do not all return at once."""

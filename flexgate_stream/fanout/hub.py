@@ -30,6 +30,7 @@ from gevent.event import Event
 from gevent.hub import Waiter, get_hub
 
 from flexgate_stream import sse
+from flexgate_stream.fanout.delays import DelayTally
 from flexgate_stream.fanout.newest import SharedLookup
 
 
@@ -42,14 +43,15 @@ class Policy(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One JetStream message: its stream sequence, its JSON bytes, its SSE frame, and that frame as one
-    HTTP/1.1 chunk (what a chunked response writes for it)."""
+    """One JetStream message: its stream sequence, its JSON bytes, its SSE frame, that frame as one
+    HTTP/1.1 chunk (what a chunked response writes for it), and when JetStream stored it (epoch s, 0: unknown)."""
 
     index: int
     seq: int
     data: bytes
     sse: bytes
     chunk: bytes
+    stored: float = 0.0
 
 
 class Overrun(Exception):
@@ -71,7 +73,8 @@ class Channel:
         self.last_seq = 0  # highest stream sequence accepted (or the floor set at subscribe)
         self.clients = 0
         self.parked: dict[Subscriber, None] = {}  # clients waiting for frames, in the order they parked
-        self.on_delivered: Callable[[int], None] | None = None  # told how many clients publish wrote to
+        self.on_delivered: Callable[[Frame, int], None] | None = None  # each frame, and how many clients it went to
+        self.written: DelayTally | None = None  # stored -> written to a client, one count per client
         self.newest_lookup: SharedLookup[Any] = SharedLookup()  # what new clients ask JetStream, shared
         self._wakeup = Event()
 
@@ -88,12 +91,13 @@ class Channel:
         """Ignore messages at or below ``seq`` (they predate this channel's subscription)."""
         self.last_seq = max(self.last_seq, seq)
 
-    def publish(self, seq: int, data: bytes) -> Frame | None:
-        """Add a message; a sequence at or below the last one is a redelivery and is dropped."""
+    def publish(self, seq: int, data: bytes, stored: float = 0.0) -> Frame | None:
+        """Add a message (stored in JetStream at epoch ``stored``); a sequence at or below the last one is a
+        redelivery and is dropped."""
         if seq <= self.last_seq:
             return None
         encoded = sse.frame(data, id=seq)
-        item = Frame(self.next_index, seq, data, encoded, b"%X\r\n%b\r\n" % (len(encoded), encoded))
+        item = Frame(self.next_index, seq, data, encoded, b"%X\r\n%b\r\n" % (len(encoded), encoded), stored)
         self.ring.append(item)
         self.next_index += 1
         self.last_seq = seq
@@ -105,7 +109,7 @@ class Channel:
     def _deliver(self, item: Frame) -> None:
         """Write ``item`` straight to every parked client whose socket has room; wake the others."""
         chunk, size, index, seq, payload = item.chunk, len(item.chunk), item.index, item.seq, len(item.sse)
-        delivered = 0
+        delivered = whole = 0
         for sub in list(self.parked):
             sock = sub.sock
             if sock is None or sub.cursor != index:
@@ -126,12 +130,22 @@ class Channel:
                 sub.sent_direct += payload
                 delivered += 1
                 if sent == size:
+                    whole += 1
                     continue
                 sub.pending = chunk[sent:]  # the client's greenlet writes the rest before anything else
+                sub.pending_stored = item.stored
                 sub.writing_since = time.monotonic()
             sub.wake()
-        if delivered and self.on_delivered is not None:
-            self.on_delivered(delivered)
+        if whole:
+            self.record_written(item.stored, whole)  # one tally for the pass, whatever the number of clients
+        if self.on_delivered is not None:
+            self.on_delivered(item, delivered)
+
+    def record_written(self, stored: float, count: int = 1) -> None:
+        """``count`` clients finished writing a frame JetStream stored at ``stored`` (epoch s) just now."""
+        if self.written is not None and stored:
+            now = time.time()
+            self.written.add(now - stored, count, now)
 
     def index_after(self, seq: int) -> int | None:
         """The ring index of the first frame after ``seq``, or None when the ring starts after it."""
@@ -165,8 +179,8 @@ class Channel:
 class Subscriber:
     """One client's position in a channel."""
 
-    __slots__ = ("channel", "cursor", "last_seq", "skipped", "writing_since", "conn", "sock", "pending", "sent_direct",
-                 "_waiter", "_resume", "_timer")
+    __slots__ = ("channel", "cursor", "last_seq", "skipped", "writing_since", "conn", "sock", "pending",
+                 "pending_stored", "sent_direct", "_waiter", "_resume", "_timer")
 
     def __init__(self, channel: Channel, cursor: int) -> None:
         self.channel = channel
@@ -178,6 +192,7 @@ class Subscriber:
         # (set only for a chunked response whose headers are out), and what is left of a chunk it began.
         self.sock: Any = None
         self.pending: bytes | None = None
+        self.pending_stored = 0.0  # when the frame of ``pending`` was stored
         self.sent_direct = 0  # body bytes (SSE frames) the channel wrote to the socket itself
         self.conn: Any = None  # the response's socket, so a shutdown can cut a stream stuck in a write
         self._waiter: Waiter[Any] | None = None
@@ -240,7 +255,6 @@ class Subscriber:
         timer, self._timer = self._timer, None
         if timer is not None:
             timer.close()
-
 
     def take(self) -> list[Frame]:
         """The frames this client has not had yet, after the overrun policy (may raise Overrun)."""

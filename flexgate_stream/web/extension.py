@@ -8,6 +8,7 @@ import random
 import socket
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flask import Flask, current_app, has_request_context, request
@@ -99,8 +100,9 @@ class StreamService:
                              "routes; retry later or stream the summary.", headers={"Retry-After": "30"})
         channel, created = self.hub.channel(feed.key, feed.policy)
         if created:
-            label, sent = feed.label, self.metrics.sent
-            channel.on_delivered = lambda count: sent(label, count)  # one count per message, not per client
+            # Counted once per frame, not per client.
+            channel.on_delivered = partial(self.metrics.delivered, feed.label, feed.key == feeds.SUMMARY.key)
+            channel.written = self.metrics.written[feed.label]
             if self.bridge is not None:
                 self.bridge.follow(feed, channel)
         return channel

@@ -4,33 +4,44 @@ Under gunicorn every worker writes its values to PROMETHEUS_MULTIPROC_DIR (conf/
 sets it up and marks dead workers), and ``GET /metrics`` merges all workers' files, whichever worker
 answers. Without that directory (a single process) the app's own registry is used.
 
+Freshness is two histograms: window end -> summary snapshot stored in JetStream (each worker observes every
+summary it receives, so counts are x workers while quantiles hold), and stored -> written to a client (one count
+per client). The fan-out tallies them without Prometheus calls (fanout.delays); ``flush`` hands the tallies over,
+at most every FLUSH_SECONDS and at each scrape.
+
 The message bus's figures are read from JetStream when scraped (``BusCollector``): store usage of our
-streams against their limits, live publishers, the stored snapshot's age, and how far the answering
-worker's consumers trail their streams. conf/prometheus/alerts.yml turns them into alerts;
+streams against their limits, live publishers and their last tick's duration, the stored snapshot's age, and
+how far the answering worker's consumers trail their streams. conf/prometheus/alerts.yml turns them into alerts;
 docs/operations.md explains them. (No background sampling: a worker asks NATS only while it is scraped.)
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import gevent
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from flexgate_stream import liveness
 from flexgate_stream.errors import FlexgateError
 from flexgate_stream.fanout import jetstream_api
+from flexgate_stream.fanout.delays import BUCKETS, WINDOW_SECONDS, DelayTally, last_minute
 from flexgate_stream.fanout.feeds import ALERTS, SUMMARY
-from flexgate_stream.fanout.hub import Channel, StreamHub
+from flexgate_stream.fanout.hub import Channel, Frame, StreamHub
 from flexgate_stream.messages import ALERTS_STREAM, METRICS_STREAM, ROUTES_STREAM
 from flexgate_stream.settings import Settings
-from flexgate_stream.web.freshness import snapshot_age
+from flexgate_stream.web.freshness import snapshot_age, snapshot_time
 
 CLIENTS = "flexgate_stream_clients_connected"
+SNAPSHOT_LABELS = (SUMMARY.label, "route")  # Feed.label: every per-route feed counts as "route"
+FEED_LABELS = (*SNAPSHOT_LABELS, ALERTS.label)
+FLUSH_SECONDS = 0.5  # tallies reach the histograms this late at most (a scrape of the worker flushes at once)
 
 
 class WebMetrics:
@@ -50,6 +61,20 @@ class WebMetrics:
                                   registry=own)
         self.clients_limit = Gauge("flexgate_stream_clients_limit", "FLEXGATE_MAX_CLIENTS summed over live workers.",
                                    multiprocess_mode="livesum", registry=own)
+        self.window_to_stored = Histogram(
+            "flexgate_stream_window_to_stored_seconds", "Window end to its summary snapshot stored in JetStream "
+            "(observed by every worker for every summary it receives).", buckets=BUCKETS, registry=own)
+        self.stored_to_written = Histogram(
+            "flexgate_stream_stored_to_written_seconds", "Message stored in JetStream to written to a client "
+            "(one count per client).", ["stream"], buckets=BUCKETS, registry=own)
+        for label in FEED_LABELS:  # every series exists from the start, so dashboards show 0 rather than nothing
+            for family in (self.clients, self.events_sent, self.resets, self.stored_to_written):
+                family.labels(label)
+        self.stored_tally = DelayTally()
+        self.written = {label: DelayTally() for label in FEED_LABELS}
+        for tally in (self.stored_tally, *self.written.values()):
+            tally.on_pending = self._flush_soon
+        self._flush_due = False
         self.max_clients = settings.max_clients
         self._live: Collector | None = None
 
@@ -65,6 +90,35 @@ class WebMetrics:
         """``count`` snapshots a slow client skipped."""
         self.snapshots_skipped.inc(count)
 
+    def delivered(self, label: str, summary: bool, frame: Frame, count: int) -> None:
+        """A frame of feed ``label`` arrived and went to ``count`` clients in one pass; for a summary snapshot,
+        tally how long after its window ended JetStream stored it."""
+        if count:
+            self.sent(label, count)
+        if summary and frame.stored:
+            end = snapshot_time(frame.data)
+            if end is not None:
+                self.stored_tally.add(frame.stored - end.timestamp(), 1, time.time())
+
+    def freshness(self) -> dict[str, Any]:
+        """p50 and p99 over the last minute in this worker: window end -> stored, stored -> written (snapshots)."""
+        now = time.time()
+        return {"windowToStored": last_minute([self.stored_tally], now),
+                "storedToWritten": last_minute([self.written[label] for label in SNAPSHOT_LABELS], now),
+                "windowSeconds": WINDOW_SECONDS}
+
+    def flush(self) -> None:
+        """Hand what the tallies counted since the last flush to the Prometheus histograms."""
+        self._flush_due = False
+        add_counts(self.window_to_stored, self.stored_tally.take())
+        for label, tally in self.written.items():
+            add_counts(self.stored_to_written.labels(label), tally.take())
+
+    def _flush_soon(self) -> None:
+        if not self._flush_due:
+            self._flush_due = True
+            gevent.spawn_later(FLUSH_SECONDS, self.flush)
+
     def watch(self, hub: StreamHub, summary: Callable[[], Channel | None]) -> None:
         """Report this worker's live figures (snapshot age, NATS state) at scrape time."""
         self._live = _LiveCollector(hub, summary)
@@ -74,6 +128,7 @@ class WebMetrics:
 
     def render(self, bus: Collector | None = None) -> bytes:
         """The exposition text of every worker, and ``bus`` (figures asked of JetStream once per scrape)."""
+        self.flush()
         extra = CollectorRegistry()
         if bus is not None:
             extra.register(bus)
@@ -97,6 +152,18 @@ class WebMetrics:
             if family.name == CLIENTS:
                 return int(sum(sample.value for sample in family.samples))
         return 0
+
+
+def add_counts(histogram: Histogram, taken: tuple[list[int], float] | None) -> None:
+    """What ``observe`` does once per event, in one call per bucket: ``taken`` holds a count per bucket (as
+    prometheus_client keeps them, not cumulative) and their sum."""
+    if taken is None:
+        return
+    counts, total = taken
+    histogram._sum.inc(total)
+    for value, count in zip(histogram._buckets, counts, strict=True):
+        if count:
+            value.inc(count)
 
 
 class _LiveCollector(Collector):
@@ -137,8 +204,10 @@ async def bus_usage(nc: NATS) -> dict[str, Any]:
                          "messages": info.state.messages, "maxMessages": info.config.max_msgs,
                          "replicas": info.config.num_replicas, "lastSeq": info.state.last_seq}
     live = await liveness.read_liveness(js)
+    ticks = {str(p["beat"]["publisher"]): tick_ms / 1000 for p in live["publishers"]
+             if p["live"] and (tick_ms := p["beat"].get("tickMs")) is not None}
     return {"streams": streams, "publishersLive": sum(1 for p in live["publishers"] if p["live"]),
-            "storedSnapshotAge": live["snapshotAge"]}
+            "storedSnapshotAge": live["snapshotAge"], "tickSeconds": ticks}
 
 
 class BusCollector(Collector):
@@ -174,6 +243,11 @@ class BusCollector(Collector):
         yield GaugeMetricFamily("flexgate_stream_publishers_live",
                                 "Publishers whose heartbeat is fresher than three ticks.",
                                 value=usage["publishersLive"])
+        ticks = GaugeMetricFamily("flexgate_stream_publisher_tick_seconds", "How long each live publisher's last "
+                                  "tick took (aggregation and publishing).", labels=["publisher"])
+        for publisher, seconds in usage["tickSeconds"].items():
+            ticks.add_metric([publisher], seconds)
+        yield ticks
         age = usage["storedSnapshotAge"]
         yield GaugeMetricFamily("flexgate_stream_stored_snapshot_age_seconds",
                                 "Age of the newest summary snapshot stored in JetStream (NaN when none).",

@@ -48,6 +48,7 @@ def stream_stats() -> tuple[Response, int]:
                         "age": None if p["age"] is None else round(p["age"], 3)} for p in live["publishers"]],
         "clients": {"worker": service.hub.clients, "total": service.metrics.total_clients(), "workerPid": os.getpid(),
                     "stalled": service.hub.stalled(STALLED_SECONDS)},
+        "freshness": service.metrics.freshness(),
     }
     body: dict[str, Any] = {"success": not reasons, "data": data}
     if reasons:

@@ -10,14 +10,18 @@ import subprocess
 import pytest
 import requests
 
+from flexgate_stream.devstack.servers import NatsServer
 from flexgate_stream.tick.stream_setup import MIB
-from tests.e2e.support import ROOT, SSEClient
+from tests.e2e.support import ROOT, NatsClient, SSEClient, open_spread
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
 RULES = ROOT / "conf" / "prometheus" / "alerts.yml"
 RULE_TESTS = ROOT / "conf" / "prometheus" / "alerts.test.yml"
+CLIENTS = "flexgate_stream_clients_connected{"
+WRITTEN = 'flexgate_stream_stored_to_written_seconds_count{stream="metrics"}'
+STORED = "flexgate_stream_window_to_stored_seconds_count"
 
 
 def samples(url: str) -> dict[str, float]:
@@ -76,3 +80,61 @@ def test_alert_rules_pass_promtool_check_and_unit_tests():
     for args in (["check", "rules", str(RULES)], ["test", "rules", str(RULE_TESTS)]):
         done = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=50)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+
+def open_clients(url: str, count: int) -> list[SSEClient]:
+    """``count`` streams on both workers, each past its opening (a heartbeat came), and no other stream open."""
+    clients = open_spread(url + "/api/stream/metrics", count)
+    # open_spread closes streams to spread them; the server ends those at their next heartbeat.
+    wait_until(lambda: sum(v for k, v in samples(url).items() if k.startswith(CLIENTS)) == count, 10,
+               f"{count} streams open")
+    for client in clients:
+        while client.next(include_comments=True).comment is None:
+            pass
+    return clients
+
+
+@pytest.mark.timeout(90)
+def test_freshness_is_counted_once_per_client_written_and_reported_as_last_minute_quantiles(start_web, tmp_path):
+    # A NATS server of its own, empty: every write and every summary the histograms count is this test's.
+    nats = NatsServer(tmp_path / "nats").start()
+    publisher = NatsClient(nats.url)
+    clients: list[SSEClient] = []
+    try:
+        server = start_web(nats_url=nats.url)
+        clients = open_clients(server.url, 4)
+        publisher.publish_snapshot()  # a fresh one: it reaches the clients once each worker's consumer follows
+        for client in clients:
+            client.data_events(1)
+        for _ in range(3):
+            publisher.publish_snapshot(age=3.0)  # its window ended 3 s before JetStream stored it
+            for client in clients:
+                client.data_events(1)
+        # Every client written counts once (4 x 4); every worker counts each summary once (2 x 4).
+        wait_until(lambda: (s := samples(server.url))[WRITTEN] == 16 and s[STORED] == 8, 10,
+                   "both workers' histograms to take what they counted")
+        found = samples(server.url)
+        assert found['flexgate_stream_window_to_stored_seconds_bucket{le="2.5"}'] == 2
+        assert found['flexgate_stream_window_to_stored_seconds_bucket{le="5.0"}'] == 8
+        assert found['flexgate_stream_stored_to_written_seconds_bucket{le="1.0",stream="metrics"}'] == 16
+
+        seen = {}
+        for _attempt in range(50):  # each worker answers for itself
+            body = requests.get(server.url + "/api/stream/stats", timeout=5).json()
+            seen[body["data"]["clients"]["workerPid"]] = body["data"]["freshness"]
+            if len(seen) == 2:
+                break
+        assert len(seen) == 2
+        for freshness in seen.values():
+            assert freshness["windowSeconds"] == 60
+            window = freshness["windowToStored"]
+            assert window["count"] == 4 and window["p50"] == pytest.approx(3.0, rel=0.1)
+            assert window["p99"] == pytest.approx(3.0, rel=0.1)
+            delivery = freshness["storedToWritten"]
+            assert delivery["count"] >= 4 and 0 <= delivery["p50"] <= delivery["p99"] < 1.0
+    finally:
+        for client in clients:
+            client.close()
+        publisher.close()
+        nats.stop()

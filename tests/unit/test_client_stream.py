@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import gevent
 import pytest
 
 from flexgate_stream.errors import NatsUnavailable
@@ -187,6 +188,26 @@ def test_a_direct_stream_rests_instead_of_parking_and_goes_on_where_it_rested_wh
     stream.close()
     ours.close()
     theirs.close()
+
+
+def test_a_live_frame_the_stream_writes_itself_is_tallied_once_its_write_is_done():
+    import time
+
+    from flexgate_stream.fanout.delays import DelayTally, last_minute
+
+    host = Host()
+    channel = channel_with(host, feeds.SUMMARY, [])
+    channel.written = DelayTally()
+    frames = iter(ClientStream(host, feeds.SUMMARY, channel))  # no socket of its own: it writes every frame
+    assert b'"type":"connected"' in next(frames)
+    stored = time.time() - 0.25
+    gevent.spawn_later(0.01, channel.publish, 2, b'{"n": 2}', stored)
+    assert next(frames).startswith(b"id: 2\n")
+    assert last_minute([channel.written], time.time())["count"] == 0  # not yet: the server is writing it
+    next(frames)  # the server wrote it and asks for more (a heartbeat follows)
+    found = last_minute([channel.written], time.time())
+    assert found["count"] == 1 and found["p50"] == pytest.approx(0.25, rel=0.2)
+    frames.close()
 
 
 def test_a_stream_without_a_direct_socket_does_not_rest():

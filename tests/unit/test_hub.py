@@ -209,6 +209,37 @@ def test_a_chunk_the_socket_takes_only_in_part_is_left_to_the_client_to_finish_f
     theirs.close()
 
 
+def test_only_clients_the_pass_wrote_whole_are_tallied_written_and_a_part_write_keeps_its_stored_time():
+    import socket
+
+    from flexgate_stream.fanout.delays import DelayTally, last_minute
+
+    hub, channel = hub_with(Policy.LATEST)
+    big, _ = hub.channel("big", Policy.LATEST)
+    channel.written = big.written = DelayTally()
+    whole, whole_peer = socket.socketpair()
+    whole.setblocking(False)
+    full, full_peer = _full_socketpair()
+    listener = socket.create_server(("127.0.0.1", 0))
+    part = socket.create_connection(listener.getsockname())
+    part_peer, _ = listener.accept()
+    listener.close()
+    part.setblocking(False)
+    subs = {}
+    for name, sock, where in (("whole", whole, channel), ("full", full, channel), ("part", part, big)):
+        subs[name] = hub.attach(where, where.next_index)
+        subs[name].sock = sock
+        subs[name].rest(None, lambda: None)
+    stored = time.time() - 0.3
+    channel.publish(1, b"x", stored)
+    big.publish(1, b"x" * 8_000_000, stored)  # more than the TCP socket takes at once
+    assert subs["part"].pending and subs["part"].pending_stored == stored  # its own greenlet finishes, and tallies
+    found = last_minute([channel.written], time.time())
+    assert found["count"] == 1 and found["p50"] == pytest.approx(0.3, rel=0.2)  # the whole write alone
+    for sock in (whole, whole_peer, part, part_peer, full, full_peer):
+        sock.close()
+
+
 @pytest.mark.timeout(10)
 def test_a_resting_client_is_written_to_without_being_resumed_and_resumed_once_on_a_state_change():
     import socket
