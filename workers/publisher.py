@@ -31,6 +31,7 @@ from nats.js import JetStreamContext
 
 from flexgate_stream import logs
 from flexgate_stream.errors import ConfigError
+from flexgate_stream.messages import SUMMARY_MAX_BYTES
 from flexgate_stream.settings import Settings, load_or_exit
 from flexgate_stream.tick.alerts import Rule, load_rules
 from workers.connections import Database, NatsLink
@@ -147,7 +148,7 @@ class Publisher:
             self.nats.lost(exc)
             due, js = [], None
         # New rows are folded into the rollups every tick, even while NATS is down.
-        figures = await self.db.aggregate(due)
+        figures = await self.db.aggregate(due, index=True)
         if self.backfill is None or self.backfill.done():  # folds the pre-existing log between ticks
             self.backfill = asyncio.get_running_loop().create_task(self.db.backfill())
         if js is None:
@@ -175,6 +176,9 @@ class Publisher:
                 self.nats.lost(f"cannot open the KV buckets: {exc}")
                 return None
             self.attached_epoch = self.nats.epoch
+            if self.nats.nc is not None:  # shape every message within the server's limit
+                self.out.max_payload = self.nats.nc.max_payload
+                self.db.budget = int(min(SUMMARY_MAX_BYTES, self.out.max_payload) * 0.9)
         return js
 
     async def _teardown(self, scheduler: AsyncIOScheduler, connector: asyncio.Task[None]) -> None:

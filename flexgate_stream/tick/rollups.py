@@ -8,6 +8,7 @@ version, so every publisher applies the same changes in the same order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,13 +123,14 @@ def _route(path: str | None) -> str:
     return route
 
 
-def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict[str, Any]) -> list[Cell]:
-    """Run a ``rows_sql`` query and fold its rows into cells."""
+def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict[str, Any],
+              label: Callable[[str | None], str] | None = None) -> list[Cell]:
+    """Run a ``rows_sql`` query and fold its rows into cells, each path under its ``label`` (default: folded)."""
     cur.execute(sql, params)
     cells: dict[tuple[int, str, str], Cell] = {}
-    routes, route_of = _routes, _route
+    route_of = label or _route
     for minute, path, upstream, status, lat, bin_key in cur.fetchall():
-        route = routes.get(path) or route_of(path)
+        route = route_of(path)
         key = (minute, route, upstream)
         cell = cells.get(key)
         if cell is None:
