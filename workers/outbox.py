@@ -116,7 +116,8 @@ class Publishing:
         return missed if len(missed) == CATCH_UP_BATCH else [*missed, window_end]
 
     def messages(self, figures: WindowFigures) -> list[tuple[str, Mapping[str, Any]]]:
-        """The tick's snapshots: summary, the busiest routes' and upstreams', and the index when it was read."""
+        """The snapshots of ``figures``: summary, the busiest routes' and upstreams', and the index when it was
+        read."""
         top = self.settings.top_routes
         out: list[tuple[str, Mapping[str, Any]]] = [(SUMMARY_SUBJECT, summary_snapshot(figures, top))]
         out += [(route_subject(name), route_snapshot(figures, name, entry, top))
@@ -130,6 +131,12 @@ class Publishing:
                 out += [(index_subject(kind, page["page"]), page)
                         for page in index_pages(figures, kind, limit, overflow, page_bytes)]
         return out
+
+    async def publish_index(self, js: JetStreamContext, figures: WindowFigures) -> None:
+        """Store the index pages of every tracked route and upstream, as of ``figures.window_end``."""
+        end = iso(figures.window_end)
+        pages = [(subject, page) for subject, page in self.messages(figures) if subject.startswith("index.")]
+        await asyncio.gather(*(self._send(js, subject, page, message_id(subject, end)) for subject, page in pages))
 
     def cardinality(self, figures: WindowFigures) -> dict[str, Cardinality]:
         """Distinct labels per kind against their limits, for the heartbeat."""

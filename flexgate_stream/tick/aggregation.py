@@ -54,6 +54,7 @@ class RouteFigures:
     status_codes: dict[int, int] = field(default_factory=dict)
     upstreams: dict[str, Stats] = field(default_factory=dict)
     recent: dict[str, Stats] = field(default_factory=dict)
+    member_count: int = 0  # upstreams (routes) in all; ``upstreams`` may hold only the busiest
 
 
 @dataclass

@@ -167,6 +167,7 @@ def upstream_snapshot(figures: WindowFigures, upstream: str, entry: RouteFigures
 def _members(entry: RouteFigures, limit: int) -> Ranking:
     """The busiest members of a group (a route's upstreams, an upstream's routes)."""
     ranked = Ranking.of(entry.upstreams, limit)
+    ranked.count = max(ranked.count, entry.member_count)
     if ranked.count > len(ranked.top):
         left = entry.stats.requests - sum(s.requests for s in ranked.top.values())
         ranked.rest = Stats(requests=left)  # counts only: the members' latencies are not kept apart

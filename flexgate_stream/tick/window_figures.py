@@ -78,7 +78,7 @@ def fitting(tally: Tally, top: int, budget: int) -> int:
     return n
 
 
-def _group(tally: Tally, kind: str, name: str, members: dict[str, Stats]) -> RouteFigures:
+def _group(tally: Tally, kind: str, name: str, members: tuple[dict[str, Stats], int]) -> RouteFigures:
     """One route's (kind "routes") or upstream's figures: 24 h, series buckets, codes, members, recent windows."""
     agg = getattr(tally.day, kind)[name]
     buckets = {}
@@ -90,18 +90,21 @@ def _group(tally: Tally, kind: str, name: str, members: dict[str, Stats]) -> Rou
     for window, levels in (("1h", tally.hour), ("5m", tally.five)):
         found = getattr(levels, kind).get(name)
         recent[window] = found.stats() if found is not None else Stats()
-    return RouteFigures(agg.stats(), buckets, dict(agg.status_codes), members, recent)
+    return RouteFigures(agg.stats(), buckets, dict(agg.status_codes), members[0], recent, members[1])
 
 
-def _members(tally: Tally, names: Iterable[str], upstream_side: bool) -> dict[str, dict[str, Stats]]:
-    """For each of ``names``: its upstreams (or, ``upstream_side``, its routes) over 24 h."""
+def _members(tally: Tally, names: Iterable[str], upstream_side: bool,
+             limit: int) -> dict[str, tuple[dict[str, Stats], int]]:
+    """For each of ``names``: its ``limit`` busiest upstreams (or, ``upstream_side``, routes) over 24 h, and how
+    many it has."""
     wanted = set(names)
-    out: dict[str, dict[str, Stats]] = {name: {} for name in wanted}
+    found: dict[str, dict[str, Agg]] = {name: {} for name in wanted}
     for (route, upstream), agg in (tally.day.pairs or {}).items():
         owner, member = (upstream, route) if upstream_side else (route, upstream)
         if owner in wanted and agg.requests:
-            out[owner][member] = agg.stats()
-    return out
+            found[owner][member] = agg
+    return {owner: ({name: members[name].stats() for name in busiest(members, limit)}, len(members))
+            for owner, members in found.items()}
 
 
 def figures_of(tally: Tally, end: datetime, all_time: int, complete: bool = True, top: int = 20,
@@ -123,8 +126,8 @@ def figures_of(tally: Tally, end: datetime, all_time: int, complete: bool = True
     busy_routes, busy_upstreams = busiest(day.routes, top), busiest(day.upstreams, top)
     routes_ranked = ranking(day.routes, day.total, busy_routes[:shown])
     upstreams_ranked = ranking(day.upstreams, day.total, busy_upstreams[:shown])
-    route_members = _members(tally, busy_routes, upstream_side=False)
-    upstream_members = _members(tally, busy_upstreams, upstream_side=True)
+    route_members = _members(tally, busy_routes, upstream_side=False, limit=top)
+    upstream_members = _members(tally, busy_upstreams, upstream_side=True, limit=top)
     routes = {name: _group(tally, "routes", name, route_members[name]) for name in busy_routes}
     upstreams = {name: _group(tally, "upstreams", name, upstream_members[name]) for name in busy_upstreams}
     recent = [_recent(name, minute - length + 1, levels, shown)

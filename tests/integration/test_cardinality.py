@@ -139,9 +139,10 @@ def _complete(url: str, total: int) -> dict | None:
         found = _newest(url)
     except Exception:  # noqa: BLE001 - nothing stored yet
         return None
-    summary = found["summary"]
-    pages_agree = all(p["windowEnd"] == summary["windowEnd"] for p in found["pages"])
-    ok = summary["complete"] and summary["summary"]["totalRequests"] == total and pages_agree
+    summary, pages = found["summary"], found["pages"]
+    pages_agree = all(p["windowEnd"] == pages[0]["windowEnd"] for p in pages)
+    indexed = sum(entry["last24Hours"]["requests"] for page in pages for entry in page["entries"])
+    ok = summary["complete"] and summary["summary"]["totalRequests"] == total and pages_agree and indexed == total
     return found if ok else None
 
 
