@@ -135,9 +135,9 @@ class IncrementalAggregation:
             first = Snapshot32(state["backfill_snapshot"])
             where = f"id > %(low)s AND id <= %(high)s AND {visible_sql('s0')}"
             self._labels(cur)
-            cells = self.cardinality.admit(fold_rows(cur, rows_sql(self.column.instant(), where),
-                                                     self.column.params(low=low, high=high) | first.params("s0"),
-                                                     self.labeller))
+            cells = fold_rows(cur, rows_sql(self.column.instant(), where),
+                              self.column.params(low=low, high=high) | first.params("s0"), self.labeller,
+                              self.cardinality.filters)
             cutoff = minute_of(datetime.now(UTC)) - KEEP_MINUTES
             state["requests_before"] += sum(c.requests for c in cells if c.minute < cutoff)
             cells = [c for c in cells if c.minute >= cutoff]
@@ -207,7 +207,7 @@ class IncrementalAggregation:
         sql = (rows_sql(instant, "id > %(max)s") + " UNION ALL "
                + rows_sql(instant, f"id > %(low)s AND id <= %(max)s AND NOT {visible_sql('prev')}"))
         params = self.column.params(low=state["low_id"], max=state["max_id"]) | previous.params("prev")
-        cells = self.cardinality.admit(fold_rows(cur, sql, params, self.labeller))
+        cells = fold_rows(cur, sql, params, self.labeller, self.cardinality.filters)
         cur.execute("SELECT coalesce(max(id), 0) FROM requests")  # the same snapshot: the newest visible id
         top = int(rollups.scalar(cur))
         pending = [*state["pending"], [max(state["max_id"], top), now.xmax]]

@@ -10,7 +10,7 @@ into the rollups, so a label never changes once counted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import psycopg2.extensions
 
@@ -118,6 +118,11 @@ class Cardinality:
         self.routes = Limit("routes", max_routes)
         self.upstreams = Limit("upstreams", max_upstreams)
         self.loaded = False
+
+    @property
+    def filters(self) -> tuple[Callable[[str, int], str], Callable[[str, int], str]]:
+        """The route and upstream filters ``rollups.fold_rows`` applies to each row."""
+        return self.routes.admit, self.upstreams.admit
 
     def admit(self, cells: list[Cell]) -> list[Cell]:
         """``cells`` with labels beyond the limits replaced by OVERFLOW (cells that then meet are merged)."""
