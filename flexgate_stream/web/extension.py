@@ -16,6 +16,7 @@ from flexgate_stream.errors import AtCapacity, NatsUnavailable
 from flexgate_stream.fanout import feeds
 from flexgate_stream.fanout.client_stream import ClientStream
 from flexgate_stream.fanout.feeds import Feed
+from flexgate_stream.fanout.group_index import IndexReader
 from flexgate_stream.fanout.hub import Channel, StreamHub, Subscriber
 from flexgate_stream.settings import Settings
 from flexgate_stream.web.prometheus import WebMetrics
@@ -37,6 +38,7 @@ class StreamService:
         self.hub = StreamHub(settings.client_queue, settings.max_clients)
         self.metrics = WebMetrics(settings)
         self.bridge: Bridge | None = None  # imported only in a gevent worker: see start()
+        self.index = IndexReader(self.call)
         self._pid: int | None = None
 
     @property
