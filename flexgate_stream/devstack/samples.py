@@ -35,14 +35,17 @@ def _breakdown(name: str, count: int, error_rate: float) -> dict[str, Any]:
 def sample_snapshot(total: int, *, route: str | None = None, upstream: str | None = None,
                     end: datetime | None = None, taken: datetime | None = None, rps: float = 42.0,
                     error_rate: float = 0.5, availability: float = 99.0, routes: dict[str, int] | None = None,
-                    route_count: int | None = None) -> dict[str, Any]:
+                    route_count: int | None = None, upstreams: dict[str, int] | None = None,
+                    upstream_count: int | None = None) -> dict[str, Any]:
     """A Snapshot of ``total`` requests (one route's or upstream's when ``route`` or ``upstream`` is given);
-    ``end`` (its windowEnd) defaults to now plus a step unique per call; ``route_count`` defaults to the routes
-    listed (an ``(other)`` entry among them not counted)."""
+    ``end`` (its windowEnd) defaults to now plus a step unique per call; ``route_count`` and ``upstream_count``
+    default to the names listed (an ``(other)`` entry among them not counted)."""
     end = end if end is not None else datetime.now(UTC) + timedelta(milliseconds=next(_clock))
     taken = taken if taken is not None else end
     routes = routes if routes is not None else {"/api/orders": total // 2, "/api/users/:id": total // 3,
                                                  "/health": total - total // 2 - total // 3}
+    upstreams = upstreams if upstreams is not None else {"orders-svc": total * 2 // 3,
+                                                         "users-svc": total - total * 2 // 3}
     rate = _series("Request rate", "req/s", end, rps, rps / 10)
     rate["data"][-1]["value"] = rps  # "now" is the newest point
     server_errors = round(total * error_rate / 100)
@@ -66,10 +69,9 @@ def sample_snapshot(total: int, *, route: str | None = None, upstream: str | Non
         "statusCodes": [{"code": 200, "count": successful}, {"code": 404, "count": total - successful - server_errors},
                         {"code": 503, "count": server_errors}],
         "routes": [_breakdown(name, count, error_rate) for name, count in routes.items()],
-        "upstreams": [_breakdown(name, count, error_rate)
-                      for name, count in (("orders-svc", total * 2 // 3), ("users-svc", total - total * 2 // 3))],
+        "upstreams": [_breakdown(name, count, error_rate) for name, count in upstreams.items()],
         "routeCount": route_count if route_count is not None else len(set(routes) - {OTHER}),
-        "upstreamCount": 2,
+        "upstreamCount": upstream_count if upstream_count is not None else len(set(upstreams) - {OTHER}),
         "route": route,
         "upstream": upstream,
         "timestamp": iso(taken),
