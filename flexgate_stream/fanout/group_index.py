@@ -4,7 +4,9 @@ The publisher rewrites the pages every tick, and each subject keeps only its new
 the current index when it has page 0's windowEnd and a number below page 0's ``pages``; any other is a
 leftover of an earlier, longer index, or the index is being rewritten while it is read. Looking a name up
 scans the pages once per windowEnd in each worker and remembers on which page every name is, so the next
-lookups read page 0 and that one page.
+lookups read page 0 and that one page; after the next tick that page and its neighbours are tried first
+(ranks change little between ticks), and only a name not found there costs a new scan. Parsing pages yields
+to the other greenlets after each one, so a scan of a large index never stalls the worker's streams.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from flexgate_stream.timestamps import parse_iso
 
 Call = Callable[..., Any]  # StreamService.call: run a JetStream coroutine on the bridge and wait
 ATTEMPTS = 3  # reads of an index caught while the publisher rewrites it, before giving up
-SCAN_BATCH = 64  # pages asked for at once while scanning
+SCAN_BATCH = 16  # pages asked for at once while scanning (about 1 MB)
 
 
 class IndexRewritten(RequestError):
@@ -95,7 +97,12 @@ class IndexReader:
         """Pages ``numbers`` of ``kind`` as stored now, in one trip through the bridge."""
         subjects = [index_subject(kind, number) for number in numbers]
         stored = self.call(jetstream_api.last_messages, INDEX_STREAM, subjects)
-        return [read_page(msg, number) for msg, number in zip(stored, numbers, strict=True)]
+        pages = []
+        for msg, number in zip(stored, numbers, strict=True):
+            pages.append(read_page(msg, number))
+            if len(numbers) > 1:
+                gevent.sleep(0)  # a page takes about a millisecond to parse: let the streams write meanwhile
+        return pages
 
     def page(self, kind: str, number: int) -> tuple[Page | None, Page | None]:
         """Page 0 and page ``number`` of the current index; the latter None when it is not part of it."""
@@ -119,6 +126,10 @@ class IndexReader:
             if entry is not None:
                 return Found(first.window_end, entry)
             where = self._where.get(kind)
+            if where is not None and where.window_end != first.window_end:
+                found = self._near(kind, first, name, where.pages.get(name))
+                if found is not None:
+                    return found
             if where is None or where.window_end != first.window_end:
                 where = self._scan(kind, first)
             if where is not None:
@@ -126,12 +137,22 @@ class IndexReader:
                 if number is None:
                     return None
                 page = self.read(kind, [number])[0]
-                entry = entry_of(page, name) if same_index(first, page) and page is not None else None
+                entry = entry_of(page, name) if page is not None and same_index(first, page) else None
                 if entry is not None:
                     return Found(first.window_end, entry)
             _pause(attempt)
         raise IndexRewritten(f"the {kind} index changed while it was read; retry shortly.",
                              headers={"Retry-After": "1"})
+
+    def _near(self, kind: str, first: Page, name: str, hint: int | None) -> Found | None:
+        """``name``'s entry if it is now on page ``hint`` (where an earlier index had it) or beside it."""
+        if hint is None:
+            return None
+        for page in self.read(kind, [n for n in (hint, hint - 1, hint + 1) if 0 < n < first.pages]):
+            entry = entry_of(page, name) if page is not None and same_index(first, page) else None
+            if entry is not None:
+                return Found(first.window_end, entry)
+        return None
 
     def _scan(self, kind: str, first: Page) -> _Where | None:
         """Where each name is in the index whose page 0 is ``first`` (remembered); None when it changed meanwhile."""
@@ -154,5 +175,7 @@ class IndexReader:
 
 
 def _pause(attempt: int) -> None:
-    """A short wait before reading again: the publisher writes every page of a tick within milliseconds."""
-    gevent.sleep(0.05 * (attempt + 1))
+    """A short wait before reading again (none after the last attempt): the publisher writes every page of a
+    tick within milliseconds."""
+    if attempt + 1 < ATTEMPTS:
+        gevent.sleep(0.05 * (attempt + 1))
