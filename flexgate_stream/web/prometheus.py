@@ -5,9 +5,10 @@ sets it up and marks dead workers), and ``GET /metrics`` merges all workers' fil
 answers. Without that directory (a single process) the app's own registry is used.
 
 The message bus's figures are read from JetStream when scraped (``BusCollector``): store usage of our
-streams against their limits, live publishers, the stored snapshot's age, and how far the answering
-worker's consumers trail their streams. conf/prometheus/alerts.yml turns them into alerts;
-docs/operations.md explains them. (No background sampling: a worker asks NATS only while it is scraped.)
+streams against their limits, live publishers, the stored snapshot's age, how far the answering
+worker's consumers trail their streams, and the route and upstream labels the newest live publisher tracks.
+conf/prometheus/alerts.yml turns them into alerts; docs/operations.md explains them. (No background
+sampling: a worker asks NATS only while it is scraped.)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from flexgate_stream.errors import FlexgateError
 from flexgate_stream.fanout import jetstream_api
 from flexgate_stream.fanout.feeds import ALERTS, SUMMARY
 from flexgate_stream.fanout.hub import Channel, StreamHub
-from flexgate_stream.messages import ALERTS_STREAM, METRICS_STREAM, ROUTES_STREAM
+from flexgate_stream.messages import ALERTS_STREAM, INDEX_STREAM, METRICS_STREAM, ROUTES_STREAM, Cardinality
 from flexgate_stream.settings import Settings
 from flexgate_stream.web.freshness import snapshot_age
 
@@ -118,7 +119,7 @@ class _LiveCollector(Collector):
                                 value=1.0 if self.hub.connected else 0.0)
 
 
-OUR_STREAMS = (METRICS_STREAM, ROUTES_STREAM, ALERTS_STREAM)
+OUR_STREAMS = (METRICS_STREAM, ROUTES_STREAM, INDEX_STREAM, ALERTS_STREAM)
 FOLLOWED = (SUMMARY, ALERTS)  # the channels every worker follows for its life
 
 Call = Callable[..., Any]  # StreamService.call: run a JetStream coroutine on the bridge and wait
@@ -138,7 +139,15 @@ async def bus_usage(nc: NATS) -> dict[str, Any]:
                          "replicas": info.config.num_replicas, "lastSeq": info.state.last_seq}
     live = await liveness.read_liveness(js)
     return {"streams": streams, "publishersLive": sum(1 for p in live["publishers"] if p["live"]),
-            "storedSnapshotAge": live["snapshotAge"]}
+            "storedSnapshotAge": live["snapshotAge"], "cardinality": newest_cardinality(live)}
+
+
+def newest_cardinality(live: liveness.Liveness) -> dict[str, Cardinality]:
+    """The labels counted by the live publisher that beat last (publishers too old to count them are skipped)."""
+    counted = [p for p in live["publishers"] if p["live"] and isinstance(p["beat"].get("cardinality"), dict)]
+    if not counted:
+        return {}
+    return min(counted, key=lambda p: p["age"])["beat"]["cardinality"]
 
 
 class BusCollector(Collector):
@@ -179,6 +188,7 @@ class BusCollector(Collector):
                                 "Age of the newest summary snapshot stored in JetStream (NaN when none).",
                                 value=float("nan") if age is None else age)
         yield self._pending(usage["streams"])
+        yield from _cardinality(usage["cardinality"])
 
     def _pending(self, streams: dict[str, Any]) -> GaugeMetricFamily:
         """Per followed channel: messages its stream holds that this worker's consumer has not delivered."""
@@ -190,3 +200,24 @@ class BusCollector(Collector):
             if channel is not None and feed.stream in streams:
                 family.add_metric([feed.key], float(max(0, streams[feed.stream]["lastSeq"] - channel.last_seq)))
         return family
+
+
+CARDINALITY = (
+    ("labels", "flexgate_stream_labels", "Distinct route or upstream labels tracked over the last 24 h (overflow not "
+     "counted), as the newest live publisher counts them."),
+    ("limit", "flexgate_stream_label_limit", "The most labels tracked per kind (FLEXGATE_MAX_ROUTES, "
+     "FLEXGATE_MAX_UPSTREAMS)."),
+    ("overflowRequests", "flexgate_stream_overflow_requests", "Requests of the last 24 h counted under the overflow "
+     "label because their route or upstream came after the limit."),
+)
+
+
+def _cardinality(counts: dict[str, Cardinality]) -> Iterator[GaugeMetricFamily]:
+    """One gauge per figure of the publisher's beat, labelled by kind ("routes", "upstreams")."""
+    for key, name, text in CARDINALITY:
+        family = GaugeMetricFamily(name, text, labels=["kind"])
+        for kind, figures in sorted(counts.items()):
+            value = figures.get(key) if isinstance(figures, dict) else None
+            if isinstance(value, int | float):
+                family.add_metric([kind], float(value))
+        yield family
