@@ -124,6 +124,11 @@ class Publishing:
                 for name, entry in busiest_routes(figures, top)]
         out += [(upstream_subject(name), upstream_snapshot(figures, name, entry, top))
                 for name, entry in busiest_upstreams(figures, top)]
+        return out + self.index_messages(figures)
+
+    def index_messages(self, figures: WindowFigures) -> list[tuple[str, Mapping[str, Any]]]:
+        """The index pages of every tracked route and upstream, when ``figures`` has the index."""
+        out: list[tuple[str, Mapping[str, Any]]] = []
         if figures.index is not None:
             page_bytes = min(INDEX_PAGE_BYTES, self.max_payload - 4 * HEADROOM)
             for kind, limit in (("routes", self.settings.max_routes), ("upstreams", self.settings.max_upstreams)):
@@ -135,8 +140,12 @@ class Publishing:
     async def publish_index(self, js: JetStreamContext, figures: WindowFigures) -> None:
         """Store the index pages of every tracked route and upstream, as of ``figures.window_end``."""
         end = iso(figures.window_end)
-        pages = [(subject, page) for subject, page in self.messages(figures) if subject.startswith("index.")]
-        await asyncio.gather(*(self._send(js, subject, page, message_id(subject, end)) for subject, page in pages))
+        pages = self.index_messages(figures)
+        # Page 0 says how many pages there are: it is stored last, so a reader never finds it ahead of the others.
+        firsts = [item for item in pages if item[0].endswith(".0")]
+        rest = [item for item in pages if not item[0].endswith(".0")]
+        for batch in (rest, firsts):
+            await asyncio.gather(*(self._send(js, subject, page, message_id(subject, end)) for subject, page in batch))
 
     def cardinality(self, figures: WindowFigures) -> dict[str, Cardinality]:
         """Distinct labels per kind against their limits, for the heartbeat."""
@@ -149,9 +158,12 @@ class Publishing:
         """Publish the tick's snapshots and alert changes, then the heartbeat."""
         end = iso(figures.window_end)
         busiest = busiest_routes(figures, self.settings.top_routes)
+        snapshots = [item for item in self.messages(figures) if not item[0].startswith("index.")]
         sent = await asyncio.gather(*(self._send(js, subject, message, message_id(subject, end))
-                                      for subject, message in self.messages(figures)))
+                                      for subject, message in snapshots))
         acks = [ack for ack in sent if ack is not None]
+        if figures.index is not None:
+            await self.publish_index(js, figures)
         await self._alerts(js, figures, [route for route, _ in busiest], end)
         tick_ms = (time.perf_counter() - started) * 1000
         self.published = max(filter(None, [self.published, figures.window_end]))

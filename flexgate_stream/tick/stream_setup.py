@@ -46,7 +46,7 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
         ),
         StreamConfig(
             name=INDEX_STREAM, subjects=[INDEX_SUBJECT_PREFIX + ">"], retention=RetentionPolicy.LIMITS,
-            max_age=HOUR, max_bytes=64 * MIB, max_msgs_per_subject=1, storage=StorageType.FILE,
+            max_age=HOUR, max_bytes=256 * MIB, max_msgs_per_subject=1, storage=StorageType.FILE,
             discard=DiscardPolicy.OLD, duplicate_window=120.0, num_replicas=replicas, allow_direct=True,
             description="FlexGate index of every tracked route and upstream (index.<kind>.<page>), newest only",
         ),

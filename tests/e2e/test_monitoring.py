@@ -40,9 +40,11 @@ def test_scrape_reports_store_usage_against_limits_pending_publishers_and_client
     stream = SSEClient(web_server.url + "/api/stream/metrics")
     try:
         stream.data_events(1)
+        # Both workers count once each has started (the second may still be starting when the first answers).
         found = wait_until(lambda: (s := samples(web_server.url)).get(
-            'flexgate_stream_consumer_pending{channel="metrics"}') is not None and s, 15,
-            "the consumers' lag in a scrape")
+            'flexgate_stream_consumer_pending{channel="metrics"}') is not None
+            and s.get("flexgate_stream_clients_limit") == 2 * 10000 and s, 15,
+            "the consumers' lag and both workers' client limits in a scrape")
         assert found["flexgate_stream_jetstream_up"] == 1
         assert found['flexgate_stream_jetstream_stream_bytes{stream="METRICS"}'] > 0
         assert found['flexgate_stream_jetstream_stream_max_bytes{stream="METRICS"}'] == 1024 * MIB
@@ -101,7 +103,7 @@ def test_scrape_reports_the_labels_tracked_their_limit_and_the_overflow(tmp_path
         assert found['flexgate_stream_label_limit{kind="upstreams"}'] == 200
         assert found['flexgate_stream_overflow_requests{kind="routes"}'] == 4321
         assert found['flexgate_stream_overflow_requests{kind="upstreams"}'] == 0
-        assert found['flexgate_stream_jetstream_stream_max_bytes{stream="METRICS_INDEX"}'] == 64 * MIB
+        assert found['flexgate_stream_jetstream_stream_max_bytes{stream="METRICS_INDEX"}'] == 256 * MIB
     finally:
         web.stop()
         client.close()
