@@ -10,7 +10,8 @@ For each size it starts from a fresh database holding ``rows`` requests over the
   exact ``percentile_cont`` over the same rows and window.
 
     .venv/bin/python bench/bench_tick.py --rows 100000,1000000,10000000 [--ticks 60] [--new 10000] [--tick 5]
-        [--fold 1]  (0 folds only at ticks, as before)
+        [--fold 1]  (0 folds only at ticks, as before) [--paths 0,1000,10000,100000] (the cardinality axis: 0 is
+        the demo's 12 routes, N > 0 that many distinct slug paths) [--no-reference]
 """
 
 from __future__ import annotations
@@ -33,19 +34,27 @@ import psycopg2  # noqa: E402
 from bench.traffic_sql import arrive, seed  # noqa: E402
 from flexgate_stream.devstack.servers import PostgresServer  # noqa: E402
 from flexgate_stream.messages import encode  # noqa: E402
+from flexgate_stream.settings import Settings  # noqa: E402
 from flexgate_stream.tick.aggregation import AllTimeCounter, TimeColumn, aggregate_window  # noqa: E402
 from flexgate_stream.tick.incremental import IncrementalAggregation  # noqa: E402
 from flexgate_stream.tick.routes import route_sql  # noqa: E402
-from flexgate_stream.tick.snapshot import busiest_routes, route_snapshot, summary_snapshot  # noqa: E402
+from flexgate_stream.tick.snapshot import summary_snapshot  # noqa: E402
+from workers.outbox import Publishing  # noqa: E402
 
 LAT = "CASE WHEN response_time_ms >= 0 AND response_time_ms <= 1e12 THEN response_time_ms::float8 END"
 
 
-def shape(figures, top: int) -> int:
-    """Every message of a tick, encoded; their bytes."""
-    messages = [summary_snapshot(figures, top)]
-    messages += [route_snapshot(figures, route, entry, top) for route, entry in busiest_routes(figures, top)]
-    return sum(len(encode(m)) for m in messages)
+def shape(figures, top: int) -> tuple[int, int]:
+    """Every message of a tick, encoded: (all their bytes, the summary's bytes)."""
+    out = Publishing(Settings(top_routes=top), [], "bench")
+    sizes = [len(encode(message)) for _subject, message in out.messages(figures)]
+    return sum(sizes), sizes[0]
+
+
+def rss_mb() -> float:
+    """This process's resident memory now, in MB."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
 def percentile_errors(conn, snapshot: dict) -> dict[str, float]:
@@ -62,7 +71,9 @@ def percentile_errors(conn, snapshot: dict) -> dict[str, float]:
                         ' FROM requests WHERE "timestamp" >= to_timestamp(%s) AND "timestamp" < to_timestamp(%s)'
                         " GROUP BY 1", (top - 86400, top))
             for name, exact in cur.fetchall():
-                shown = published[(kind, name)]
+                shown = published.get((kind, name))
+                if shown is None:
+                    continue  # outside the busiest listed (counted in "(other)" or "(overflow)")
                 for p, value in zip(("p50", "p95", "p99"), exact, strict=True):
                     if value:
                         error = abs(shown[f"{p}Latency"] - value) / value
@@ -91,13 +102,13 @@ def pct(values: list[float], q: float) -> float:
 
 def cold_start(conn, end: datetime, top: int) -> tuple[IncrementalAggregation, float, float]:
     """First tick, backfill of the existing log, first complete snapshot: (aggregation, first s, complete s)."""
-    aggregation = IncrementalAggregation(TimeColumn(None))
+    aggregation = IncrementalAggregation(TimeColumn(None), top=top)
     started = time.perf_counter()
     aggregation.tick(conn, [end])
     first_tick = time.perf_counter() - started
     while aggregation.backfill_step(conn):
         pass
-    (figures,) = aggregation.tick(conn, [end])
+    (figures,) = aggregation.tick(conn, [end], index=True)
     shape(figures, top)
     return aggregation, first_tick, time.perf_counter() - started
 
@@ -107,7 +118,7 @@ def timed_ticks(conn, aggregation, start: datetime, tick: float, new: int, args)
 
     As the publisher does, rows are folded every ``args.fold`` seconds between ticks (when the tick is at least
     twice as long), so the timed tick folds only the last part; the folds' CPU is reported apart."""
-    times, cpu, fold_cpu, size = [], [], [], 0
+    times, cpu, fold_cpu, size, index_ms, index_bytes = [], [], [], 0, [], 0
     clock = CpuClock(conn)
     parts = round(tick / args.fold) if args.fold and tick >= 2 * args.fold else 1
     for i in range(1, args.ticks + 1):
@@ -116,8 +127,8 @@ def timed_ticks(conn, aggregation, start: datetime, tick: float, new: int, args)
         for part in range(parts):
             share = new // parts + (new % parts if part == parts - 1 else 0)
             late = share // 50
-            arrive(conn, share - late, at, tick, args.kind)
-            arrive(conn, late, at, 60, args.kind)  # rows timestamped up to 60 s in the past
+            arrive(conn, share - late, at, tick, args.kind, args.paths_now)
+            arrive(conn, late, at, 60, args.kind, args.paths_now)  # rows timestamped up to 60 s in the past
             if part < parts - 1:  # a fold between ticks
                 c0 = clock.now()
                 aggregation.tick(conn, [])
@@ -125,12 +136,18 @@ def timed_ticks(conn, aggregation, start: datetime, tick: float, new: int, args)
         fold_cpu.append(spent)
         t0, c0 = time.perf_counter(), clock.now()
         (figures,) = aggregation.tick(conn, [at])
-        size = shape(figures, args.top)
+        size, summary_size = shape(figures, args.top)
         times.append((time.perf_counter() - t0) * 1000)
         cpu.append((clock.now() - c0) / 1e6)
+        if i % 3 == 0:  # the index of every route and upstream, published every three ticks, off the tick
+            t0 = time.perf_counter()
+            (indexed,) = aggregation.tick(conn, [at], index=True)
+            index_bytes = shape(indexed, args.top)[0] - size
+            index_ms.append((time.perf_counter() - t0) * 1000)
     return {"p50": statistics.median(times), "p99": pct(times, 0.99), "max": max(times),
             "cpu": (statistics.median(cpu), pct(cpu, 0.99)), "fold_cpu": statistics.median(fold_cpu), "bytes": size,
-            "end": at, "figures": figures}
+            "summary_bytes": summary_size, "end": at, "figures": figures,
+            "index": (statistics.median(index_ms) if index_ms else 0.0, index_bytes)}
 
 
 def reference_ms(conn, at: datetime, runs: int, top: int) -> float | None:
@@ -146,7 +163,7 @@ def reference_ms(conn, at: datetime, runs: int, top: int) -> float | None:
 
 def run_size(url: str, rows: int, args) -> dict:
     """Seed a fresh database with ``rows`` and measure everything for that size."""
-    name = f"bench_{rows}_{args.kind}"
+    name = f"bench_{rows}_{args.kind}_{args.paths_now}"
     admin = psycopg2.connect(url)
     admin.autocommit = True
     with admin.cursor() as cur:
@@ -155,8 +172,9 @@ def run_size(url: str, rows: int, args) -> dict:
     conn = psycopg2.connect(url.rsplit("/", 1)[0] + "/" + name)
     end = datetime.fromtimestamp(time.time() // args.tick * args.tick, UTC)
     started = time.perf_counter()
-    seed(conn, rows, end, args.kind)
+    seed(conn, rows, end, args.kind, paths=args.paths_now)
     seeded = time.perf_counter() - started
+    rss_before = rss_mb()
     print(f"  {rows:,} rows seeded in {seeded:.1f} s", flush=True)
     aggregation, first_tick, cold = cold_start(conn, end, args.top)
     print(f"  cold start: first (partial) snapshot {first_tick * 1000:.0f} ms, complete after {cold:.1f} s",
@@ -167,15 +185,17 @@ def run_size(url: str, rows: int, args) -> dict:
         fast = timed_ticks(conn, aggregation, result["end"], args.fast_tick,
                            round(args.new * args.fast_tick / args.tick), args)
     last = fast or result
+    rss = rss_mb()
     errors = percentile_errors(conn, summary_snapshot(last["figures"], args.top))
-    reference = reference_ms(conn, last["end"], args.reference_runs if rows < 5_000_000
-                             else min(1, args.reference_runs), args.top)
+    reference = None if args.no_reference else reference_ms(
+        conn, last["end"], args.reference_runs if rows < 5_000_000 else min(1, args.reference_runs), args.top)
     conn.close()
     with admin.cursor() as cur:
         cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.close()
     return result | {"rows": rows, "seed": seeded, "first": first_tick * 1000, "cold": cold, "errors": errors,
-                     "reference": reference, "fast": (fast["p50"], fast["p99"]) if fast else None}
+                     "reference": reference, "fast": (fast["p50"], fast["p99"]) if fast else None,
+                     "paths": args.paths_now, "rss": rss, "rss_growth": rss - rss_before}
 
 
 def main() -> None:
@@ -191,6 +211,8 @@ def main() -> None:
     parser.add_argument("--fast-tick", type=float, default=0.0, help="also tick every N s at the same arrival rate")
     parser.add_argument("--fold", type=float, default=1.0,
                         help="fold new rows every N s between ticks, as the publisher does (0: only at ticks)")
+    parser.add_argument("--paths", default="0", help="distinct paths: 0 the demo's 12 routes, N slug paths")
+    parser.add_argument("--no-reference", action="store_true", help="skip the full-scan reference")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="flexgate-bench-pg-"))
     base.chmod(0o755)  # the server runs as an unprivileged user when we are root
@@ -198,20 +220,26 @@ def main() -> None:
     results = []
     try:
         for rows in (int(r) for r in args.rows.split(",")):
-            print(f"{rows:,} rows ({args.kind}), {args.new:,} new rows per {args.tick:g} s tick:", flush=True)
-            results.append(run_size(server.admin_url(), rows, args))
+            for paths in (int(p) for p in args.paths.split(",")):
+                args.paths_now = paths
+                print(f"{rows:,} rows ({args.kind}, {_paths(paths)}), {args.new:,} new rows per {args.tick:g} s"
+                      " tick:", flush=True)
+                results.append(run_size(server.admin_url(), rows, args))
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
-    print("\n| rows | tick p50 | tick p99 | tick max | CPU p50 / p99 | CPU of folds between ticks |"
-          " full-scan reference | cold start (complete) | p50 / p95 / p99 max rel. error | seeding |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| rows | paths | tick p50 | tick p99 | tick max | CPU p50 / p99 | CPU of folds between ticks |"
+          " full-scan reference | cold start (complete) | p50 / p95 / p99 max rel. error | summary bytes |"
+          " tick's messages bytes | index (every 3 ticks, off the tick) | RSS (growth) | seeding |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
         ref = f"{r['reference']:.0f} ms" if r["reference"] is not None else "n/a"
         err = " / ".join(f"{r['errors'][p] * 100:.2f} %" for p in ("p50", "p95", "p99"))
-        print(f"| {r['rows']:,} | {r['p50']:.1f} ms | {r['p99']:.1f} ms | {r['max']:.1f} ms |"
+        print(f"| {r['rows']:,} | {_paths(r['paths'])} | {r['p50']:.1f} ms | {r['p99']:.1f} ms | {r['max']:.1f} ms |"
               f" {r['cpu'][0]:.1f} / {r['cpu'][1]:.1f} ms | {r['fold_cpu']:.1f} ms | {ref} |"
-              f" {r['cold']:.1f} s | {err} | {r['seed']:.0f} s |")
+              f" {r['cold']:.1f} s | {err} | {r['summary_bytes']:,} | {r['bytes']:,} |"
+              f" {r['index'][0]:.0f} ms, {r['index'][1]:,} bytes |"
+              f" {r['rss']:.0f} MB ({r['rss_growth']:+.0f}) | {r['seed']:.0f} s |")
     for r in results:
         if r["fast"]:
             print(f"{r['rows']:,} rows, a tick every {args.fast_tick:g} s"
@@ -222,6 +250,10 @@ def main() -> None:
               f" {results[-1]['p50'] / results[0]['p50']:.2f}; p99 ratio {results[-1]['p99'] / results[0]['p99']:.2f}")
     print(f"budget: one tick every {args.tick:g} s; {results[-1]['bytes']:,} bytes of messages per tick;"
           f" load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
+def _paths(paths: int) -> str:
+    return "demo (12 routes)" if not paths else f"{paths:,} slug paths"
 
 
 if __name__ == "__main__":

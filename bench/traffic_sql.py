@@ -30,8 +30,11 @@ def _array(values, kind: str) -> str:
     return "ARRAY[" + ", ".join(repr(float(v)) for v in values) + "]::float8[]"
 
 
-def rows_sql(kind: str = "demo") -> str:
-    """INSERT ... SELECT of %(n)s rows timestamped in [%(end)s - %(span)s s, %(end)s); ``kind`` demo or heavy."""
+def rows_sql(kind: str = "demo", paths: int = 0) -> str:
+    """INSERT ... SELECT of %(n)s rows timestamped in [%(end)s - %(span)s s, %(end)s); ``kind`` demo or heavy.
+
+    ``paths`` > 0: every path is one of that many slug paths (``/shop/items/p-<hex>/reviews``), which route
+    folding leaves distinct, as a gateway whose URLs carry slugs rather than numeric ids."""
     z = "sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random())"
     if kind == "heavy":  # Pareto, alpha 1.1: most requests fast, a long tail to minutes
         latency = "least(99999999.99, 5 / power(1 - random(), 1 / 1.1))"
@@ -39,6 +42,8 @@ def rows_sql(kind: str = "demo") -> str:
         latency = f"(m.med)[k] * exp((m.sig)[k] * {z})"
     path = ("replace(replace((m.tmpl)[k], '{id}', (random() * 1e6)::int::text), '{uuid}',"
             " CASE WHEN (m.tmpl)[k] LIKE '%%{uuid}%%' THEN gen_random_uuid()::text ELSE '' END)")
+    if paths:
+        path = f"'/shop/items/p-' || lpad(to_hex(floor(random() * {int(paths)})::int), 9, '0') || '/reviews'"
     return (
         "INSERT INTO requests (\"timestamp\", method, path, status_code, response_time_ms, upstream, created_at)"
         f" SELECT t, (m.meth)[k], {path},"
@@ -56,7 +61,7 @@ def rows_sql(kind: str = "demo") -> str:
     )
 
 
-def seed(conn, rows: int, end: datetime, kind: str = "demo", chunk: int = 1_000_000) -> None:
+def seed(conn, rows: int, end: datetime, kind: str = "demo", chunk: int = 1_000_000, paths: int = 0) -> None:
     """Create ``requests`` without indexes, load ``rows`` over the 24 h before ``end``, then index and analyse."""
     conn.autocommit = True
     with conn.cursor() as cur:
@@ -65,7 +70,7 @@ def seed(conn, rows: int, end: datetime, kind: str = "demo", chunk: int = 1_000_
         span = 86400 / chunks
         for i in range(chunks):  # oldest slice first, each in time order: ids grow with time, as in a real log
             n = rows // chunks + (1 if i < rows % chunks else 0)
-            cur.execute(rows_sql(kind), {"n": n, "end": end - timedelta(seconds=span * (chunks - 1 - i)),
+            cur.execute(rows_sql(kind, paths), {"n": n, "end": end - timedelta(seconds=span * (chunks - 1 - i)),
                                          "span": span})
         cur.execute(INDEXES)
         cur.execute("VACUUM ANALYZE requests")
@@ -73,7 +78,7 @@ def seed(conn, rows: int, end: datetime, kind: str = "demo", chunk: int = 1_000_
     conn.autocommit = False
 
 
-def arrive(conn, rows: int, end: datetime, span: float, kind: str = "demo") -> None:
+def arrive(conn, rows: int, end: datetime, span: float, kind: str = "demo", paths: int = 0) -> None:
     """New traffic: ``rows`` rows timestamped in the ``span`` seconds before ``end``."""
     with conn, conn.cursor() as cur:
-        cur.execute(rows_sql(kind), {"n": rows, "end": end, "span": span})
+        cur.execute(rows_sql(kind, paths), {"n": rows, "end": end, "span": span})

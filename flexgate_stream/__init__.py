@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         events,
         extension,
         health,
+        listing,
         openapi,
         request_body,
         sse_views,
@@ -44,7 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     auth.init_app(app)
     extension.init_app(app, settings)
     app.after_request(_name_worker)
-    for module in (health, dashboard, sse_views, stats, events, openapi):
+    for module in (health, dashboard, sse_views, stats, listing, events, openapi):
         app.register_blueprint(module.bp)
     app.cli.add_command(db_cli)
     app.cli.add_command(demo_cli)

@@ -49,6 +49,9 @@ class Settings:
     tick_seconds: float = 5.0
     stream_replicas: int = 1
     top_routes: int = 20
+    max_routes: int = 1000  # distinct route labels tracked over 24 h; beyond them requests count under "(overflow)"
+    max_upstreams: int = 200
+    route_patterns: tuple[str, ...] = ()  # FLEXGATE_ROUTE_PATTERNS, for a gateway without a routes table
     alert_rules_file: str | None = None
     alert_overrides: str | None = None
     api_tokens: tuple[str, ...] = ()
@@ -125,6 +128,9 @@ class Settings:
             tick_seconds=env.number("FLEXGATE_TICK_SECONDS", 5.0, low=0.5, high=3600),
             stream_replicas=env.integer("FLEXGATE_STREAM_REPLICAS", 1, low=1, high=5),
             top_routes=env.integer("FLEXGATE_TOP_ROUTES", 20, low=1, high=500),
+            max_routes=env.integer("FLEXGATE_MAX_ROUTES", 1000, low=1, high=100_000),
+            max_upstreams=env.integer("FLEXGATE_MAX_UPSTREAMS", 200, low=1, high=100_000),
+            route_patterns=env.patterns("FLEXGATE_ROUTE_PATTERNS"),
             alert_rules_file=env.path("FLEXGATE_ALERT_RULES"),
             alert_overrides=env.text("FLEXGATE_ALERT_OVERRIDES"),
             api_tokens=env.csv("FLEXGATE_API_TOKENS"),
@@ -231,6 +237,14 @@ class _Env:
         if raw is None:
             return ()
         return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+    def patterns(self, name: str) -> tuple[str, ...]:
+        values = self.csv(name)
+        for value in values:
+            if not value.startswith("/") or "?" in value or len(value) > 500:
+                raise ConfigError(f"{name} must be a comma list of route patterns such as /api/users/:id or /api/*,"
+                                  f" each starting with / (at most 500 characters, no query string), got {value!r}.")
+        return values
 
     def path(self, name: str) -> str | None:
         raw = self.text(name)

@@ -67,6 +67,8 @@ class Database:
 
     def __init__(self, settings: Settings, ident: str) -> None:
         self.url = settings.require_database()
+        self.settings = settings
+        self.budget = 60_000  # bytes a summary may take: under 64 KB and the server's max_payload (Publisher sets it)
         self.zone = settings.requests_timezone
         self.state = StateLog(ident, "PostgreSQL")
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="publisher-pg")
@@ -79,12 +81,13 @@ class Database:
         self.aggregation: IncrementalAggregation | None = None
         self.backfilling = False
 
-    async def aggregate(self, window_ends: list[datetime]) -> list[WindowFigures] | None:
-        """Fold the new rows into the rollups, then the figures of ``window_ends`` (oldest first).
+    async def aggregate(self, window_ends: list[datetime], index: bool = False) -> list[WindowFigures] | None:
+        """Fold the new rows into the rollups, then the figures of ``window_ends`` (oldest first; ``index``: the
+        last with every tracked route and upstream).
 
         None while PostgreSQL is down (or not yet due for a retry).
         """
-        return await self._run(self._aggregate, window_ends)
+        return await self._run(self._aggregate, window_ends, index)
 
     async def backfill(self) -> None:
         """Fold the log that existed before the rollups, chunk by chunk, until done (a no-op once done).
@@ -130,9 +133,10 @@ class Database:
         finally:
             self.busy = False
 
-    def _aggregate(self, window_ends: list[datetime]) -> list[WindowFigures]:
+    def _aggregate(self, window_ends: list[datetime], index: bool = False) -> list[WindowFigures]:
         conn, aggregation = self._connected()
-        return aggregation.tick(conn, window_ends)
+        aggregation.budget = self.budget
+        return aggregation.tick(conn, window_ends, index)
 
     def _backfill_step(self) -> bool:
         conn, aggregation = self._connected()
@@ -151,7 +155,9 @@ class Database:
         column = TimeColumn(self.zone if database.timestamp_is_naive(conn) else None)
         conn.commit()
         if self.aggregation is None or self.aggregation.column.naive_zone != column.naive_zone:
-            self.aggregation = IncrementalAggregation(column)
+            s = self.settings
+            self.aggregation = IncrementalAggregation(column, s.route_patterns, s.max_routes, s.max_upstreams,
+                                                      s.top_routes)
         self.conn = conn
 
     def cancel(self) -> None:

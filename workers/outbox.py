@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import APIError, NoKeysError, NotFoundError
@@ -24,15 +25,25 @@ from flexgate_stream.messages import (
     PUBLISHERS_BUCKET,
     SUMMARY_SUBJECT,
     Alert,
+    Cardinality,
     PublisherBeat,
     encode,
+    index_subject,
     message_id,
     route_subject,
+    upstream_subject,
 )
 from flexgate_stream.settings import Settings
 from flexgate_stream.tick.aggregation import WindowFigures
 from flexgate_stream.tick.alerts import AlertTracker, Rule, observe
-from flexgate_stream.tick.snapshot import busiest_routes, route_snapshot, summary_snapshot
+from flexgate_stream.tick.snapshot import (
+    busiest_routes,
+    busiest_upstreams,
+    index_pages,
+    route_snapshot,
+    summary_snapshot,
+    upstream_snapshot,
+)
 from flexgate_stream.timestamps import iso, parse_iso, utc_now_iso
 
 log = logging.getLogger("workers.publisher")
@@ -41,6 +52,8 @@ RETENTION = timedelta(hours=24)  # the METRICS stream's max_age: older windows w
 CATCH_UP_BATCH = 120  # missed windows published per tick at most
 IN_PROCESS = 10158  # JetStream: a message with the same Nats-Msg-Id is being stored right now
 IN_PROCESS_TRIES = 4
+HEADROOM = 512  # bytes of max_payload left for the headers (Nats-Msg-Id) and the protocol line
+INDEX_PAGE_BYTES = 256 * 1024  # entries per index page at most (less when the server's max_payload is smaller)
 
 
 class Publishing:
@@ -51,11 +64,14 @@ class Publishing:
         self.tracker = AlertTracker()
         self.beat = PublisherBeat(publisher=ident, host=socket.gethostname(), pid=os.getpid(),
                                   startedAt=utc_now_iso(), seenAt=utc_now_iso(), lastTickAt=None,
-                                  lastWindowEnd=None, tickMs=None, tickSeconds=settings.tick_seconds, database="ok")
+                                  lastWindowEnd=None, tickMs=None, tickSeconds=settings.tick_seconds, database="ok",
+                                  cardinality={})
         self.beats: KeyValue | None = None
         self.alert_state: KeyValue | None = None
         self.ticks = 0
         self.published: datetime | None = None  # the newest window end this publisher stored
+        self.max_payload = 1024 * 1024  # the server's, learnt at each (re)connection
+        self.oversized: set[str] = set()  # subject families a message was too large for (said once each)
 
     async def attach(self, js: JetStreamContext) -> None:
         """On (re)connect: open the buckets, adopt firing alerts, announce this publisher."""
@@ -99,16 +115,55 @@ class Publishing:
             at += step
         return missed if len(missed) == CATCH_UP_BATCH else [*missed, window_end]
 
+    def messages(self, figures: WindowFigures) -> list[tuple[str, Mapping[str, Any]]]:
+        """The snapshots of ``figures``: summary, the busiest routes' and upstreams', and the index when it was
+        read."""
+        top = self.settings.top_routes
+        out: list[tuple[str, Mapping[str, Any]]] = [(SUMMARY_SUBJECT, summary_snapshot(figures, top))]
+        out += [(route_subject(name), route_snapshot(figures, name, entry, top))
+                for name, entry in busiest_routes(figures, top)]
+        out += [(upstream_subject(name), upstream_snapshot(figures, name, entry, top))
+                for name, entry in busiest_upstreams(figures, top)]
+        return out + self.index_messages(figures)
+
+    def index_messages(self, figures: WindowFigures) -> list[tuple[str, Mapping[str, Any]]]:
+        """The index pages of every tracked route and upstream, when ``figures`` has the index."""
+        out: list[tuple[str, Mapping[str, Any]]] = []
+        if figures.index is not None:
+            page_bytes = min(INDEX_PAGE_BYTES, self.max_payload - 4 * HEADROOM)
+            for kind, limit in (("routes", self.settings.max_routes), ("upstreams", self.settings.max_upstreams)):
+                overflow = figures.labels.get(kind, (0, 0))[1]
+                out += [(index_subject(kind, page["page"]), page)
+                        for page in index_pages(figures, kind, limit, overflow, page_bytes)]
+        return out
+
+    async def publish_index(self, js: JetStreamContext, figures: WindowFigures) -> None:
+        """Store the index pages of every tracked route and upstream, as of ``figures.window_end``."""
+        end = iso(figures.window_end)
+        pages = self.index_messages(figures)
+        # Page 0 says how many pages there are: it is stored last, so a reader never finds it ahead of the others.
+        firsts = [item for item in pages if item[0].endswith(".0")]
+        rest = [item for item in pages if not item[0].endswith(".0")]
+        for batch in (rest, firsts):
+            await asyncio.gather(*(self._send(js, subject, page, message_id(subject, end)) for subject, page in batch))
+
+    def cardinality(self, figures: WindowFigures) -> dict[str, Cardinality]:
+        """Distinct labels per kind against their limits, for the heartbeat."""
+        limits = {"routes": self.settings.max_routes, "upstreams": self.settings.max_upstreams}
+        return {kind: Cardinality(labels=labels, limit=limits[kind], overflowRequests=overflow)
+                for kind, (labels, overflow) in figures.labels.items()}
+
     async def publish(self, js: JetStreamContext, figures: WindowFigures, started: float,
                       catching_up: bool = False) -> None:
         """Publish the tick's snapshots and alert changes, then the heartbeat."""
         end = iso(figures.window_end)
-        top = self.settings.top_routes
-        busiest = busiest_routes(figures, top)
-        messages = [(SUMMARY_SUBJECT, summary_snapshot(figures, top))]
-        messages += [(route_subject(route), route_snapshot(figures, route, entry, top)) for route, entry in busiest]
-        acks = await asyncio.gather(*(self._send(js, subject, message, message_id(subject, end))
-                                      for subject, message in messages))
+        busiest = busiest_routes(figures, self.settings.top_routes)
+        snapshots = [item for item in self.messages(figures) if not item[0].startswith("index.")]
+        sent = await asyncio.gather(*(self._send(js, subject, message, message_id(subject, end))
+                                      for subject, message in snapshots))
+        acks = [ack for ack in sent if ack is not None]
+        if figures.index is not None:
+            await self.publish_index(js, figures)
         await self._alerts(js, figures, [route for route, _ in busiest], end)
         tick_ms = (time.perf_counter() - started) * 1000
         self.published = max(filter(None, [self.published, figures.window_end]))
@@ -116,18 +171,27 @@ class Publishing:
             log.info("publisher[%s]: published missed window %s (%d messages, %d already stored)", self.ident, end,
                      len(acks), sum(1 for ack in acks if ack.duplicate))
             return
-        await self.heartbeat(lastTickAt=utc_now_iso(), lastWindowEnd=end, tickMs=round(tick_ms, 1), database="ok")
+        await self.heartbeat(lastTickAt=utc_now_iso(), lastWindowEnd=end, tickMs=round(tick_ms, 1), database="ok",
+                             cardinality=self.cardinality(figures))
         self.ticks += 1
         slow = tick_ms > self.settings.tick_seconds * 500
         log.log(logging.INFO if self.ticks == 1 or slow else logging.DEBUG,
                 "publisher[%s]: tick %s took %.1f ms (%d messages, %d already stored)", self.ident, end, tick_ms,
                 len(acks), sum(1 for ack in acks if ack.duplicate))
 
-    async def _send(self, js: JetStreamContext, subject: str, message: Mapping[str, Any], msg_id: str) -> PubAck:
+    async def _send(self, js: JetStreamContext, subject: str, message: Mapping[str, Any],
+                    msg_id: str) -> PubAck | None:
+        """Store one message; None when it cannot fit the server's max_payload (said in one error line)."""
         payload = encode(message)
+        if len(payload) + HEADROOM > self.max_payload:
+            self._too_large(subject, msg_id, len(payload))
+            return None
         for attempt in range(1, IN_PROCESS_TRIES + 1):
             try:
                 return await js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id}, timeout=2)
+            except nats.errors.MaxPayloadError:
+                self._too_large(subject, msg_id, len(payload))
+                return None
             except APIError as exc:
                 # In a cluster, the other publisher's copy may be in the leader's hands right now: ask again,
                 # and the answer is a duplicate ack (or, if that copy failed, ours is stored).
@@ -135,6 +199,15 @@ class Publishing:
                     raise
                 await asyncio.sleep(0.05 * attempt)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _too_large(self, subject: str, msg_id: str, size: int) -> None:
+        family = subject.split(".", 1)[0]
+        if family in self.oversized:
+            return
+        self.oversized.add(family)
+        log.error("publisher[%s]: not publishing %s: %d bytes, over the NATS server's max_payload of %d bytes (raise"
+                  " max_payload; further %s.* messages too large are not logged)", self.ident, msg_id, size,
+                  self.max_payload, family)
 
     async def _alerts(self, js: JetStreamContext, figures: WindowFigures, routes: list[str], end: str) -> None:
         observations = observe(self.rules, figures, routes)

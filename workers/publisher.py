@@ -31,6 +31,7 @@ from nats.js import JetStreamContext
 
 from flexgate_stream import logs
 from flexgate_stream.errors import ConfigError
+from flexgate_stream.messages import SUMMARY_MAX_BYTES
 from flexgate_stream.settings import Settings, load_or_exit
 from flexgate_stream.tick.alerts import Rule, load_rules
 from workers.connections import Database, NatsLink
@@ -41,6 +42,7 @@ log = logging.getLogger("workers.publisher")
 WARM_STOP_SECONDS = 4.5  # the whole warm stop, inside the 5 s a supervisor grants
 TICK_GRACE = 3.0  # how long a warm stop waits for a running tick before cancelling its query
 FOLD_SECONDS = 1.0  # between ticks, new rows are folded this often, so a tick has at most this much left to fold
+INDEX_TICKS = 3  # the index of every route and upstream is published every this many ticks, by a fold (off the tick)
 
 
 def window_end_for(now: float, tick: float) -> datetime:
@@ -70,6 +72,7 @@ class Publisher:
         self.last_window_end: datetime | None = None
         self.backfill: asyncio.Task[None] | None = None
         self.fold_task: asyncio.Task[None] | None = None
+        self.index_due = 0.0  # monotonic time of the next index
 
     async def run(self) -> int:
         """Bootstrap, tick until a stop is requested, tear down; the exit status."""
@@ -116,13 +119,37 @@ class Publisher:
             return
         self.fold_task = asyncio.current_task()
         try:
-            await self.db.aggregate([])
+            if not await self._index():
+                await self.db.aggregate([])
         except asyncio.CancelledError:
             pass  # the warm stop ended it (_teardown); a job that raised would be logged as a fault
         except Exception:  # the loop boundary: log and carry on
             log.error("publisher[%s]: folding new rows failed", self.ident, exc_info=True)
         finally:
             self.fold_task = None
+
+    async def _index(self) -> bool:
+        """When due, fold and publish the index of every tracked route and upstream; False when not due."""
+        js, last = self.nats.js if self.nats.ready else None, self.last_window_end
+        if js is None or last is None or not self._index_due():
+            return False
+        # As of now, but not past the minute of the last tick, so the next tick's windows never lie behind it.
+        bound = (math.ceil(last.timestamp() / 60)) * 60.0
+        at = datetime.fromtimestamp(math.floor(min(time.time(), bound) * 1000) / 1000, UTC)
+        figures = await self.db.aggregate([at], index=True)
+        if figures:
+            try:
+                await self.out.publish_index(js, figures[-1])
+            except (TimeoutError, nats.errors.Error) as exc:
+                self.nats.lost(exc)
+        return True
+
+    def _index_due(self) -> bool:
+        """True every INDEX_TICKS ticks' time."""
+        if time.monotonic() < self.index_due:
+            return False
+        self.index_due = time.monotonic() + INDEX_TICKS * self.settings.tick_seconds
+        return True
 
     async def tick(self) -> None:
         """One tick: aggregate the window ending now, publish it; never raises."""
@@ -147,7 +174,9 @@ class Publisher:
             self.nats.lost(exc)
             due, js = [], None
         # New rows are folded into the rollups every tick, even while NATS is down.
-        figures = await self.db.aggregate(due)
+        # With ticks too short for folds between them (under 2 s), the tick itself publishes the index.
+        index = self.settings.tick_seconds < 2 * FOLD_SECONDS and bool(due) and self._index_due()
+        figures = await self.db.aggregate(due, index=index)
         if self.backfill is None or self.backfill.done():  # folds the pre-existing log between ticks
             self.backfill = asyncio.get_running_loop().create_task(self.db.backfill())
         if js is None:
@@ -175,6 +204,9 @@ class Publisher:
                 self.nats.lost(f"cannot open the KV buckets: {exc}")
                 return None
             self.attached_epoch = self.nats.epoch
+            if self.nats.nc is not None:  # shape every message within the server's limit
+                self.out.max_payload = self.nats.nc.max_payload
+                self.db.budget = int(min(SUMMARY_MAX_BYTES, self.out.max_payload) * 0.9)
         return js
 
     async def _teardown(self, scheduler: AsyncIOScheduler, connector: asyncio.Task[None]) -> None:

@@ -16,10 +16,13 @@ from flexgate_stream.devstack.samples import sample_alert, sample_snapshot
 from flexgate_stream.messages import (
     ALERT_SUBJECT_PREFIX,
     METRICS_STREAM,
+    PUBLISHERS_BUCKET,
     SUMMARY_SUBJECT,
     encode,
+    index_subject,
     message_id,
     route_subject,
+    upstream_subject,
 )
 from flexgate_stream.tick.stream_setup import ensure_streams
 
@@ -48,19 +51,36 @@ class NatsClient:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 
-    def publish_snapshot(self, route: str | None = None, age: float = 0.0, padding: int = 0) -> int:
-        """Publish one snapshot (summary, or one route's, ``age`` seconds old, ``padding`` bytes bigger);
-        its stream sequence."""
+    def publish_snapshot(self, route: str | None = None, age: float = 0.0, padding: int = 0,
+                         upstream: str | None = None) -> int:
+        """Publish one snapshot (summary, or one route's or upstream's, ``age`` seconds old, ``padding`` bytes
+        bigger); its stream sequence."""
         self.counter += 1
         taken = datetime.now(UTC) - timedelta(seconds=age)
-        snapshot = sample_snapshot(self.counter, route=route, end=taken + timedelta(microseconds=self.counter),
-                                   taken=taken)
+        snapshot = sample_snapshot(self.counter, route=route, upstream=upstream,
+                                   end=taken + timedelta(microseconds=self.counter), taken=taken)
         if padding:
             snapshot["padding"] = "x" * padding
-        subject = route_subject(route) if route else SUMMARY_SUBJECT
-        headers = {"Nats-Msg-Id": message_id(subject, snapshot["windowEnd"])}
-        ack = self.run(self.js.publish(subject, encode(snapshot), headers=headers))
+        return self.publish(snapshot_subject(snapshot), snapshot)
+
+    def publish(self, subject: str, message: dict[str, Any]) -> int:
+        """Publish ``message`` (a Snapshot or a GroupIndex page) as the publisher does; its stream sequence."""
+        headers = {"Nats-Msg-Id": message_id(subject, message["windowEnd"])}
+        ack = self.run(self.js.publish(subject, encode(message), headers=headers))
         return ack.seq
+
+    def publish_index(self, pages: list[dict[str, Any]]) -> list[int]:
+        """Publish GroupIndex pages on index.<kind>.<page>, the last page first and page 0 last (so page 0
+        never announces pages not yet written); their stream sequences, in page order."""
+        seqs = [self.publish(index_subject(page["kind"], page["page"]), page) for page in reversed(pages)]
+        return seqs[::-1]
+
+    def put_beat(self, beat: dict[str, Any]) -> None:
+        """Write a publisher heartbeat (messages.PublisherBeat) to the publishers' KV bucket."""
+        async def put() -> None:
+            kv = await self.js.key_value(PUBLISHERS_BUCKET)
+            await kv.put(beat["publisher"], encode(beat))
+        self.run(put())
 
     def publish_alert(self, kind: str = "warning", rule: str = "test") -> int:
         """Publish one firing alert on alerts.<kind>, a new one each call; its stream sequence."""
@@ -78,3 +98,12 @@ class NatsClient:
 
 async def _ignore(exc: Exception) -> None:
     """Connection errors are expected while a test restarts nats-server."""
+
+
+def snapshot_subject(snapshot: dict[str, Any]) -> str:
+    """Where the publisher puts ``snapshot``: routes.<token>, upstreams.<token> or metrics.summary."""
+    if snapshot.get("route"):
+        return route_subject(snapshot["route"])
+    if snapshot.get("upstream"):
+        return upstream_subject(snapshot["upstream"])
+    return SUMMARY_SUBJECT

@@ -29,10 +29,12 @@ from flexgate_stream.errors import LocalStackError
 class NatsServer:
     """A nats-server with JetStream on a file store, listening on 127.0.0.1."""
 
-    def __init__(self, store_dir: Path, port: int | None = None, log_file: Path | None = None) -> None:
+    def __init__(self, store_dir: Path, port: int | None = None, log_file: Path | None = None,
+                 config: Path | None = None) -> None:
         self.store_dir = Path(store_dir)
         self.port = port
         self.log_file = log_file
+        self.config = config  # a nats-server configuration file (e.g. a smaller max_payload)
         self.name = f"flexgate-{uuid.uuid4().hex[:12]}"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -48,7 +50,7 @@ class NatsServer:
             if not fixed:
                 self.port = free_port()
             args = [venv_bin("nats-server"), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1",
-                    "-p", str(self.port), "-n", self.name]
+                    "-p", str(self.port), "-n", self.name, *(["-c", str(self.config)] if self.config else [])]
             with output_to(self.log_file) as out:
                 self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                              preexec_fn=dies_with_parent(signal.SIGTERM))

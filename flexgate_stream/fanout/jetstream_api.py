@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError
 from nats.js.errors import NotFoundError
 
 from flexgate_stream import liveness
@@ -73,6 +74,15 @@ async def first_since(nc: NATS, stream: str, subject: str, since: datetime) -> S
 async def last_message(nc: NATS, stream: str, subject: str) -> StoredMsg | None:
     """The newest message on ``subject``, or None."""
     return await direct_get(nc, stream, {"last_by_subj": subject})
+
+
+async def last_messages(nc: NATS, stream: str, subjects: list[str]) -> list[StoredMsg | None]:
+    """The newest message on each of ``subjects``, asked all at once; None for each when ``stream`` does not
+    exist (a publisher older than the stream has not created it)."""
+    try:
+        return list(await asyncio.gather(*(last_message(nc, stream, subject) for subject in subjects)))
+    except NoRespondersError:
+        return [None] * len(subjects)
 
 
 async def stream_summary(nc: NATS, stream: str) -> dict[str, Any] | None:

@@ -46,12 +46,30 @@ class Stats:
 
 @dataclass
 class RouteFigures:
-    """One route over the breakdown window: totals, 5-minute buckets, status codes, upstreams."""
+    """One route (or upstream) over the breakdown window: totals, 5-minute buckets, status codes, and its
+    upstreams (for an upstream: its routes); ``recent``: its figures over the recent windows, by name."""
 
     stats: Stats = field(default_factory=Stats)
     buckets: dict[int, Stats] = field(default_factory=dict)
     status_codes: dict[int, int] = field(default_factory=dict)
     upstreams: dict[str, Stats] = field(default_factory=dict)
+    recent: dict[str, Stats] = field(default_factory=dict)
+    member_count: int = 0  # upstreams (routes) in all; ``upstreams`` may hold only the busiest
+
+
+@dataclass
+class Ranking:
+    """The busiest groups of a window, busiest first; ``rest``: every other group together; ``count``: all groups."""
+
+    top: dict[str, Stats] = field(default_factory=dict)
+    rest: Stats | None = None
+    count: int = 0
+
+    @classmethod
+    def of(cls, groups: dict[str, Stats], limit: int | None) -> Ranking:
+        """The ``limit`` busiest of ``groups`` (all when None), without a rest (the full scan's lists)."""
+        ranked = sorted(groups.items(), key=lambda item: (-item[1].requests, item[0]))[:limit]
+        return cls(dict(ranked), None, len(groups))
 
 
 @dataclass
@@ -62,8 +80,8 @@ class RecentFigures:
     start: datetime
     stats: Stats
     status_codes: dict[int, int]
-    routes: dict[str, Stats]
-    upstreams: dict[str, Stats]
+    routes: Ranking
+    upstreams: Ranking
 
 
 @dataclass
@@ -88,6 +106,11 @@ class WindowFigures:
     last_bucket_seconds: float = BUCKET_SECONDS
     recent: list[RecentFigures] = field(default_factory=list)
     complete: bool = True
+    route_ranking: Ranking | None = None  # from the rollups: the busiest routes over 24 h and the rest
+    upstream_ranking: Ranking | None = None
+    upstream_groups: dict[str, RouteFigures] = field(default_factory=dict)  # the busiest upstreams, in full
+    index: dict[str, list[IndexFigures]] | None = None  # "routes" and "upstreams": every tracked group, busiest first
+    labels: dict[str, tuple[int, int]] = field(default_factory=dict)  # kind: (distinct labels, overflow requests)
 
     @property
     def summary_start(self) -> datetime:
@@ -107,7 +130,20 @@ class WindowFigures:
                 return self.buckets.get(BUCKETS - 1)
             entry = self.routes.get(route)
             return entry.buckets.get(BUCKETS - 1) if entry else None
-        return five.stats if route is None else five.routes.get(route)
+        if route is None:
+            return five.stats
+        entry = self.routes.get(route)
+        return entry.recent.get("5m") if entry else None
+
+
+@dataclass
+class IndexFigures:
+    """One route or upstream of the index: its figures over 24 h, the last hour and the last 5 minutes."""
+
+    name: str
+    day: Stats
+    hour: Stats
+    five: Stats
 
 
 def stats_columns(status: str) -> str:

@@ -14,15 +14,19 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 import psycopg2.extensions
 
+from flexgate_stream.messages import OVERFLOW
 from flexgate_stream.tick import rollups
 from flexgate_stream.tick.aggregation import TimeColumn, WindowFigures
+from flexgate_stream.tick.labels import Cardinality, Labeller, newest_labels, table_patterns
 from flexgate_stream.tick.rollups import BUCKET_SECONDS, Cell, Snapshot32, fold_rows, rows_sql, visible_sql
+from flexgate_stream.tick.route_patterns import RoutePatterns
 from flexgate_stream.tick.tally import DAY_MINUTES, HOUR_MINUTES, Tally
 from flexgate_stream.tick.window_figures import figures_of
 
@@ -34,6 +38,7 @@ KEEP_CHANGES = 120  # versions of the change log kept for a publisher that falls
 BACKFILL_IDS = 100_000  # ids per backfill chunk (~0.3 s of work between two ticks)
 MAX_PENDING = 120  # reads a late commit is waited for (2 min: the publisher reads once a second), then given up
 FIRST_LATE_SECONDS = 60  # at first start, rows of the last minute are re-read if their transaction was open
+PATTERNS_SECONDS = 30.0  # how often the gateway's routes table is read again (a change shows within a minute)
 STATE_COLUMNS = ("version, max_id, low_id, snapshot, pending, requests_before, backfill_below,"
                  " backfill_snapshot")
 
@@ -46,7 +51,8 @@ def minute_of(window_end: datetime) -> int:
 class IncrementalAggregation:
     """The publisher's rollup state: its version of the rollups, the running totals, the all-time count."""
 
-    def __init__(self, column: TimeColumn) -> None:
+    def __init__(self, column: TimeColumn, patterns: tuple[str, ...] = (), max_routes: int = 1000,
+                 max_upstreams: int = 200, top: int = 20) -> None:
         self.column = column
         self.version = -1  # the change-log version the tally reflects; -1: not built
         self.tally: Tally | None = None
@@ -54,11 +60,19 @@ class IncrementalAggregation:
         self.requests_before = 0
         self.backfill_total = 0
         self.backfill_below = 0
+        self.own_patterns = patterns  # FLEXGATE_ROUTE_PATTERNS
+        self.labeller = Labeller(RoutePatterns(patterns))
+        self.patterns_read_at = -math.inf
+        self.cardinality = Cardinality(max_routes, max_upstreams)
+        self.top = top
+        self.budget = 60_000  # bytes a summary's lists may take (the publisher lowers it to the server's limit)
 
-    def tick(self, conn: psycopg2.extensions.connection, window_ends: list[datetime]) -> list[WindowFigures]:
-        """Fold new rows into the rollups, then the figures of each of ``window_ends`` (oldest first)."""
+    def tick(self, conn: psycopg2.extensions.connection, window_ends: list[datetime],
+             index: bool = False) -> list[WindowFigures]:
+        """Fold new rows into the rollups, then the figures of each of ``window_ends`` (oldest first); ``index``:
+        the last one also lists every tracked route and upstream."""
         try:
-            return self._tick(conn, window_ends)
+            return self._tick(conn, window_ends, index)
         except BaseException:
             self.forget()  # memory may hold changes the failed transaction did not store
             raise
@@ -66,11 +80,14 @@ class IncrementalAggregation:
     def forget(self) -> None:
         """Drop the running totals; they are rebuilt from the rollups when next needed."""
         self.tally, self.version = None, -1
+        self.cardinality.loaded = False
 
-    def _tick(self, conn: psycopg2.extensions.connection, window_ends: list[datetime]) -> list[WindowFigures]:
+    def _tick(self, conn: psycopg2.extensions.connection, window_ends: list[datetime],
+              index: bool = False) -> list[WindowFigures]:
         with _locked(conn) as cur:
             state = self._state(cur)
             self._follow(cur, state)
+            self._labels(cur)
             cells, state = self._read_new(cur, state)
             if cells:
                 state["version"] += 1
@@ -79,9 +96,25 @@ class IncrementalAggregation:
             self._save(cur, state)
             self._apply(cells, state["version"])
             out = []
-            for end in window_ends:
-                out.append(self._figures(cur, end))
+            for i, end in enumerate(window_ends):
+                out.append(self._figures(cur, end, index and i == len(window_ends) - 1))
         return out
+
+    def _labels(self, cur: psycopg2.extensions.cursor) -> None:
+        """Read the gateway's route patterns again when due; know the labels already tracked."""
+        now = time.monotonic()
+        if now - self.patterns_read_at >= PATTERNS_SECONDS:
+            self.patterns_read_at = now
+            table = table_patterns(cur)
+            if self.labeller.use(RoutePatterns([*(table or []), *self.own_patterns])):
+                log.info("rollups: labelling requests by %d route patterns (%s from the routes table, %d from"
+                         " FLEXGATE_ROUTE_PATTERNS)", len(self.labeller.patterns.patterns),
+                         "none" if table is None else len(table), len(self.own_patterns))
+        if not self.cardinality.loaded:
+            first = minute_of(datetime.now(UTC)) - DAY_MINUTES + 1
+            self.cardinality.routes.load(newest_labels(cur, "route", first))
+            self.cardinality.upstreams.load(newest_labels(cur, "upstream", first))
+            self.cardinality.loaded = True
 
     def backfill_step(self, conn: psycopg2.extensions.connection) -> bool:
         """Fold one chunk of the log that existed at first start; False once nothing is left."""
@@ -101,8 +134,10 @@ class IncrementalAggregation:
             low = max(0, high - BACKFILL_IDS)
             first = Snapshot32(state["backfill_snapshot"])
             where = f"id > %(low)s AND id <= %(high)s AND {visible_sql('s0')}"
+            self._labels(cur)
             cells = fold_rows(cur, rows_sql(self.column.instant(), where),
-                              self.column.params(low=low, high=high) | first.params("s0"))
+                              self.column.params(low=low, high=high) | first.params("s0"), self.labeller,
+                              self.cardinality.filters)
             cutoff = minute_of(datetime.now(UTC)) - KEEP_MINUTES
             state["requests_before"] += sum(c.requests for c in cells if c.minute < cutoff)
             cells = [c for c in cells if c.minute >= cutoff]
@@ -172,7 +207,7 @@ class IncrementalAggregation:
         sql = (rows_sql(instant, "id > %(max)s") + " UNION ALL "
                + rows_sql(instant, f"id > %(low)s AND id <= %(max)s AND NOT {visible_sql('prev')}"))
         params = self.column.params(low=state["low_id"], max=state["max_id"]) | previous.params("prev")
-        cells = fold_rows(cur, sql, params)
+        cells = fold_rows(cur, sql, params, self.labeller, self.cardinality.filters)
         cur.execute("SELECT coalesce(max(id), 0) FROM requests")  # the same snapshot: the newest visible id
         top = int(rollups.scalar(cur))
         pending = [*state["pending"], [max(state["max_id"], top), now.xmax]]
@@ -198,6 +233,7 @@ class IncrementalAggregation:
     def _apply(self, cells: list[Cell], version: int) -> None:
         for cell in cells:
             self.minutes[cell.minute] = self.minutes.get(cell.minute, 0) + cell.requests
+        self.cardinality.note(cells)
         if self.tally is not None:
             self.tally.apply(cells)
             self.version = version
@@ -206,13 +242,14 @@ class IncrementalAggregation:
         """Drop the change log beyond KEEP_CHANGES versions, and cells older than KEEP_MINUTES (counted as older)."""
         if state["version"] % 20 == 0:
             rollups.prune_changes(cur, state["version"] - KEEP_CHANGES)
+        self.cardinality.expire(minute_of(datetime.now(UTC)) - DAY_MINUTES + 1)
         oldest = minute_of(datetime.now(UTC)) - KEEP_MINUTES
         if not self.minutes or min(self.minutes) >= oldest:
             return
         state["requests_before"] += rollups.prune(cur, oldest)
         self.minutes = {m: n for m, n in self.minutes.items() if m >= oldest}
 
-    def _figures(self, cur: psycopg2.extensions.cursor, end: datetime) -> WindowFigures:
+    def _figures(self, cur: psycopg2.extensions.cursor, end: datetime, index: bool = False) -> WindowFigures:
         minute = minute_of(end)
         if self.tally is None or minute < self.tally.minute or minute - self.tally.minute > HOUR_MINUTES // 2:
             self._rebuild(cur, minute)
@@ -220,7 +257,11 @@ class IncrementalAggregation:
             self.tally.advance(minute, lambda a, b: rollups.load_cells(cur, a, b))
         all_time = self.requests_before + sum(n for m, n in self.minutes.items() if m <= minute)
         assert self.tally is not None  # made by _rebuild
-        return figures_of(self.tally, end, all_time, self.complete)
+        figures = figures_of(self.tally, end, all_time, self.complete, self.top, self.budget, index)
+        for kind, levels in (("routes", self.tally.day.routes), ("upstreams", self.tally.day.upstreams)):
+            overflow = levels.get(OVERFLOW)
+            figures.labels[kind] = (len(levels) - (overflow is not None), overflow.requests if overflow else 0)
+        return figures
 
     def _rebuild(self, cur: psycopg2.extensions.cursor, minute: int) -> None:
         day = rollups.load_totals(cur, minute - DAY_MINUTES + 1, minute)

@@ -8,6 +8,7 @@ version, so every publisher applies the same changes in the same order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ UNKNOWN_UPSTREAM = "unknown"
 # Valid latencies only: NULL, negative, NaN and absurd values count as requests but not in latency figures.
 LATENCY = "CASE WHEN response_time_ms >= 0 AND response_time_ms <= 1e12 THEN response_time_ms::float8 END"
 WRAP = 1 << 32
+Admit = Callable[[str, int], str]  # a label and its minute -> the label it is counted under
 
 
 @dataclass
@@ -122,13 +124,18 @@ def _route(path: str | None) -> str:
     return route
 
 
-def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict[str, Any]) -> list[Cell]:
-    """Run a ``rows_sql`` query and fold its rows into cells."""
+def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict[str, Any],
+              label: Callable[[str | None], str] | None = None,
+              admit: tuple[Admit, Admit] | None = None) -> list[Cell]:
+    """Run a ``rows_sql`` query and fold its rows into cells, each path under its ``label`` (default: folded);
+    ``admit``: (route, upstream) label filters taking the label and the minute (the cardinality limits)."""
     cur.execute(sql, params)
     cells: dict[tuple[int, str, str], Cell] = {}
-    routes, route_of = _routes, _route
+    route_of = label or _route
+    admit_route, admit_upstream = admit or (_as_is, _as_is)
     for minute, path, upstream, status, lat, bin_key in cur.fetchall():
-        route = routes.get(path) or route_of(path)
+        route = admit_route(route_of(path), minute)
+        upstream = admit_upstream(upstream, minute)
         key = (minute, route, upstream)
         cell = cells.get(key)
         if cell is None:
@@ -144,6 +151,10 @@ def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict[str, Any])
     for cell in cells.values():
         cell.sketch.count = cell.latency_count
     return list(cells.values())
+
+
+def _as_is(label: str, _minute: int) -> str:
+    return label
 
 
 def store_cells(cur: psycopg2.extensions.cursor, cells: list[Cell], version: int) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from flexgate_stream.messages import (
+    OTHER,
     SCHEMA_VERSION,
     Breakdown,
+    GroupIndex,
+    IndexEntry,
     Point,
     RecentWindow,
     Series,
@@ -14,12 +17,15 @@ from flexgate_stream.messages import (
     StatusCount,
     Summary,
     Window,
+    encode,
 )
 from flexgate_stream.tick.aggregation import (
     BREAKDOWN_SPAN,
     BUCKET_SECONDS,
     BUCKETS,
     SUMMARY_SPAN,
+    IndexFigures,
+    Ranking,
     RecentFigures,
     RouteFigures,
     Stats,
@@ -60,10 +66,12 @@ def breakdown_of(name: str, stats: Stats, span: timedelta = BREAKDOWN_SPAN) -> B
                      p99Latency=p99)
 
 
-def top(groups: dict[str, Stats], limit: int | None, span: timedelta = BREAKDOWN_SPAN) -> list[Breakdown]:
-    """The ``limit`` busiest groups (all when None), busiest first (ties by name)."""
-    ranked = sorted(groups.items(), key=lambda item: (-item[1].requests, item[0]))[:limit]
-    return [breakdown_of(name, stats, span) for name, stats in ranked]
+def listed(ranking: Ranking, span: timedelta = BREAKDOWN_SPAN) -> list[Breakdown]:
+    """The busiest groups, busiest first, then OTHER for the rest (so the entries sum to the window's total)."""
+    out = [breakdown_of(name, stats, span) for name, stats in ranking.top.items()]
+    if ranking.rest is not None and ranking.rest.requests:
+        out.append(breakdown_of(OTHER, ranking.rest, span))
+    return out
 
 
 def series_of(buckets: dict[int, Stats], start: datetime,
@@ -103,51 +111,99 @@ def recent_of(window: RecentFigures, end: datetime) -> RecentWindow:
     span = RECENT_SPANS.get(window.name, BREAKDOWN_SPAN)
     return RecentWindow(window=Window(name=window.name, start=iso(window.start), end=iso(end)),
                         summary=summary_of(window.stats, window.stats.requests),
-                        statusCodes=codes_of(window.status_codes), routes=top(window.routes, None, span),
-                        upstreams=top(window.upstreams, None, span))
+                        statusCodes=codes_of(window.status_codes), routes=listed(window.routes, span),
+                        upstreams=listed(window.upstreams, span), routeCount=window.routes.count,
+                        upstreamCount=window.upstreams.count)
 
 
-def _snapshot(figures: WindowFigures, window: Window, summary: Summary, buckets: dict[int, Stats],
-              status_codes: dict[int, int], routes: list[Breakdown], upstreams: list[Breakdown],
-              route: str | None, recent: list[RecentFigures]) -> Snapshot:
-    rate, latency, errors = series_of(buckets, figures.breakdown_start, figures.last_bucket_seconds)
+def _snapshot(figures: WindowFigures, window: Window, summary: Summary, entry: RouteFigures,
+              lists: tuple[Ranking, Ranking], owner: tuple[str | None, str | None],
+              recent: list[RecentFigures]) -> Snapshot:
+    rate, latency, errors = series_of(entry.buckets, figures.breakdown_start, figures.last_bucket_seconds)
     end = iso(figures.window_end)
+    span = SUMMARY_SPAN if figures.day_start else BREAKDOWN_SPAN
     shaped = {r.name: recent_of(r, figures.window_end) for r in recent}
+    routes, upstreams = lists
     return Snapshot(type="metrics", version=SCHEMA_VERSION, summary=summary, window=window, windowEnd=end,
-                    requestRate=rate, latency=latency, errorRate=errors, statusCodes=codes_of(status_codes),
-                    routes=routes, upstreams=upstreams, route=route, timestamp=end, lastHour=shaped.get("1h"),
-                    last5Minutes=shaped.get("5m"), complete=figures.complete)
+                    requestRate=rate, latency=latency, errorRate=errors, statusCodes=codes_of(entry.status_codes),
+                    routes=listed(routes, span), upstreams=listed(upstreams, span), routeCount=routes.count,
+                    upstreamCount=upstreams.count, route=owner[0], upstream=owner[1], timestamp=end,
+                    lastHour=shaped.get("1h"), last5Minutes=shaped.get("5m"), complete=figures.complete)
+
+
+def _window(figures: WindowFigures) -> Window:
+    """24 h from the rollups, the last hour ("1h") from the full scan."""
+    if figures.day_start:
+        return Window(name="24h", start=iso(figures.summary_start), end=iso(figures.window_end))
+    return Window(name="1h", start=iso(figures.breakdown_start), end=iso(figures.window_end))
 
 
 def summary_snapshot(figures: WindowFigures, top_routes: int) -> Snapshot:
-    """The ``metrics.summary`` message: 24 h summary, 5-minute series of the last hour, routes and upstreams.
-
-    From the rollups every route and upstream is listed, over 24 h; from the full scan the busiest, over an hour.
-    """
+    """The ``metrics.summary`` message: 24 h summary, 5-minute series of the last hour, the busiest routes and
+    upstreams of each window and the rest as one entry (from the full scan: the busiest over the last hour)."""
     window = Window(name="24h", start=iso(figures.summary_start), end=iso(figures.window_end))
-    routes = {name: entry.stats for name, entry in figures.routes.items()}
-    limit, span = (None, SUMMARY_SPAN) if figures.day_start else (top_routes, BREAKDOWN_SPAN)
-    return _snapshot(figures, window, summary_of(figures.summary, figures.all_time), figures.buckets,
-                     figures.status_codes, top(routes, limit, span), top(figures.upstreams, limit, span), None,
-                     figures.recent)
+    routes = figures.route_ranking or Ranking.of({n: e.stats for n, e in figures.routes.items()}, top_routes)
+    upstreams = figures.upstream_ranking or Ranking.of(figures.upstreams, top_routes)
+    whole = RouteFigures(figures.summary, figures.buckets, figures.status_codes)
+    return _snapshot(figures, window, summary_of(figures.summary, figures.all_time), whole, (routes, upstreams),
+                     (None, None), figures.recent)
 
 
 def route_snapshot(figures: WindowFigures, route: str, entry: RouteFigures, top_upstreams: int) -> Snapshot:
-    """The same shape for one route: over 24 h from the rollups, over the last hour ("1h") from the full scan.
+    """The same shape for one route, its upstreams listed (a per-route all-time count is not kept:
+    ``totalRequestsAllTime`` is the route's count in the window)."""
+    own = Ranking({route: entry.stats}, None, 1)
+    return _snapshot(figures, _window(figures), summary_of(entry.stats, entry.stats.requests), entry,
+                     (own, _members(entry, top_upstreams)), (route, None), route_recent(figures, entry))
 
-    A per-route all-time count is not kept: ``totalRequestsAllTime`` is the route's count in the window.
-    """
-    if figures.day_start:
-        window = Window(name="24h", start=iso(figures.summary_start), end=iso(figures.window_end))
-        span = SUMMARY_SPAN
-    else:
-        window = Window(name="1h", start=iso(figures.breakdown_start), end=iso(figures.window_end))
-        span = BREAKDOWN_SPAN
-    return _snapshot(figures, window, summary_of(entry.stats, entry.stats.requests), entry.buckets,
-                     entry.status_codes, [breakdown_of(route, entry.stats, span)],
-                     top(entry.upstreams, top_upstreams, span), route, route_recent(figures, route))
+
+def upstream_snapshot(figures: WindowFigures, upstream: str, entry: RouteFigures, top_routes: int) -> Snapshot:
+    """The same shape for one upstream, its routes listed."""
+    own = Ranking({upstream: entry.stats}, None, 1)
+    return _snapshot(figures, _window(figures), summary_of(entry.stats, entry.stats.requests), entry,
+                     (_members(entry, top_routes), own), (None, upstream), route_recent(figures, entry))
+
+
+def _members(entry: RouteFigures, limit: int) -> Ranking:
+    """The busiest members of a group (a route's upstreams, an upstream's routes)."""
+    ranked = Ranking.of(entry.upstreams, limit)
+    ranked.count = max(ranked.count, entry.member_count)
+    if ranked.count > len(ranked.top):
+        left = entry.stats.requests - sum(s.requests for s in ranked.top.values())
+        ranked.rest = Stats(requests=left)  # counts only: the members' latencies are not kept apart
+    return ranked
 
 
 def busiest_routes(figures: WindowFigures, limit: int) -> list[tuple[str, RouteFigures]]:
     """The routes that get their own per-route snapshot, busiest first."""
     return sorted(figures.routes.items(), key=lambda item: (-item[1].stats.requests, item[0]))[:limit]
+
+
+def busiest_upstreams(figures: WindowFigures, limit: int) -> list[tuple[str, RouteFigures]]:
+    """The upstreams that get their own per-upstream snapshot, busiest first."""
+    return sorted(figures.upstream_groups.items(), key=lambda item: (-item[1].stats.requests, item[0]))[:limit]
+
+
+def _index_entry(entry: IndexFigures) -> IndexEntry:
+    return IndexEntry(name=entry.name, last24Hours=breakdown_of(entry.name, entry.day, SUMMARY_SPAN),
+                      lastHour=breakdown_of(entry.name, entry.hour, RECENT_SPANS["1h"]),
+                      last5Minutes=breakdown_of(entry.name, entry.five, RECENT_SPANS["5m"]))
+
+
+def index_pages(figures: WindowFigures, kind: str, limit: int, overflow_requests: int,
+                page_bytes: int) -> list[GroupIndex]:
+    """The index of ``kind`` ("routes" or "upstreams") in pages of at most ``page_bytes`` of entries."""
+    entries = [_index_entry(e) for e in (figures.index or {}).get(kind, [])]
+    pages: list[list[IndexEntry]] = [[]]
+    size = 0
+    for entry in entries:
+        cost = len(encode(entry)) + 1
+        if pages[-1] and size + cost > page_bytes:
+            pages.append([])
+            size = 0
+        pages[-1].append(entry)
+        size += cost
+    end = iso(figures.window_end)
+    return [GroupIndex(type="index", version=SCHEMA_VERSION, kind=kind, windowEnd=end,  # type: ignore[typeddict-item]
+                       page=i, pages=len(pages), total=len(entries), limit=limit, overflowRequests=overflow_requests,
+                       entries=page) for i, page in enumerate(pages)]

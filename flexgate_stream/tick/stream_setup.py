@@ -12,10 +12,13 @@ from flexgate_stream.messages import (
     ALERT_STATE_BUCKET,
     ALERT_SUBJECT_PREFIX,
     ALERTS_STREAM,
+    INDEX_STREAM,
+    INDEX_SUBJECT_PREFIX,
     METRICS_STREAM,
     PUBLISHERS_BUCKET,
     ROUTE_SUBJECT_PREFIX,
     ROUTES_STREAM,
+    UPSTREAM_SUBJECT_PREFIX,
 )
 
 log = logging.getLogger(__name__)
@@ -26,7 +29,7 @@ MIB = 1024 * 1024
 
 
 def stream_configs(replicas: int = 1) -> list[StreamConfig]:
-    """The three streams: METRICS (as the original), METRICS_ROUTES, ALERTS (as the original)."""
+    """The streams: METRICS (as the original), METRICS_ROUTES, METRICS_INDEX, ALERTS (as the original)."""
     return [
         StreamConfig(
             name=METRICS_STREAM, subjects=["metrics.>"], retention=RetentionPolicy.LIMITS, max_age=DAY,
@@ -35,10 +38,17 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             description="FlexGate metrics snapshots (metrics.summary every tick)",
         ),
         StreamConfig(
-            name=ROUTES_STREAM, subjects=[ROUTE_SUBJECT_PREFIX + ">"], retention=RetentionPolicy.LIMITS,
-            max_age=HOUR, max_bytes=256 * MIB, max_msgs_per_subject=1000, storage=StorageType.FILE,
+            name=ROUTES_STREAM, subjects=[ROUTE_SUBJECT_PREFIX + ">", UPSTREAM_SUBJECT_PREFIX + ">"],
+            retention=RetentionPolicy.LIMITS, max_age=HOUR, max_bytes=256 * MIB, max_msgs_per_subject=1000,
+            storage=StorageType.FILE,
             discard=DiscardPolicy.OLD, duplicate_window=120.0, num_replicas=replicas, allow_direct=True,
-            description="FlexGate per-route metrics snapshots (routes.<token>), one hour",
+            description="FlexGate per-route and per-upstream metrics snapshots (routes.<token>, upstreams.<token>)",
+        ),
+        StreamConfig(
+            name=INDEX_STREAM, subjects=[INDEX_SUBJECT_PREFIX + ">"], retention=RetentionPolicy.LIMITS,
+            max_age=HOUR, max_bytes=256 * MIB, max_msgs_per_subject=1, storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD, duplicate_window=120.0, num_replicas=replicas, allow_direct=True,
+            description="FlexGate index of every tracked route and upstream (index.<kind>.<page>), newest only",
         ),
         StreamConfig(
             name=ALERTS_STREAM, subjects=[ALERT_SUBJECT_PREFIX + ">"], retention=RetentionPolicy.LIMITS,

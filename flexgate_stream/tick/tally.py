@@ -126,7 +126,7 @@ class Tally:
         if group > self.minute // GROUP_MINUTES - GROUPS:
             levels = self.groups.get(group)
             if levels is None:
-                levels = self.groups[group] = Levels(upstreams=False)  # the series are per route, not upstream
+                levels = self.groups[group] = Levels()
             levels.add(cell)
 
     def apply(self, cells: Iterable[Cell]) -> None:

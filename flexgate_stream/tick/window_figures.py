@@ -1,64 +1,161 @@
-"""Read a tick's WindowFigures out of the running totals (no I/O; cost: routes x upstreams, not rows)."""
+"""Read a tick's WindowFigures out of the running totals (no I/O).
+
+Cost: the groups a message shows (the busiest routes and upstreams of each window, and the rest as one
+entry), not every group; the index of every group is read only when asked for.
+"""
 
 from __future__ import annotations
 
+import heapq
+import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from flexgate_stream.tick.aggregation import RecentFigures, RouteFigures, Stats, WindowFigures
+from flexgate_stream.tick.aggregation import IndexFigures, Ranking, RecentFigures, RouteFigures, Stats, WindowFigures
 from flexgate_stream.tick.rollups import BUCKET_SECONDS
-from flexgate_stream.tick.tally import DAY_MINUTES, FIVE_MINUTES, GROUP_MINUTES, HOUR_MINUTES, Agg, Levels, Tally
+from flexgate_stream.tick.tally import (
+    DAY_MINUTES,
+    FIVE_MINUTES,
+    GROUP_MINUTES,
+    HOUR_MINUTES,
+    Agg,
+    Levels,
+    Tally,
+)
 
 GROUP_SECONDS = GROUP_MINUTES * BUCKET_SECONDS
+# Upper bounds of a summary's parts in bytes, for fitting it under its budget: a Breakdown without its name,
+# a status code entry, and everything else (summaries, windows, five series of 12 points).
+ENTRY_BYTES = 190
+CODE_BYTES = 32
+BASE_BYTES = 8192
+RECENT = (("1h", HOUR_MINUTES), ("5m", FIVE_MINUTES))
 
 
 def _at(minute: int) -> datetime:
     return datetime.fromtimestamp(minute * BUCKET_SECONDS, UTC)
 
 
-def _stats(groups: dict[str, Agg]) -> dict[str, Stats]:
-    return {name: agg.stats() for name, agg in groups.items() if agg.requests}
+def busiest(groups: dict[str, Agg], limit: int) -> list[str]:
+    """The names of the ``limit`` busiest groups, busiest first (ties by name)."""
+    ranked = heapq.nsmallest(limit, ((-agg.requests, name) for name, agg in groups.items() if agg.requests))
+    return [name for _n, name in ranked]
 
 
-def _recent(name: str, start: int, levels: Levels) -> RecentFigures:
+def ranking(groups: dict[str, Agg], total: Agg, names: list[str]) -> Ranking:
+    """The groups ``names`` (the busiest) and, when there are more, all the others as one ``rest``."""
+    count = sum(1 for agg in groups.values() if agg.requests)
+    rest = None
+    if count > len(names):
+        others = Agg()
+        others.add(total)
+        for name in names:
+            others.add(groups[name], -1)
+        rest = others.stats()
+    return Ranking({name: groups[name].stats() for name in names}, rest, count)
+
+
+def _recent(name: str, start: int, levels: Levels, limit: int) -> RecentFigures:
     return RecentFigures(name, _at(start), levels.total.stats(), dict(levels.total.status_codes),
-                         _stats(levels.routes), _stats(levels.upstreams))
+                         ranking(levels.routes, levels.total, busiest(levels.routes, limit)),
+                         ranking(levels.upstreams, levels.total, busiest(levels.upstreams, limit)))
 
 
-def figures_of(tally: Tally, end: datetime, all_time: int, complete: bool = True) -> WindowFigures:
-    """The figures of the windows ending at ``end`` (``tally`` is at the minute holding ``end``)."""
+def fitting(tally: Tally, top: int, budget: int) -> int:
+    """How many of the busiest groups each list of the summary can show with the message under ``budget`` bytes.
+
+    Estimated from the names (the rest of an entry is numbers of bounded width), so the lists are ranked once.
+    """
+    lists, codes = [], 0
+    for levels in (tally.day, tally.hour, tally.five):
+        lists += [busiest(levels.routes, top), busiest(levels.upstreams, top)]
+        codes += len(levels.total.status_codes)
+    costs = [[ENTRY_BYTES + len(json.dumps(name)) for name in names] for names in lists]
+    fixed = BASE_BYTES + CODE_BYTES * codes + ENTRY_BYTES * len(lists)  # the "(other)" entries
+    n = top
+    while n > 1 and fixed + sum(sum(c[:n]) for c in costs) > budget:
+        n = max(1, n * 3 // 4)
+    return n
+
+
+def _group(tally: Tally, kind: str, name: str, members: tuple[dict[str, Stats], int]) -> RouteFigures:
+    """One route's (kind "routes") or upstream's figures: 24 h, series buckets, codes, members, recent windows."""
+    agg = getattr(tally.day, kind)[name]
+    buckets = {}
+    for i, (_g, levels) in enumerate(tally.series_groups()):
+        member = getattr(levels, kind).get(name) if levels is not None else None
+        if member is not None and member.requests:
+            buckets[i] = member.stats()
+    recent = {}
+    for window, levels in (("1h", tally.hour), ("5m", tally.five)):
+        found = getattr(levels, kind).get(name)
+        recent[window] = found.stats() if found is not None else Stats()
+    return RouteFigures(agg.stats(), buckets, dict(agg.status_codes), members[0], recent, members[1])
+
+
+def _members(tally: Tally, names: Iterable[str], upstream_side: bool,
+             limit: int) -> dict[str, tuple[dict[str, Stats], int]]:
+    """For each of ``names``: its ``limit`` busiest upstreams (or, ``upstream_side``, routes) over 24 h, and how
+    many it has."""
+    wanted = set(names)
+    found: dict[str, dict[str, Agg]] = {name: {} for name in wanted}
+    for (route, upstream), agg in (tally.day.pairs or {}).items():
+        owner, member = (upstream, route) if upstream_side else (route, upstream)
+        if owner in wanted and agg.requests:
+            found[owner][member] = agg
+    return {owner: ({name: members[name].stats() for name in busiest(members, limit)}, len(members))
+            for owner, members in found.items()}
+
+
+def figures_of(tally: Tally, end: datetime, all_time: int, complete: bool = True, top: int = 20,
+               budget: int = 60_000, index: bool = False) -> WindowFigures:
+    """The figures of the windows ending at ``end`` (``tally`` is at the minute holding ``end``).
+
+    ``top``: how many of the busiest routes and upstreams get their own snapshot, and each window lists at most
+    (fewer when their names would take the summary over ``budget`` bytes); ``index``: also every route and
+    upstream tracked over 24 h.
+    """
     minute = tally.minute
+    shown = fitting(tally, top, budget)
     groups = tally.series_groups()
     series_start = datetime.fromtimestamp(groups[0][0] * GROUP_SECONDS, UTC)
     last_seconds = max(1.0, end.timestamp() - groups[-1][0] * GROUP_SECONDS)
     buckets = {i: levels.total.stats() for i, (_g, levels) in enumerate(groups)
                if levels is not None and levels.total.requests}
     day = tally.day
-    per_route_upstreams: dict[str, dict[str, Stats]] = {}
-    for (route, upstream), agg in (day.pairs or {}).items():
-        if agg.requests:
-            per_route_upstreams.setdefault(route, {})[upstream] = agg.stats()
-    routes = {}
-    for route, agg in day.routes.items():
-        if not agg.requests:
-            continue
-        route_buckets = {}
-        for i, (_g, levels) in enumerate(groups):
-            member = levels.routes.get(route) if levels is not None else None
-            if member is not None and member.requests:
-                route_buckets[i] = member.stats()
-        routes[route] = RouteFigures(agg.stats(), route_buckets, dict(agg.status_codes),
-                                     per_route_upstreams.get(route, {}))
-    recent = [_recent("1h", minute - HOUR_MINUTES + 1, tally.hour),
-              _recent("5m", minute - FIVE_MINUTES + 1, tally.five)]
+    busy_routes, busy_upstreams = busiest(day.routes, top), busiest(day.upstreams, top)
+    routes_ranked = ranking(day.routes, day.total, busy_routes[:shown])
+    upstreams_ranked = ranking(day.upstreams, day.total, busy_upstreams[:shown])
+    route_members = _members(tally, busy_routes, upstream_side=False, limit=top)
+    upstream_members = _members(tally, busy_upstreams, upstream_side=True, limit=top)
+    routes = {name: _group(tally, "routes", name, route_members[name]) for name in busy_routes}
+    upstreams = {name: _group(tally, "upstreams", name, upstream_members[name]) for name in busy_upstreams}
+    recent = [_recent(name, minute - length + 1, levels, shown)
+              for (name, length), levels in zip(RECENT, (tally.hour, tally.five), strict=True)]
     return WindowFigures(end, day.total.stats(), all_time, dict(day.total.status_codes), buckets, routes,
-                         _stats(day.upstreams), day_start=_at(minute - DAY_MINUTES + 1), series_start=series_start,
-                         last_bucket_seconds=last_seconds, recent=recent, complete=complete)
+                         dict(upstreams_ranked.top), day_start=_at(minute - DAY_MINUTES + 1),
+                         series_start=series_start, last_bucket_seconds=last_seconds, recent=recent,
+                         complete=complete, route_ranking=routes_ranked, upstream_ranking=upstreams_ranked,
+                         upstream_groups=upstreams, index=index_of(tally) if index else None)
 
 
-def route_recent(figures: WindowFigures, route: str) -> list[RecentFigures]:
-    """The recent windows of one route (its own figures only)."""
-    out = []
-    for window in figures.recent:
-        stats = window.routes.get(route, Stats())
-        out.append(RecentFigures(window.name, window.start, stats, {}, {}, {}))
+def index_of(tally: Tally) -> dict[str, list[IndexFigures]]:
+    """Every route and every upstream with requests in the last 24 h, busiest first, over 24 h, 1 h and 5 min."""
+    out = {}
+    for kind in ("routes", "upstreams"):
+        day, hour, five = (getattr(levels, kind) for levels in (tally.day, tally.hour, tally.five))
+        entries = []
+        for name in busiest(day, len(day)):
+            entries.append(IndexFigures(name, day[name].stats(), _stats_of(hour.get(name)), _stats_of(five.get(name))))
+        out[kind] = entries
     return out
+
+
+def _stats_of(agg: Agg | None) -> Stats:
+    return agg.stats() if agg is not None else Stats()
+
+
+def route_recent(figures: WindowFigures, entry: RouteFigures) -> list[RecentFigures]:
+    """The recent windows of one route or upstream (its own figures only)."""
+    return [RecentFigures(window.name, window.start, entry.recent.get(window.name, Stats()), {}, Ranking(),
+                          Ranking()) for window in figures.recent]

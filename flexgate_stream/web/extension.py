@@ -17,6 +17,7 @@ from flexgate_stream.errors import AtCapacity, NatsUnavailable
 from flexgate_stream.fanout import feeds
 from flexgate_stream.fanout.client_stream import ClientStream
 from flexgate_stream.fanout.feeds import Feed
+from flexgate_stream.fanout.group_index import IndexReader
 from flexgate_stream.fanout.hub import Channel, StreamHub, Subscriber
 from flexgate_stream.settings import Settings
 from flexgate_stream.web.prometheus import WebMetrics
@@ -41,6 +42,7 @@ class StreamService:
         self.hub = StreamHub(settings.client_queue, settings.max_clients)
         self.metrics = WebMetrics(settings)
         self.bridge: Bridge | None = None  # imported only in a gevent worker: see start()
+        self.index = IndexReader(self.call)
         self._pid: int | None = None
 
     @property
@@ -93,11 +95,11 @@ class StreamService:
         return self.hub.channels.get(feeds.SUMMARY.key)
 
     def open(self, feed: Feed) -> Channel:
-        """The channel of ``feed``, followed from NATS when it is new; 503 when it would be one per-route feed
-        (one JetStream consumer each) more than FLEXGATE_MAX_ROUTE_FEEDS."""
+        """The channel of ``feed``, followed from NATS when it is new; 503 when it would be one per-route or
+        per-upstream feed (one JetStream consumer each) more than FLEXGATE_MAX_ROUTE_FEEDS."""
         if not feed.shared and feed.key not in self.hub.channels and self.route_feeds >= self.settings.max_route_feeds:
             raise AtCapacity(f"this server process already follows its maximum of {self.settings.max_route_feeds} "
-                             "routes; retry later or stream the summary.", headers={"Retry-After": "30"})
+                             "routes and upstreams; retry later or stream the summary.", headers={"Retry-After": "30"})
         channel, created = self.hub.channel(feed.key, feed.policy)
         if created:
             # Counted once per frame, not per client.
@@ -123,8 +125,8 @@ class StreamService:
 
     @property
     def route_feeds(self) -> int:
-        """Per-route feeds followed now (each holds a JetStream consumer)."""
-        return sum(1 for key in self.hub.channels if key.startswith(feeds.ROUTE_KEY_PREFIX))
+        """Per-route and per-upstream feeds followed now (each holds a JetStream consumer)."""
+        return sum(1 for key in self.hub.channels if key.startswith(feeds.GROUP_KEY_PREFIXES))
 
     def attach(self, feed: Feed, channel: Channel, cursor: int, sock: Any = None) -> Subscriber:
         """Register one client stream (and its socket, so shutdown can cut it if it stalls)."""
@@ -134,7 +136,7 @@ class StreamService:
         return sub
 
     def release(self, feed: Feed, sub: Subscriber) -> None:
-        """Forget one client stream; a per-route feed nobody reads any more is dropped."""
+        """Forget one client stream; a per-route or per-upstream feed nobody reads any more is dropped."""
         sub.conn = None
         self.metrics.clients.labels(feed.label).dec()
         if self.hub.detach(sub) and not feed.shared:

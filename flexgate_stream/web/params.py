@@ -7,6 +7,7 @@ import json
 import math
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from flexgate_stream.errors import BadInput
 from flexgate_stream.logs import redact
@@ -15,10 +16,12 @@ from flexgate_stream.timestamps import iso
 
 MAX_EVENT_ID = 2**63 - 1
 MAX_ROUTE = 256
+MAX_PAGE = 100_000  # FLEXGATE_MAX_ROUTES' own ceiling: never more pages than that
 MAX_SINCE = timedelta(days=7)  # what ALERTS keeps
 MAX_DEPTH = 32  # nesting of objects and arrays in a webhook body
 EVENT_NAME = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z0-9_-]+){0,4}")
 DIGITS = re.compile(r"[0-9]{1,19}")
+GroupKind = Literal["routes", "upstreams"]  # the kinds of the index (messages.GroupIndex.kind)
 SINCE = re.compile(r"(\d{1,7})(ms|s|m|h|d)")
 UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -35,14 +38,34 @@ def last_event_id(header: str | None, query: str | None) -> int | None:
     return None
 
 
-def route(raw: str | None) -> str | None:
-    """A route name as the gateway reports it: 1 to 256 printable characters, no spaces."""
+def route(raw: str | None, parameter: str = "route") -> str | None:
+    """A route (or upstream) name as the gateway reports it: 1 to 256 printable characters, no spaces."""
     if raw is None:
         return None
     if not raw or len(raw) > MAX_ROUTE or not raw.isprintable() or any(c.isspace() for c in raw):
-        raise BadInput(f"the route parameter must be 1 to {MAX_ROUTE} printable characters without spaces, "
+        raise BadInput(f"the {parameter} parameter must be 1 to {MAX_ROUTE} printable characters without spaces, "
                        f"got {shown(raw)}.")
     return raw
+
+
+def group(route_raw: str | None, upstream_raw: str | None) -> tuple[GroupKind, str] | None:
+    """The one route or upstream a request asks for (``?route=`` or ``?upstream=``, not both), or None."""
+    if route_raw is not None and upstream_raw is not None:
+        raise BadInput("give either the route or the upstream parameter, not both.")
+    if upstream_raw is not None:
+        return "upstreams", str(route(upstream_raw, "upstream"))
+    name = route(route_raw)
+    return None if name is None else ("routes", name)
+
+
+def page(raw: str | None) -> int:
+    """A page number of the route or upstream index: 0 (the default, the busiest) or more."""
+    if raw is None:
+        return 0
+    value = raw.strip()
+    if not DIGITS.fullmatch(value) or int(value) > MAX_PAGE:
+        raise BadInput(f"the page parameter must be a page number from 0 to {MAX_PAGE}, got {shown(raw)}.")
+    return int(value)
 
 
 def since(raw: str | None) -> timedelta | None:

@@ -10,9 +10,10 @@ per client). The fan-out tallies them without Prometheus calls (fanout.delays); 
 at most every FLUSH_SECONDS and at each scrape.
 
 The message bus's figures are read from JetStream when scraped (``BusCollector``): store usage of our
-streams against their limits, live publishers and their last tick's duration, the stored snapshot's age, and
-how far the answering worker's consumers trail their streams. conf/prometheus/alerts.yml turns them into alerts;
-docs/operations.md explains them. (No background sampling: a worker asks NATS only while it is scraped.)
+streams against their limits, live publishers and their last tick's duration, the stored snapshot's age,
+how far the answering worker's consumers trail their streams, and the route and upstream labels the
+newest live publisher tracks. conf/prometheus/alerts.yml turns them into alerts; docs/operations.md
+explains them. (No background sampling: a worker asks NATS only while it is scraped.)
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from flexgate_stream.fanout import jetstream_api
 from flexgate_stream.fanout.delays import BUCKETS, WINDOW_SECONDS, DelayTally, last_minute
 from flexgate_stream.fanout.feeds import ALERTS, SUMMARY
 from flexgate_stream.fanout.hub import Channel, Frame, StreamHub
-from flexgate_stream.messages import ALERTS_STREAM, METRICS_STREAM, ROUTES_STREAM
+from flexgate_stream.messages import ALERTS_STREAM, INDEX_STREAM, METRICS_STREAM, ROUTES_STREAM, Cardinality
 from flexgate_stream.settings import Settings
 from flexgate_stream.web.freshness import snapshot_age, snapshot_time
 
@@ -185,7 +186,7 @@ class _LiveCollector(Collector):
                                 value=1.0 if self.hub.connected else 0.0)
 
 
-OUR_STREAMS = (METRICS_STREAM, ROUTES_STREAM, ALERTS_STREAM)
+OUR_STREAMS = (METRICS_STREAM, ROUTES_STREAM, INDEX_STREAM, ALERTS_STREAM)
 FOLLOWED = (SUMMARY, ALERTS)  # the channels every worker follows for its life
 
 Call = Callable[..., Any]  # StreamService.call: run a JetStream coroutine on the bridge and wait
@@ -207,7 +208,16 @@ async def bus_usage(nc: NATS) -> dict[str, Any]:
     ticks = {str(p["beat"]["publisher"]): tick_ms / 1000 for p in live["publishers"]
              if p["live"] and (tick_ms := p["beat"].get("tickMs")) is not None}
     return {"streams": streams, "publishersLive": sum(1 for p in live["publishers"] if p["live"]),
-            "storedSnapshotAge": live["snapshotAge"], "tickSeconds": ticks}
+            "storedSnapshotAge": live["snapshotAge"], "tickSeconds": ticks,
+            "cardinality": newest_cardinality(live)}
+
+
+def newest_cardinality(live: liveness.Liveness) -> dict[str, Cardinality]:
+    """The labels counted by the live publisher that beat last (publishers too old to count them are skipped)."""
+    counted = [p for p in live["publishers"] if p["live"] and isinstance(p["beat"].get("cardinality"), dict)]
+    if not counted:
+        return {}
+    return min(counted, key=lambda p: p["age"])["beat"]["cardinality"]
 
 
 class BusCollector(Collector):
@@ -253,6 +263,7 @@ class BusCollector(Collector):
                                 "Age of the newest summary snapshot stored in JetStream (NaN when none).",
                                 value=float("nan") if age is None else age)
         yield self._pending(usage["streams"])
+        yield from _cardinality(usage["cardinality"])
 
     def _pending(self, streams: dict[str, Any]) -> GaugeMetricFamily:
         """Per followed channel: messages its stream holds that this worker's consumer has not delivered."""
@@ -264,3 +275,24 @@ class BusCollector(Collector):
             if channel is not None and feed.stream in streams:
                 family.add_metric([feed.key], float(max(0, streams[feed.stream]["lastSeq"] - channel.last_seq)))
         return family
+
+
+CARDINALITY = (
+    ("labels", "flexgate_stream_labels", "Distinct route or upstream labels tracked over the last 24 h (overflow not "
+     "counted), as the newest live publisher counts them."),
+    ("limit", "flexgate_stream_label_limit", "The most labels tracked per kind (FLEXGATE_MAX_ROUTES, "
+     "FLEXGATE_MAX_UPSTREAMS)."),
+    ("overflowRequests", "flexgate_stream_overflow_requests", "Requests of the last 24 h counted under the overflow "
+     "label because their route or upstream came after the limit."),
+)
+
+
+def _cardinality(counts: dict[str, Cardinality]) -> Iterator[GaugeMetricFamily]:
+    """One gauge per figure of the publisher's beat, labelled by kind ("routes", "upstreams")."""
+    for key, name, text in CARDINALITY:
+        family = GaugeMetricFamily(name, text, labels=["kind"])
+        for kind, figures in sorted(counts.items()):
+            value = figures.get(key) if isinstance(figures, dict) else None
+            if isinstance(value, int | float):
+                family.add_metric([kind], float(value))
+        yield family

@@ -17,10 +17,11 @@ bp = Blueprint("stream", __name__, url_prefix="/api/stream")
 
 @bp.get("/metrics")
 def stream_metrics() -> Response:
-    """Summary snapshots, or one route's with ``?route=``; resumable with Last-Event-ID / ?lastEventId=."""
+    """Summary snapshots, or one route's (``?route=``) or upstream's (``?upstream=``); resumable with
+    Last-Event-ID / ?lastEventId=."""
     last_id = params.last_event_id(request.headers.get("Last-Event-ID"), request.args.get("lastEventId"))
-    route = params.route(request.args.get("route"))
-    return _open(feeds.route_feed(route) if route is not None else feeds.SUMMARY, last_id)
+    group = params.group(request.args.get("route"), request.args.get("upstream"))
+    return _open(feeds.SUMMARY if group is None else feeds.group_feed(*group), last_id)
 
 
 @bp.get("/alerts")

@@ -9,9 +9,10 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from flexgate_stream.errors import FlexgateError, NatsUnavailable, NotFound
 from flexgate_stream.fanout import jetstream_api
-from flexgate_stream.fanout.feeds import SUMMARY, route_feed
+from flexgate_stream.fanout.feeds import SUMMARY, group_feed
+from flexgate_stream.messages import OVERFLOW
 from flexgate_stream.web import params
-from flexgate_stream.web.extension import PROBE_TIMEOUT, current_service, service_of
+from flexgate_stream.web.extension import PROBE_TIMEOUT, StreamService, current_service, service_of
 from flexgate_stream.web.freshness import is_stale
 
 bp = Blueprint("stats", __name__, url_prefix="/api")
@@ -58,14 +59,28 @@ def stream_stats() -> tuple[Response, int]:
 
 @bp.get("/metrics/live")
 def metrics_live() -> Response:
-    """The newest snapshot (``?route=`` for one route) read from JetStream, for clients without SSE."""
-    route = params.route(request.args.get("route"))
-    feed = route_feed(route) if route is not None else SUMMARY
-    stored = current_service().call(jetstream_api.last_message, feed.stream, feed.subject)
-    if stored is None and route is not None:
-        raise NotFound(f"no snapshot has been published for route {params.shown(route)}: the publisher streams "
-                       "the busiest routes only (FLEXGATE_TOP_ROUTES).")
+    """The newest snapshot (``?route=`` or ``?upstream=`` for one) read from JetStream, for clients without SSE;
+    for a route or upstream without snapshots of its own, its entry in the index."""
+    group = params.group(request.args.get("route"), request.args.get("upstream"))
+    feed = SUMMARY if group is None else group_feed(*group)
+    service = current_service()
+    stored = service.call(jetstream_api.last_message, feed.stream, feed.subject)
+    if stored is None and group is not None:
+        return _index_entry(service, *group)
     if stored is None:
         raise NatsUnavailable("no snapshot has been published yet")
     body = b'{"success":true,"data":' + stored.data + b"}"
     return Response(body, content_type="application/json", headers={"Cache-Control": "no-cache"})
+
+
+def _index_entry(service: StreamService, kind: str, name: str) -> Response:
+    """``name``'s figures from the newest index of ``kind``; 404 when it is not tracked."""
+    found = service.index.lookup(kind, name)
+    if found is None:
+        what, limit = ("route", "FLEXGATE_MAX_ROUTES") if kind == "routes" else ("upstream", "FLEXGATE_MAX_UPSTREAMS")
+        raise NotFound(f"{what} {params.shown(name)} is not tracked: no request of the last 24 hours was labelled so, "
+                       f"or it came after {limit} other {kind} and counts under \"{OVERFLOW}\".")
+    response = jsonify({"success": True, "data": {"type": "entry", "kind": kind, "windowEnd": found.window_end,
+                                                  "entry": found.entry}})
+    response.headers["Cache-Control"] = "no-cache"
+    return response

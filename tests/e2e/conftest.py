@@ -29,9 +29,11 @@ streams over both workers. All in tests/e2e/support.py.
         # or in front of a server of your own, with a short proxy_read_timeout
         front = start_nginx(start_web(), read_timeout="2s")
 
-Status: /api/stream/metrics (and ?route=), /api/stream/alerts, /api/stream/stats, /api/metrics/live,
-POST /api/events, /healthz, /readyz and /metrics work end to end against these fixtures
-(tests/e2e/test_stream_*.py, test_stats_health.py, test_security.py, test_lifecycle.py).
+Status: /api/stream/metrics (and ?route=, ?upstream=), /api/stream/alerts, /api/stream/stats, /api/metrics/live,
+/api/metrics/routes and /upstreams, POST /api/events, /healthz, /readyz and /metrics work end to end against these
+fixtures (tests/e2e/test_stream_*.py, test_stats_health.py, test_security.py, test_lifecycle.py).
+``NatsClient.publish_index(pages)`` and ``put_beat(beat)`` publish the index and publisher heartbeats;
+tests/contract.py checks fixtures against the message contract.
 """
 
 from __future__ import annotations

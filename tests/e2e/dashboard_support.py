@@ -11,13 +11,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from flexgate_stream.messages import (
-    ALERT_SUBJECT_PREFIX,
-    SUMMARY_SUBJECT,
-    encode,
-    message_id,
-    route_subject,
-)
+from flexgate_stream.devstack.nats_client import snapshot_subject
+from flexgate_stream.messages import ALERT_SUBJECT_PREFIX, encode, index_subject, message_id
 from flexgate_stream.tick.stream_setup import ensure_streams
 from flexgate_stream.timestamps import iso
 
@@ -74,12 +69,20 @@ class Bus:
         self._run(self._ensure)
 
     def publish_snapshot(self, *snapshots: dict) -> None:
-        """Publish on metrics.summary, or on routes.<token> when a snapshot has a route, in order."""
+        """Publish on metrics.summary, or on routes.<token> / upstreams.<token> when a snapshot has a route or
+        an upstream, in order."""
         messages = []
         for snapshot in snapshots:
-            route = snapshot.get("route")
-            subject = route_subject(route) if route else SUMMARY_SUBJECT
+            subject = snapshot_subject(snapshot)
             messages.append((subject, snapshot, message_id(subject, snapshot["windowEnd"])))
+        self._run(lambda: self._publish(*messages))
+
+    def publish_index(self, pages: list[dict]) -> None:
+        """Publish GroupIndex pages on index.<kind>.<page>, page 0 last."""
+        messages = []
+        for page in reversed(pages):
+            subject = index_subject(page["kind"], page["page"])
+            messages.append((subject, page, message_id(subject, page["windowEnd"])))
         self._run(lambda: self._publish(*messages))
 
     def publish_alert(self, message: dict) -> None:

@@ -208,3 +208,10 @@ def test_stream_asks_for_a_token_on_401_and_switches_route_from_scratch(page):
     assert log["asked"] == [False]
     assert log["urls"] == ["/api/stream/metrics", "/api/stream/metrics?access_token=tok",
                            "/api/stream/metrics?route=%2Fapi%2Forders&access_token=tok"]
+
+
+def test_a_value_stands_alone_only_between_gaps(page):
+    data = "[{x: 0, y: 5}, {x: 1, y: null}, {x: 2, y: 7}, {x: 3, y: null}, {x: 4, y: 1}, {x: 5, y: 2}, {x: 6, y: null}]"
+    alone = run(page, "charts.js", f"(() => {{ const d = {data}; return d.map((_, i) => m.standsAlone(d, i)); }})()")
+    assert alone == [True, False, True, False, False, False, False]
+    assert run(page, "charts.js", "m.standsAlone([{x: 0, y: 3}], 0)") is True  # the only value of a series

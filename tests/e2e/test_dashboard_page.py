@@ -33,7 +33,8 @@ def test_index_serves_the_dashboard_shell(client):
                    "value-avg-latency", "value-p95-latency", "value-p99-latency", "value-success-rate",
                    "value-error-rate", "chart-request-rate", "chart-latency", "chart-error-rate",
                    "chart-status-codes", "routes-table", "upstreams-table", "route-filter-clear", "alerts-feed",
-                   "token-dialog"):
+                   "token-dialog", "routes-count", "routes-browse", "routes-pager", "routes-page-status",
+                   "upstreams-count", "upstreams-browse", "route-entry"):
         assert f'data-testid="{testid}"' in html, testid
     assert 'aria-busy="true"' in html  # the skeleton shows until the first snapshot
 

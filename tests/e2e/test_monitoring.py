@@ -6,13 +6,16 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 
 from flexgate_stream.devstack.servers import NatsServer
 from flexgate_stream.tick.stream_setup import MIB
-from tests.e2e.support import ROOT, NatsClient, SSEClient, open_spread
+from flexgate_stream.timestamps import iso
+from tests.contract import checked
+from tests.e2e.support import ROOT, NatsClient, SSEClient, WebServer, open_spread
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
@@ -40,9 +43,11 @@ def test_scrape_reports_store_usage_against_limits_pending_publishers_and_client
     stream = SSEClient(web_server.url + "/api/stream/metrics")
     try:
         stream.data_events(1)
+        # Both workers count once each has started (the second may still be starting when the first answers).
         found = wait_until(lambda: (s := samples(web_server.url)).get(
-            'flexgate_stream_consumer_pending{channel="metrics"}') is not None and s, 15,
-            "the consumers' lag in a scrape")
+            'flexgate_stream_consumer_pending{channel="metrics"}') is not None
+            and s.get("flexgate_stream_clients_limit") == 2 * 10000 and s, 15,
+            "the consumers' lag and both workers' client limits in a scrape")
         assert found["flexgate_stream_jetstream_up"] == 1
         assert found['flexgate_stream_jetstream_stream_bytes{stream="METRICS"}'] > 0
         assert found['flexgate_stream_jetstream_stream_max_bytes{stream="METRICS"}'] == 1024 * MIB
@@ -70,6 +75,42 @@ def test_every_metric_the_alert_rules_use_is_served(web_server, nats_client):
         wait_until(lambda: not missing(), 15, "every metric of alerts.yml in a scrape")
     finally:
         stream.close()
+
+
+def beat(publisher: str, seen_ago: float, cardinality: dict | None) -> dict:
+    """A publisher heartbeat ``seen_ago`` seconds old; without ``cardinality`` as publishers before it wrote it."""
+    seen = iso(datetime.now(UTC) - timedelta(seconds=seen_ago))
+    found = {"publisher": publisher, "host": "h", "pid": 1, "startedAt": seen, "seenAt": seen, "lastTickAt": seen,
+             "lastWindowEnd": seen, "tickMs": 3.0, "tickSeconds": 5.0, "database": "ok"}
+    if cardinality is None:
+        return found
+    return checked("PublisherBeat", {**found, "cardinality": cardinality})[0]
+
+
+def test_scrape_reports_the_labels_tracked_their_limit_and_the_overflow(tmp_path):
+    nats = NatsServer(tmp_path / "nats", log_file=tmp_path / "nats.log").start()
+    client = NatsClient(nats.url)
+    web = WebServer(nats.url, tmp_path / "web", workers=1).start()
+    try:
+        client.put_beat(beat("older", 2.0, {"routes": {"labels": 10, "limit": 1000, "overflowRequests": 0},
+                                            "upstreams": {"labels": 3, "limit": 200, "overflowRequests": 0}}))
+        client.put_beat(beat("newest", 0.5, {"routes": {"labels": 1000, "limit": 1000, "overflowRequests": 4321},
+                                             "upstreams": {"labels": 57, "limit": 200, "overflowRequests": 0}}))
+        client.put_beat(beat("before-cardinality", 0.0, None))  # the newest beat, but it counts nothing
+        client.put_beat(beat("dead", 600.0, {"routes": {"labels": 5, "limit": 9, "overflowRequests": 9}}))
+        found = samples(web.url)
+        assert found["flexgate_stream_publishers_live"] == 3
+        assert found['flexgate_stream_labels{kind="routes"}'] == 1000
+        assert found['flexgate_stream_labels{kind="upstreams"}'] == 57
+        assert found['flexgate_stream_label_limit{kind="routes"}'] == 1000
+        assert found['flexgate_stream_label_limit{kind="upstreams"}'] == 200
+        assert found['flexgate_stream_overflow_requests{kind="routes"}'] == 4321
+        assert found['flexgate_stream_overflow_requests{kind="upstreams"}'] == 0
+        assert found['flexgate_stream_jetstream_stream_max_bytes{stream="METRICS_INDEX"}'] == 256 * MIB
+    finally:
+        web.stop()
+        client.close()
+        nats.stop()
 
 
 @pytest.mark.timeout(60)

@@ -6,6 +6,8 @@ import pytest
 import requests
 from jsonschema import Draft202012Validator
 
+from flexgate_stream.devstack.samples import sample_index_pages
+from tests.contract import checked
 from tests.e2e.support import SSEClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
@@ -32,6 +34,9 @@ def test_real_responses_match_the_document(web_server, nats_client):
     doc = requests.get(url + "/api/openapi.json", timeout=10).json()
     nats_client.publish_snapshot()
     nats_client.publish_alert()
+    nats_client.publish_snapshot(upstream="openapi-svc")
+    for kind, names in (("routes", [f"/openapi/{i}" for i in range(250)]), ("upstreams", ["openapi-svc", "other"])):
+        nats_client.publish_index(checked("GroupIndex", *sample_index_pages(kind, {n: 1000 - len(n) for n in names})))
     calls = [
         ("/healthz", "get", requests.get(url + "/healthz", timeout=10)),
         ("/readyz", "get", requests.get(url + "/readyz", timeout=10)),
@@ -40,6 +45,14 @@ def test_real_responses_match_the_document(web_server, nats_client):
         ("/api/metrics/live", "get", requests.get(url + "/api/metrics/live", params={"route": "x" * 600}, timeout=10)),
         ("/api/metrics/live", "get", requests.get(url + "/api/metrics/live", params={"route": "/never/seen"},
                                                   timeout=10)),
+        ("/api/metrics/live", "get", requests.get(url + "/api/metrics/live", params={"route": "/openapi/7"},
+                                                  timeout=10)),
+        ("/api/metrics/live", "get", requests.get(url + "/api/metrics/live", params={"upstream": "openapi-svc"},
+                                                  timeout=10)),
+        ("/api/metrics/routes", "get", requests.get(url + "/api/metrics/routes", params={"page": "2"}, timeout=10)),
+        ("/api/metrics/routes", "get", requests.get(url + "/api/metrics/routes", params={"page": "99"}, timeout=10)),
+        ("/api/metrics/routes", "get", requests.get(url + "/api/metrics/routes", params={"page": "x"}, timeout=10)),
+        ("/api/metrics/upstreams", "get", requests.get(url + "/api/metrics/upstreams", timeout=10)),
         ("/api/events", "post", requests.post(url + "/api/events", timeout=10, json={
             "event": "circuit_breaker.opened", "timestamp": "2026-01-31T12:00:00Z", "data": {"route": "/a"}})),
         ("/api/events", "post", requests.post(url + "/api/events", timeout=10, json={"event": "x"})),
@@ -56,6 +69,9 @@ def test_real_responses_match_the_document(web_server, nats_client):
     for path, method, response in calls:
         check(doc, path, method, response)
         statuses.add(response.status_code)
+    assert [r.status_code for p, _, r in calls if p == "/api/metrics/routes"] == [200, 404, 400]
+    assert [r.json()["data"]["type"] for p, _, r in calls if p == "/api/metrics/live" and r.ok] == [
+        "metrics", "entry", "metrics"]
     assert {200, 202, 400, 404, 413, 415} <= statuses
     for path in ("/api/stream/metrics", "/api/stream/alerts"):
         stream = SSEClient(url + path)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from flexgate_stream.messages import OTHER
 from flexgate_stream.tick.routes import route_sql
 from flexgate_stream.tick.sketch import RELATIVE_ACCURACY
 
@@ -58,6 +59,14 @@ def breakdowns(groups: dict, seconds: float) -> list[dict]:
              "errorRate": g["c5"] * 100.0 / g["n"], "p50Latency": g["p"][0], "p95Latency": g["p"][1],
              "p99Latency": g["p"][2]} for k, g in groups.items()]
     return sorted(rows, key=lambda b: (-b["requests"], b["name"]))
+
+
+def listed(cur, where: str, params: dict, key: str, published: list[dict], seconds: float) -> list[dict]:
+    """The expected entries of a list that shows the busiest groups, then "(other)" for all the rest."""
+    names = [entry["name"] for entry in published if entry["name"] != OTHER]
+    shown = f"CASE WHEN {key} = ANY(%(shown)s) THEN {key} ELSE '{OTHER}' END"
+    rows = breakdowns(sql_group(cur, where, params | {"shown": names}, shown), seconds)
+    return [r for r in rows if r["name"] != OTHER] + [r for r in rows if r["name"] == OTHER]
 
 
 def assert_close(published, expected, where: str = "") -> None:
@@ -118,15 +127,16 @@ def assert_rollup_snapshot(conn, snapshot: dict, end: datetime) -> None:
             timespec="milliseconds").replace("+00:00", "Z")
         assert_close(snapshot["summary"], summary_of(sql_group(cur, where, params).get("*"), all_time), "summary")
         assert_close(snapshot["statusCodes"], sql_codes(cur, where, params), "statusCodes")
-        assert_close(snapshot["routes"], breakdowns(sql_group(cur, where, params, route), 86400), "routes")
-        assert_close(snapshot["upstreams"], breakdowns(sql_group(cur, where, params, upstream), 86400), "upstreams")
+        assert_close(snapshot["routes"], listed(cur, where, params, route, snapshot["routes"], 86400), "routes")
+        assert_close(snapshot["upstreams"], listed(cur, where, params, upstream, snapshot["upstreams"], 86400),
+                     "upstreams")
         for name, minutes in (("lastHour", 60), ("last5Minutes", 5)):
             where, params = between(top - minutes * 60, top)
             recent = snapshot[name]
             assert_close(recent["summary"], summary_of(sql_group(cur, where, params).get("*")), f"{name}.summary")
             assert_close(recent["statusCodes"], sql_codes(cur, where, params), f"{name}.statusCodes")
             for field, key in (("routes", route), ("upstreams", upstream)):
-                assert_close(recent[field], breakdowns(sql_group(cur, where, params, key), minutes * 60),
+                assert_close(recent[field], listed(cur, where, params, key, recent[field], minutes * 60),
                              f"{name}.{field}")
         expected_series(cur, snapshot, end)
 

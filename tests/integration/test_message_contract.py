@@ -20,7 +20,7 @@ from jsonschema import Draft202012Validator
 from flexgate_stream import messages
 from flexgate_stream.devstack.processes import dies_with_parent, stop_process
 from flexgate_stream.devstack.servers import NatsServer
-from flexgate_stream.messages import ALERTS_STREAM, METRICS_STREAM, PUBLISHERS_BUCKET, ROUTES_STREAM
+from flexgate_stream.messages import ALERTS_STREAM, INDEX_STREAM, METRICS_STREAM, PUBLISHERS_BUCKET, ROUTES_STREAM
 from flexgate_stream.requestlog import schema
 from flexgate_stream.web.params import gateway_event
 from tests.waiting import wait_until
@@ -30,7 +30,7 @@ CONTRACT = json.loads((ROOT / "flexgate_stream" / "messages.schema.json").read_t
 pytestmark = pytest.mark.timeout(90)
 
 SHAPES = ["Point", "Series", "Summary", "Window", "StatusCount", "Breakdown", "RecentWindow", "Snapshot", "Alert",
-          "GatewayEvent", "PublisherBeat"]
+          "GatewayEvent", "PublisherBeat", "Cardinality", "IndexEntry", "GroupIndex"]
 
 
 def validator(name: str) -> Draft202012Validator:
@@ -89,8 +89,10 @@ def test_everything_a_real_publisher_stores_matches_the_contract(db, database_ur
 
 
 def _shape(subject: str) -> str:
-    if subject == "metrics.summary" or subject.startswith("routes."):
+    if subject == "metrics.summary" or subject.startswith(("routes.", "upstreams.")):
         return "Snapshot"
+    if subject.startswith("index."):
+        return "GroupIndex"
     if subject.startswith("$KV." + PUBLISHERS_BUCKET):
         return "PublisherBeat"
     if subject.split(".", 1)[1] in ("info", "warning", "critical"):
@@ -101,6 +103,7 @@ def _shape(subject: str) -> str:
 def _enough(found: list[tuple[str, dict]]) -> list[tuple[str, dict]] | None:
     subjects = [s for s, _ in found]
     ok = (subjects.count("metrics.summary") >= 2 and any(s.startswith("routes.") for s in subjects)
+          and any(s.startswith("upstreams.") for s in subjects) and "index.routes.0" in subjects
           and sum(s.startswith("alerts.") for s in subjects) >= 4 and any(s.startswith("$KV.") for s in subjects))
     return found if ok else None
 
@@ -112,7 +115,7 @@ def stored(url: str) -> list[tuple[str, dict]]:
         js = nc.jetstream()
         found = []
         try:
-            for stream in (METRICS_STREAM, ROUTES_STREAM, ALERTS_STREAM, f"KV_{PUBLISHERS_BUCKET}"):
+            for stream in (METRICS_STREAM, ROUTES_STREAM, INDEX_STREAM, ALERTS_STREAM, f"KV_{PUBLISHERS_BUCKET}"):
                 try:
                     info = await js.stream_info(stream)
                 except Exception:  # noqa: BLE001 - not created yet

@@ -33,6 +33,24 @@ def test_routes():
             params.route(bad)
 
 
+def test_one_route_or_one_upstream_never_both():
+    assert params.group(None, None) is None
+    assert params.group("/api/orders", None) == ("routes", "/api/orders")
+    assert params.group(None, "orders-svc") == ("upstreams", "orders-svc")
+    with pytest.raises(BadInput, match="either the route or the upstream parameter, not both"):
+        params.group("/api/orders", "orders-svc")
+    with pytest.raises(BadInput, match="the upstream parameter must be"):
+        params.group(None, "orders svc")
+
+
+def test_index_pages():
+    assert params.page(None) == 0
+    assert params.page(" 12 ") == 12
+    for raw in ("", "-1", "1.5", "x", "9" * 25, str(params.MAX_PAGE + 1)):
+        with pytest.raises(BadInput, match="page parameter"):
+            params.page(raw)
+
+
 def test_since_durations():
     assert params.since("90s") == timedelta(seconds=90)
     assert params.since("15m") == timedelta(minutes=15)

@@ -71,3 +71,28 @@ export function askForToken(refused) {
   input.focus();
   return pending;
 }
+
+/**
+ * GET a JSON API path with the token (as ``Authorization: Bearer``, which keeps it out of URLs and logs).
+ * On 401 the token is asked for, as the streams do, and the request made once more. Resolves with
+ * ``{status, body}`` (body null when the answer is not JSON).
+ */
+export async function fetchJson(path) {
+  for (let attempt = 0; ; attempt += 1) {
+    const token = currentToken();
+    const headers = { Accept: "application/json" };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const response = await fetch(path, { headers, cache: "no-store" });
+    if (response.status === 401 && attempt === 0) {
+      await askForToken(Boolean(token));
+      continue;
+    }
+    let body = null;
+    try {
+      body = await response.json();
+    } catch {
+      // not JSON: the status says enough
+    }
+    return { status: response.status, body };
+  }
+}

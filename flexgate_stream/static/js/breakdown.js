@@ -1,5 +1,6 @@
 // The breakdown tables (routes, upstreams): sortable by any column. In the routes table a row
-// selects that route for the whole page.
+// selects that route for the whole page. The publisher lists the busiest entries and sums the rest
+// into one entry named "(other)": that row is not a route, so it is drawn apart, always last.
 
 import { compact, count, millis, percent, plain, rate } from "./format.js";
 
@@ -13,6 +14,8 @@ const COLUMNS = [
   { key: "p95Latency", text: (r) => plain(r.p95Latency), title: (r) => millis(r.p95Latency) },
   { key: "p99Latency", text: (r) => plain(r.p99Latency), title: (r) => millis(r.p99Latency) },
 ];
+
+export const OTHER = "(other)"; // messages.OTHER
 
 /** Sort rows by ``key``; numbers descending by default, names ascending. */
 export function sortRows(rows, key, direction) {
@@ -43,6 +46,9 @@ export class BreakdownTable {
     this.onSelect = onSelect;
     this.rows = new Map(); // row name -> <tr>, reused across snapshots
     this.data = [];
+    this.rest = null; // the "(other)" entry, or null
+    this.restLabel = "";
+    this.restRow = null;
     this.selected = null;
     this.sortKey = "requests";
     this.sortDirection = "descending";
@@ -72,9 +78,15 @@ export class BreakdownTable {
     this.render();
   }
 
-  /** Show ``rows`` (Breakdown objects) with ``selected`` marked. */
-  update(rows, selected) {
-    this.data = Array.isArray(rows) ? rows.filter((r) => r && typeof r.name === "string") : [];
+  /**
+   * Show ``rows`` (Breakdown objects) with ``selected`` marked; an "(other)" entry among them becomes the
+   * last row, labelled ``restLabel``.
+   */
+  update(rows, selected, restLabel = "All others") {
+    const valid = Array.isArray(rows) ? rows.filter((r) => r && typeof r.name === "string") : [];
+    this.data = valid.filter((r) => r.name !== OTHER);
+    this.rest = valid.find((r) => r.name === OTHER) || null;
+    this.restLabel = restLabel;
     this.selected = selected;
     this.render();
   }
@@ -100,7 +112,37 @@ export class BreakdownTable {
       if (tr !== expected) this.body.insertBefore(tr, expected);
       previous = tr;
     }
-    this.empty.hidden = sorted.length > 0;
+    this.renderRest();
+    this.empty.hidden = sorted.length > 0 || this.rest !== null;
+  }
+
+  renderRest() {
+    if (this.rest === null) {
+      if (this.restRow) this.restRow.remove();
+      return;
+    }
+    if (!this.restRow) this.restRow = this.createRestRow();
+    this.fillRow(this.restRow, { ...this.rest, name: this.restLabel });
+    if (this.body.lastChild !== this.restRow) this.body.append(this.restRow);
+  }
+
+  /** The row of everything the list leaves out: no name to select, only a sum. */
+  createRestRow() {
+    const tr = document.createElement("tr");
+    tr.className = "is-rest";
+    tr.dataset.testid = `${this.name}-other-row`;
+    for (const column of COLUMNS) {
+      const td = document.createElement(column.key === "name" ? "th" : "td");
+      if (column.key === "name") {
+        td.scope = "row";
+        td.append(document.createElement("span"));
+      } else {
+        td.className = "num";
+      }
+      td.dataset.col = column.key;
+      tr.append(td);
+    }
+    return tr;
   }
 
   createRow(name) {

@@ -71,6 +71,14 @@ function lineOptions({ format, legend }) {
   };
 }
 
+const ALONE_RADIUS = 3; // a value between two gaps has no line to either side: it is drawn as a dot
+
+/** Whether the value at ``index`` of ``data`` ({x, y} points) stands alone: a value, with none on either side. */
+export function standsAlone(data, index) {
+  const valued = (i) => i >= 0 && i < data.length && data[i].y !== null && data[i].y !== undefined;
+  return valued(index) && !valued(index - 1) && !valued(index + 1);
+}
+
 function line(label, color, fill) {
   return {
     label,
@@ -79,7 +87,9 @@ function line(label, color, fill) {
     backgroundColor: fill ? `${color}33` : color,
     fill,
     borderWidth: 2,
-    pointRadius: 0,
+    // Lines alone show the values; a bucket between gaps (a single minute with requests) would be invisible.
+    pointRadius: (ctx) => (ctx.type === "data" && standsAlone(ctx.dataset.data, ctx.dataIndex) ? ALONE_RADIUS : 0),
+    pointBackgroundColor: color,
     pointHoverRadius: 3,
     tension: 0.25,
   };

@@ -5,7 +5,9 @@ import { askForToken, currentToken } from "./auth.js";
 import { BreakdownTable } from "./breakdown.js";
 import { Cards } from "./cards.js";
 import { Charts } from "./charts.js";
+import { EntryView } from "./entry.js";
 import { parseTime } from "./format.js";
+import { GroupList } from "./group_list.js";
 import { ConnectionView } from "./status.js";
 import { Phase, StreamConnection } from "./stream.js";
 
@@ -23,11 +25,15 @@ function main() {
   const cards = new Cards(page);
   const charts = new Charts(page);
   const feed = new AlertFeed(page.querySelector(".alerts"));
-  const table = new BreakdownTable(page.querySelector(".routes"), {
+  const routesPanel = page.querySelector(".routes");
+  const upstreamsPanel = page.querySelector(".upstreams");
+  const table = new GroupList(routesPanel, new BreakdownTable(routesPanel, {
     name: "routes",
     onSelect: (name) => selectRoute(name),
-  });
-  const upstreams = new BreakdownTable(page.querySelector(".upstreams"), { name: "upstreams" });
+  }), { kind: "routes", singular: "route" });
+  const upstreams = new GroupList(upstreamsPanel, new BreakdownTable(upstreamsPanel, { name: "upstreams" }),
+    { kind: "upstreams", singular: "upstream" });
+  const entry = new EntryView($("route-entry"));
   let route = routeFromUrl();
   let snapshots = 0;
   let shownEnd = ""; // windowEnd of the snapshot on screen: an older one (a catch-up replay) never replaces it
@@ -51,10 +57,11 @@ function main() {
       snapshots += 1;
       page.dataset.snapshots = String(snapshots);
       page.dataset.lastEventId = id || "";
+      entry.hide();
       cards.update(data);
       charts.update(data);
-      table.update(data.routes, route);
-      upstreams.update(data.upstreams, null);
+      table.update(data.routes, route, data.routeCount);
+      upstreams.update(data.upstreams, null, data.upstreamCount);
       page.dataset.points = String(charts.pointCount());
       view.setSnapshotTime(parseTime(data.timestamp));
       page.setAttribute("aria-busy", "false");
@@ -110,10 +117,19 @@ function main() {
     page.setAttribute("aria-busy", "true");
     cards.clear();
     charts.clear();
-    table.clear();
+    table.clear(route);
     upstreams.clear();
     view.resetSnapshot();
+    entry.hide();
     metrics.restart();
+    lookUpEntry();
+  }
+
+  // A route outside the busiest has no stream of its own: show what the index knows of it meanwhile.
+  function lookUpEntry() {
+    if (route === null) return;
+    const asked = route;
+    entry.lookUp(asked, () => route === asked && shownEnd === "");
   }
 
   function selectRoute(name) {
@@ -146,6 +162,7 @@ function main() {
 
   showScope();
   metrics.start();
+  lookUpEntry();
   alerts.start();
 }
 
