@@ -40,7 +40,7 @@ from flexgate_stream.settings import Settings
 from flexgate_stream.web.freshness import snapshot_age, snapshot_time
 
 CLIENTS = "flexgate_stream_clients_connected"
-SNAPSHOT_LABELS = (SUMMARY.label, "route")  # Feed.label: every per-route feed counts as "route"
+SNAPSHOT_LABELS = (SUMMARY.label, "route", "upstream")  # Feed.label: per-route feeds count as "route", etc.
 FEED_LABELS = (*SNAPSHOT_LABELS, ALERTS.label)
 FLUSH_SECONDS = 0.5  # tallies reach the histograms this late at most (a scrape of the worker flushes at once)
 
