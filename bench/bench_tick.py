@@ -69,7 +69,7 @@ def percentile_errors(conn, snapshot: dict) -> dict[str, float]:
         for kind, key in (("*", "'*'"), ("route", route_sql("path")), ("upstream", "coalesce(upstream, 'unknown')")):
             cur.execute(f"SELECT {key}, percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY {LAT})"
                         ' FROM requests WHERE "timestamp" >= to_timestamp(%s) AND "timestamp" < to_timestamp(%s)'
-                        " GROUP BY 1", (top - 86400, top))
+                        " GROUP BY 1", (top - 86400, end.timestamp()))
             for name, exact in cur.fetchall():
                 shown = published.get((kind, name))
                 if shown is None:

@@ -69,6 +69,7 @@ class Database:
         self.url = settings.require_database()
         self.settings = settings
         self.budget = 60_000  # bytes a summary may take: under 64 KB and the server's max_payload (Publisher sets it)
+        self.published: datetime | None = None  # the newest window stored in JetStream (Publisher sets it)
         self.zone = settings.requests_timezone
         self.state = StateLog(ident, "PostgreSQL")
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="publisher-pg")
@@ -135,7 +136,7 @@ class Database:
 
     def _aggregate(self, window_ends: list[datetime], index: bool = False) -> list[WindowFigures]:
         conn, aggregation = self._connected()
-        aggregation.budget = self.budget
+        aggregation.budget, aggregation.published = self.budget, self.published
         return aggregation.tick(conn, window_ends, index)
 
     def _backfill_step(self) -> bool:
@@ -157,7 +158,7 @@ class Database:
         if self.aggregation is None or self.aggregation.column.naive_zone != column.naive_zone:
             s = self.settings
             self.aggregation = IncrementalAggregation(column, s.route_patterns, s.max_routes, s.max_upstreams,
-                                                      s.top_routes)
+                                                      s.top_routes, s.tick_seconds)
         self.conn = conn
 
     def cancel(self) -> None:

@@ -72,6 +72,7 @@ class Publishing:
         self.published: datetime | None = None  # the newest window end this publisher stored
         self.max_payload = 1024 * 1024  # the server's, learnt at each (re)connection
         self.oversized: set[str] = set()  # subject families a message was too large for (said once each)
+        self.newest_stored: datetime | None = None  # the newest window in JetStream, at the last due_windows
 
     async def attach(self, js: JetStreamContext) -> None:
         """On (re)connect: open the buckets, adopt firing alerts, announce this publisher."""
@@ -101,6 +102,7 @@ class Publishing:
         """
         stored = await newest_window_end(js)
         newest = max(filter(None, [self.published, parse_iso(stored) if stored else None]), default=None)
+        self.newest_stored = newest
         if newest is not None and newest >= window_end:
             return []
         step = timedelta(seconds=self.settings.tick_seconds)

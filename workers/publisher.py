@@ -174,6 +174,7 @@ class Publisher:
             self.nats.lost(exc)
             due, js = [], None
         # New rows are folded into the rollups every tick, even while NATS is down.
+        self.db.published = self.out.newest_stored  # slots of older minutes are no longer needed
         # With ticks too short for folds between them (under 2 s), the tick itself publishes the index.
         index = self.settings.tick_seconds < 2 * FOLD_SECONDS and bool(due) and self._index_due()
         figures = await self.db.aggregate(due, index=index)

@@ -94,6 +94,18 @@ def _create_rollups(cur: psycopg2.extensions.cursor) -> str:
     return "created request_rollups, rollup_changes and rollup_state"
 
 
+# Slot cells: the same figures per tick-long slot of the recent minutes (flexgate_stream/tick/slots.py).
+SLOTS_TABLE = "CREATE TABLE request_rollup_slots (" + CELL_COLUMNS.replace("bucket_start", "slot_start", 1) + """,
+    PRIMARY KEY (slot_start, route, upstream)
+);
+"""
+
+
+def _create_slots(cur: psycopg2.extensions.cursor) -> str:
+    cur.execute(SLOTS_TABLE)
+    return "created request_rollup_slots"
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -104,6 +116,7 @@ class Migration:
 MIGRATIONS: list[Migration] = [
     Migration(1, "requests table", _create_requests),
     Migration(2, "request rollups", _create_rollups),
+    Migration(3, "rollup slots", _create_slots),
 ]
 
 

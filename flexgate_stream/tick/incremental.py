@@ -16,23 +16,22 @@ import logging
 import math
 import time
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import Any
 
 import psycopg2.extensions
 
 from flexgate_stream.messages import OVERFLOW
-from flexgate_stream.tick import rollups
+from flexgate_stream.tick import rollups, slots
 from flexgate_stream.tick.aggregation import TimeColumn, WindowFigures
 from flexgate_stream.tick.labels import Cardinality, Labeller, newest_labels, table_patterns
-from flexgate_stream.tick.rollups import BUCKET_SECONDS, Cell, Snapshot32, fold_rows, rows_sql, visible_sql
+from flexgate_stream.tick.lock import locked
+from flexgate_stream.tick.rollups import BUCKET_SECONDS, Cell, Slots, Snapshot32, fold_rows, rows_sql, visible_sql
 from flexgate_stream.tick.route_patterns import RoutePatterns
 from flexgate_stream.tick.tally import DAY_MINUTES, HOUR_MINUTES, Tally
 from flexgate_stream.tick.window_figures import figures_of
 
 log = logging.getLogger("workers.publisher")
 
-LOCK_KEY = 7251002
 KEEP_MINUTES = 2 * DAY_MINUTES + 60  # a catch-up window 24 h old still finds its whole 24 h
 KEEP_CHANGES = 120  # versions of the change log kept for a publisher that falls behind (then it rebuilds)
 BACKFILL_IDS = 100_000  # ids per backfill chunk (~0.3 s of work between two ticks)
@@ -52,7 +51,7 @@ class IncrementalAggregation:
     """The publisher's rollup state: its version of the rollups, the running totals, the all-time count."""
 
     def __init__(self, column: TimeColumn, patterns: tuple[str, ...] = (), max_routes: int = 1000,
-                 max_upstreams: int = 200, top: int = 20) -> None:
+                 max_upstreams: int = 200, top: int = 20, tick_seconds: float = 5.0) -> None:
         self.column = column
         self.version = -1  # the change-log version the tally reflects; -1: not built
         self.tally: Tally | None = None
@@ -66,6 +65,8 @@ class IncrementalAggregation:
         self.cardinality = Cardinality(max_routes, max_upstreams)
         self.top = top
         self.budget = 60_000  # bytes a summary's lists may take (the publisher lowers it to the server's limit)
+        self.slot_ms = slots.slot_ms(tick_seconds)
+        self.published: datetime | None = None  # the newest window stored in JetStream, as the publisher knows it
 
     def tick(self, conn: psycopg2.extensions.connection, window_ends: list[datetime],
              index: bool = False) -> list[WindowFigures]:
@@ -84,14 +85,15 @@ class IncrementalAggregation:
 
     def _tick(self, conn: psycopg2.extensions.connection, window_ends: list[datetime],
               index: bool = False) -> list[WindowFigures]:
-        with _locked(conn) as cur:
+        with locked(conn) as cur:
             state = self._state(cur)
             self._follow(cur, state)
             self._labels(cur)
-            cells, state = self._read_new(cur, state)
+            cells, slot_cells, state = self._read_new(cur, state)
             if cells:
                 state["version"] += 1
                 rollups.store_cells(cur, cells, state["version"])
+                slots.store_slots(cur, slot_cells, self.slot_ms)
             self._prune(cur, state)
             self._save(cur, state)
             self._apply(cells, state["version"])
@@ -125,7 +127,7 @@ class IncrementalAggregation:
             raise
 
     def _backfill_step(self, conn: psycopg2.extensions.connection) -> bool:
-        with _locked(conn) as cur:
+        with locked(conn) as cur:
             state = self._state(cur)
             if state["backfill_below"] <= 0:
                 return False
@@ -198,16 +200,18 @@ class IncrementalAggregation:
             return
         self._apply(rollups.load_changes(cur, self.version, state["version"]), state["version"])
 
-    def _read_new(self, cur: psycopg2.extensions.cursor, state: dict[str, Any]) -> tuple[list[Cell], dict[str, Any]]:
+    def _read_new(self, cur: psycopg2.extensions.cursor,
+                  state: dict[str, Any]) -> tuple[list[Cell], list[Cell], dict[str, Any]]:
         if state.get("fresh"):
-            return [], state
+            return [], [], state
         previous, now = Snapshot32(state["snapshot"]), Snapshot32(state["now"])
         instant = self.column.instant()
         # Two index range scans: the new ids as they are, the trailing span only for rows not seen before.
         sql = (rows_sql(instant, "id > %(max)s") + " UNION ALL "
                + rows_sql(instant, f"id > %(low)s AND id <= %(max)s AND NOT {visible_sql('prev')}"))
         params = self.column.params(low=state["low_id"], max=state["max_id"]) | previous.params("prev")
-        cells = fold_rows(cur, sql, params, self.labeller, self.cardinality.filters)
+        recent = Slots(self.slot_ms, self._slots_from())
+        cells = fold_rows(cur, sql, params, self.labeller, self.cardinality.filters, recent)
         cur.execute("SELECT coalesce(max(id), 0) FROM requests")  # the same snapshot: the newest visible id
         top = int(rollups.scalar(cur))
         pending = [*state["pending"], [max(state["max_id"], top), now.xmax]]
@@ -220,8 +224,14 @@ class IncrementalAggregation:
             low, pending = max(low, pending[-MAX_PENDING - 1][0]), pending[-MAX_PENDING:]
             log.warning("rollups: a transaction writing requests has been open for %d reads; rows it commits"
                         " with ids up to %d will not be counted", MAX_PENDING, low)
-        return cells, state | {"max_id": max(state["max_id"], top), "low_id": low, "snapshot": now.text,
-                               "pending": pending}
+        return cells, list(recent.cells.values()), state | {"max_id": max(state["max_id"], top), "low_id": low,
+                                                            "snapshot": now.text, "pending": pending}
+
+    def _slots_from(self) -> int:
+        """The first minute a window may still be published in (while unknown, the last 24 h)."""
+        if self.published is None:
+            return minute_of(datetime.now(UTC)) - DAY_MINUTES
+        return minute_of(self.published)
 
     def _save(self, cur: psycopg2.extensions.cursor, state: dict[str, Any]) -> None:
         cur.execute("UPDATE rollup_state SET version = %s, max_id = %s, low_id = %s, snapshot = %s, pending = %s,"
@@ -243,6 +253,8 @@ class IncrementalAggregation:
         if state["version"] % 20 == 0:
             rollups.prune_changes(cur, state["version"] - KEEP_CHANGES)
         self.cardinality.expire(minute_of(datetime.now(UTC)) - DAY_MINUTES + 1)
+        if self.published is not None:
+            slots.prune_slots(cur, minute_of(self.published))
         oldest = minute_of(datetime.now(UTC)) - KEEP_MINUTES
         if not self.minutes or min(self.minutes) >= oldest:
             return
@@ -255,9 +267,15 @@ class IncrementalAggregation:
             self._rebuild(cur, minute)
         else:
             self.tally.advance(minute, lambda a, b: rollups.load_cells(cur, a, b))
-        all_time = self.requests_before + sum(n for m, n in self.minutes.items() if m <= minute)
         assert self.tally is not None  # made by _rebuild
-        figures = figures_of(self.tally, end, all_time, self.complete, self.top, self.budget, index)
+        later = slots.after(cur, end, minute) if end.timestamp() % BUCKET_SECONDS else []
+        all_time = self.requests_before + sum(n for m, n in self.minutes.items() if m <= minute)
+        all_time -= sum(cell.requests for cell in later)
+        self.tally.shift(later, -1)  # the rows of the minute stamped at or after the window's end
+        try:
+            figures = figures_of(self.tally, end, all_time, self.complete, self.top, self.budget, index)
+        finally:
+            self.tally.shift(later, 1)
         for kind, levels in (("routes", self.tally.day.routes), ("upstreams", self.tally.day.upstreams)):
             overflow = levels.get(OVERFLOW)
             figures.labels[kind] = (len(levels) - (overflow is not None), overflow.requests if overflow else 0)
@@ -271,34 +289,3 @@ class IncrementalAggregation:
         cur.execute("SELECT version FROM rollup_state WHERE id = 1")
         row = cur.fetchone()
         self.version = int(row[0]) if row else 0
-
-
-class _locked:
-    """The advisory lock (session level) around one repeatable-read transaction."""
-
-    def __init__(self, conn: psycopg2.extensions.connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> psycopg2.extensions.cursor:
-        self.conn.autocommit = True
-        with self.conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
-        self.conn.autocommit = False
-        self.conn.set_session(isolation_level="REPEATABLE READ")
-        self.cur = self.conn.cursor()
-        return self.cur
-
-    def __exit__(self, kind: type[BaseException] | None, _exc: BaseException | None, _tb: TracebackType | None
-                 ) -> None:
-        try:
-            self.cur.close()
-            if kind is None:
-                self.conn.commit()
-            else:
-                self.conn.rollback()
-        finally:
-            if not self.conn.closed:
-                self.conn.autocommit = True
-                with self.conn.cursor() as cur:
-                    cur.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
-

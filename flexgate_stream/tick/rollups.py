@@ -98,15 +98,17 @@ def visible_sql(prefix: str) -> str:
 
 
 def rows_sql(instant: str, where: str) -> str:
-    """The request rows matching ``where``, ready to fold in Python: minute, path, upstream, status, latency, bin.
+    """The request rows matching ``where``, ready to fold in Python: minute, path, upstream, status, latency, bin,
+    and the instant in epoch milliseconds.
 
     Route folding is done in Python (``fold_route``): PostgreSQL's regular expressions cost ~3 us a row,
     Python's well under 1 us, and a tick's time is per row.
     """
     # date_part and float8 comparisons (numeric arithmetic cost as much as the rest); OFFSET 0 keeps the
     # subquery from being flattened, so the latency is computed once per row, not once per use.
-    return (f"SELECT m, path, up, status, lat, {bin_sql('lat')} FROM (SELECT"
+    return (f"SELECT m, path, up, status, lat, {bin_sql('lat')}, ms FROM (SELECT"
             f" floor(date_part('epoch', {instant}) / {BUCKET_SECONDS})::bigint AS m, path,"
+            f" floor(date_part('epoch', {instant}) * 1000)::bigint AS ms,"
             f" coalesce(upstream, '{UNKNOWN_UPSTREAM}') AS up, coalesce(status_code, 0) AS status,"
             " CASE WHEN response_time_ms::float8 BETWEEN 0 AND 1e12 THEN response_time_ms::float8 END AS lat"
             f" FROM requests WHERE {where} OFFSET 0) AS r")
@@ -124,33 +126,52 @@ def _route(path: str | None) -> str:
     return route
 
 
+class Slots:
+    """Cells of ``slot_ms``-long slots (a tick, or a divisor of it) for rows of minute ``first`` and later.
+
+    A window ending inside a minute takes the minute's cells less the slots after its end, so it counts
+    exactly the rows stamped inside it (``tick/slots.py`` stores and reads them)."""
+
+    def __init__(self, slot_ms: int, first: int) -> None:
+        self.slot_ms, self.first = slot_ms, first
+        self.cells: dict[tuple[int, str, str], Cell] = {}
+
+
 def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict[str, Any],
               label: Callable[[str | None], str] | None = None,
-              admit: tuple[Admit, Admit] | None = None) -> list[Cell]:
+              admit: tuple[Admit, Admit] | None = None, slots: Slots | None = None) -> list[Cell]:
     """Run a ``rows_sql`` query and fold its rows into cells, each path under its ``label`` (default: folded);
-    ``admit``: (route, upstream) label filters taking the label and the minute (the cardinality limits)."""
+    ``admit``: (route, upstream) label filters taking the label and the minute (the cardinality limits);
+    ``slots``: also fold recent rows into slot cells (their ``minute`` is the slot's number)."""
     cur.execute(sql, params)
     cells: dict[tuple[int, str, str], Cell] = {}
     route_of = label or _route
     admit_route, admit_upstream = admit or (_as_is, _as_is)
-    for minute, path, upstream, status, lat, bin_key in cur.fetchall():
+    slot_ms, first = (slots.slot_ms, slots.first) if slots is not None else (1, 1 << 62)
+    for minute, path, upstream, status, lat, bin_key, ms in cur.fetchall():
         route = admit_route(route_of(path), minute)
         upstream = admit_upstream(upstream, minute)
-        key = (minute, route, upstream)
-        cell = cells.get(key)
-        if cell is None:
-            cell = cells[key] = Cell(minute, route, upstream)
-        cell.requests += 1
-        codes = cell.status_codes
-        codes[status] = codes.get(status, 0) + 1
-        if lat is not None:
-            cell.latency_count += 1
-            cell.latency_sum += lat
-            bins = cell.sketch.bins
-            bins[bin_key] = bins.get(bin_key, 0) + 1
-    for cell in cells.values():
+        _count(cells, (minute, route, upstream), status, lat, bin_key)
+        if minute >= first:
+            _count(slots.cells, (ms // slot_ms, route, upstream), status, lat, bin_key)  # type: ignore[union-attr]
+    for cell in (*cells.values(), *(slots.cells.values() if slots is not None else ())):
         cell.sketch.count = cell.latency_count
     return list(cells.values())
+
+
+def _count(cells: dict[tuple[int, str, str], Cell], key: tuple[int, str, str], status: int, lat: float | None,
+           bin_key: Any) -> None:
+    cell = cells.get(key)
+    if cell is None:
+        cell = cells[key] = Cell(*key)
+    cell.requests += 1
+    codes = cell.status_codes
+    codes[status] = codes.get(status, 0) + 1
+    if lat is not None:
+        cell.latency_count += 1
+        cell.latency_sum += lat
+        bins = cell.sketch.bins
+        bins[bin_key] = bins.get(bin_key, 0) + 1
 
 
 def _as_is(label: str, _minute: int) -> str:

@@ -162,6 +162,15 @@ class Tally:
         self.recent = {m: cells for m, cells in self.recent.items() if m >= minute - HOUR_MINUTES}
         self.groups = {g: levels for g, levels in self.groups.items() if g >= oldest_group}
 
+    def shift(self, cells: Iterable[Cell], sign: int) -> None:
+        """Remove (sign -1) or add back (sign 1) cells of the current minute in every window, leaving the kept
+        minute cells as they are: a window that ends inside the minute does not count its rows after the end."""
+        group = self.groups.get(self.minute // GROUP_MINUTES)
+        for cell in cells:
+            for levels in (self.day, self.hour, self.five, group):
+                if levels is not None:
+                    levels.add(cell, sign)
+
     def series_groups(self) -> list[tuple[int, Levels | None]]:
         """The 12 clock-aligned 5-minute groups of the series, oldest first: (group index, levels or None)."""
         last = self.minute // GROUP_MINUTES

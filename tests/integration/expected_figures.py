@@ -93,12 +93,12 @@ def between(a: float, b: float) -> tuple[str, dict]:
 
 
 def expected_series(cur, snapshot: dict, end: datetime, route: str | None = None) -> None:
-    """The 12 clock-aligned 5-minute groups, the last one up to the end of the minute holding ``end``."""
+    """The 12 clock-aligned 5-minute groups, the last one up to ``end``."""
     minute = math.ceil(end.timestamp() / 60) - 1
     last_group = minute // 5
     extra = f" AND {route_sql('path')} = %(route)s" if route else ""
     for i, g in enumerate(range(last_group - 11, last_group + 1)):
-        top = (g + 1) * 300 if g < last_group else (minute + 1) * 60
+        top = (g + 1) * 300 if g < last_group else end.timestamp()
         where, params = between(g * 300, top)
         stats = sql_group(cur, where + extra, params | {"route": route}).get("*")
         seconds = 300 if g < last_group else end.timestamp() - g * 300
@@ -115,14 +115,15 @@ def expected_series(cur, snapshot: dict, end: datetime, route: str | None = None
 
 
 def assert_rollup_snapshot(conn, snapshot: dict, end: datetime) -> None:
-    """Every figure of a summary snapshot against SQL over the same rows and windows."""
+    """Every figure of a summary snapshot against SQL over the rows stamped inside each window it declares:
+    from the start of a minute (24 h, 1 h, 5 min before the end of the minute holding ``end``) to ``end``."""
     minute = math.ceil(end.timestamp() / 60) - 1
     top = (minute + 1) * 60
     route, upstream = route_sql("path"), "coalesce(upstream, 'unknown')"
     with conn.cursor() as cur:
-        cur.execute('SELECT count(*) FROM requests WHERE "timestamp" < to_timestamp(%s)', (top,))
+        cur.execute('SELECT count(*) FROM requests WHERE "timestamp" < to_timestamp(%s)', (end.timestamp(),))
         all_time = cur.fetchone()[0]
-        where, params = between(top - 86400, top)
+        where, params = between(top - 86400, end.timestamp())
         assert snapshot["window"]["start"] == datetime.fromtimestamp(top - 86400, UTC).isoformat(
             timespec="milliseconds").replace("+00:00", "Z")
         assert_close(snapshot["summary"], summary_of(sql_group(cur, where, params).get("*"), all_time), "summary")
@@ -131,7 +132,7 @@ def assert_rollup_snapshot(conn, snapshot: dict, end: datetime) -> None:
         assert_close(snapshot["upstreams"], listed(cur, where, params, upstream, snapshot["upstreams"], 86400),
                      "upstreams")
         for name, minutes in (("lastHour", 60), ("last5Minutes", 5)):
-            where, params = between(top - minutes * 60, top)
+            where, params = between(top - minutes * 60, end.timestamp())
             recent = snapshot[name]
             assert_close(recent["summary"], summary_of(sql_group(cur, where, params).get("*")), f"{name}.summary")
             assert_close(recent["statusCodes"], sql_codes(cur, where, params), f"{name}.statusCodes")
@@ -145,7 +146,7 @@ def assert_route_snapshot(conn, snapshot: dict, end: datetime) -> None:
     """A per-route snapshot: the route's own 24 h summary, status codes, upstreams and series."""
     minute = math.ceil(end.timestamp() / 60) - 1
     top = (minute + 1) * 60
-    where, params = between(top - 86400, top)
+    where, params = between(top - 86400, end.timestamp())
     where += f" AND {route_sql('path')} = %(route)s"
     params["route"] = snapshot["route"]
     with conn.cursor() as cur:

@@ -1,0 +1,66 @@
+"""Slot cells in PostgreSQL (``request_rollup_slots``): the recent rows per tick-long slot, so a window that ends
+inside a minute counts exactly the rows stamped before its end.
+
+The rollups hold whole minutes. A window ending at 12:00:05 is shaped from the minute cells up to 12:00 less
+the slot cells of 12:00:05 and later, folded from the same rows under the same labels. Slot cells are kept
+only for minutes that may still be published (from the minute of the newest published window on).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import psycopg2.extensions
+import psycopg2.extras
+
+from flexgate_stream.tick.rollups import BUCKET_SECONDS, CELL_COLUMNS, Cell, cell_from_row, merge_cell
+
+
+def slot_ms(tick_seconds: float) -> int:
+    """The slot length: the longest that every window end (a multiple of the tick) falls on a boundary of."""
+    return math.gcd(round(tick_seconds * 1000), BUCKET_SECONDS * 1000) or 1000
+
+
+def store_slots(cur: psycopg2.extensions.cursor, cells: list[Cell], length_ms: int) -> None:
+    """Add slot cells (``minute`` holding the slot number) into the slots table."""
+    if not cells:
+        return
+    rows = [(c.minute * length_ms / 1000.0, *c.row()[1:]) for c in cells]
+    psycopg2.extras.execute_values(
+        cur,
+        "INSERT INTO request_rollup_slots AS r SELECT to_timestamp(v.s), v.route, v.up, v.n, v.codes::int[],"
+        " v.counts::bigint[], v.lat_n, v.lat_sum, v.bins::int[], v.bin_counts::bigint[]"
+        " FROM (VALUES %s) AS v(s, route, up, n, codes, counts, lat_n, lat_sum, bins, bin_counts)"
+        " ON CONFLICT (slot_start, route, upstream) DO UPDATE SET requests = r.requests + EXCLUDED.requests,"
+        " latency_count = r.latency_count + EXCLUDED.latency_count,"
+        " latency_sum = r.latency_sum + EXCLUDED.latency_sum,"
+        " (status_codes, status_counts) = (SELECT keys, counts FROM flexgate_merge_counts(r.status_codes,"
+        " r.status_counts, EXCLUDED.status_codes, EXCLUDED.status_counts)),"
+        " (latency_bins, latency_counts) = (SELECT keys, counts FROM flexgate_merge_counts(r.latency_bins,"
+        " r.latency_counts, EXCLUDED.latency_bins, EXCLUDED.latency_counts))",
+        rows, page_size=len(rows),
+    )
+
+
+def after(cur: psycopg2.extensions.cursor, end: datetime, minute: int) -> list[Cell]:
+    """The rows of ``minute`` stamped at or after ``end``, one cell per route and upstream (minute ``minute``)."""
+    cur.execute(f"SELECT {CELL_COLUMNS.replace('bucket_start', 'slot_start', 1)} FROM request_rollup_slots"
+                " WHERE slot_start >= %s AND slot_start < to_timestamp(%s)", (end, (minute + 1) * BUCKET_SECONDS))
+    merged: dict[tuple[str, str], Cell] = {}
+    for row in cur.fetchall():
+        cell = cell_from_row(row)
+        into = merged.get((cell.route, cell.upstream))
+        if into is None:
+            merged[(cell.route, cell.upstream)] = Cell(minute, cell.route, cell.upstream)
+            into = merged[(cell.route, cell.upstream)]
+        merge_cell(into, cell)
+    for cell in merged.values():
+        cell.sketch.count = cell.latency_count
+    return list(merged.values())
+
+
+def prune_slots(cur: psycopg2.extensions.cursor, before_minute: int) -> None:
+    """Drop the slot cells of minutes before ``before_minute`` (no window ending in them is published again)."""
+    cur.execute("DELETE FROM request_rollup_slots WHERE slot_start < to_timestamp(%s)",
+                (before_minute * BUCKET_SECONDS,))
