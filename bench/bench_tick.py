@@ -123,6 +123,7 @@ def timed_ticks(conn, aggregation, start: datetime, tick: float, new: int, args)
     parts = round(tick / args.fold) if args.fold and tick >= 2 * args.fold else 1
     for i in range(1, args.ticks + 1):
         at = start + timedelta(seconds=i * tick)
+        aggregation.published = at - timedelta(seconds=tick)  # as the publisher tells it: slot cells from there on
         spent = 0.0
         for part in range(parts):
             share = new // parts + (new % parts if part == parts - 1 else 0)
