@@ -31,6 +31,7 @@ from nats.js import JetStreamContext
 
 from flexgate_stream import logs
 from flexgate_stream.errors import ConfigError
+from flexgate_stream.requestlog import database
 from flexgate_stream.settings import Settings, load_or_exit
 from flexgate_stream.tick.alerts import Rule, load_rules
 from workers.connections import Database, NatsLink
@@ -112,8 +113,8 @@ class Publisher:
     async def fold(self) -> None:
         """Between ticks: fold the rows that arrived into the rollups, so a tick publishes soon after its window
         ends (the same work, spread over the period); never raises."""
-        if self.stopping.is_set() or self.tick_task is not None:
-            return
+        if self.stopping.is_set() or self.tick_task is not None or self.db.down:
+            return  # while PostgreSQL is down, only ticks try it again
         self.fold_task = asyncio.current_task()
         try:
             await self.db.aggregate([])
@@ -153,8 +154,8 @@ class Publisher:
         if js is None:
             return  # NATS down: its state line said so; the windows are published once it is back
         try:
-            if figures is None:
-                await self.out.heartbeat(database="unavailable")  # alive, but nothing to publish
+            if figures is None:  # alive, but nothing to publish: PostgreSQL is down, or the work ran past its time
+                await self.out.heartbeat(**({"database": "unavailable"} if self.db.down else {}))
                 return
             for one in figures:  # missed windows first, oldest first, then the current one
                 await self.out.publish(js, one, started, catching_up=one.window_end != window_end)
@@ -206,6 +207,7 @@ def main() -> None:
     settings = load_or_exit()
     logs.configure(settings.log_level)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
+    database.bound_waits()  # every PostgreSQL call of this process gets an answer or gives up, within its tick
     try:
         settings.require_database()
         rules = load_rules(settings.alert_rules_file, settings.alert_overrides)

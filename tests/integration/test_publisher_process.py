@@ -97,7 +97,7 @@ def test_sigterm_finishes_quickly_and_exits_zero_even_with_a_stuck_query(workers
     seeded(db, 100)
     worker = workers(database_url, nats_server.url)
     wait_until(lambda: _ticked(worker), 30, "the first tick")
-    with tick_stuck_on_lock(database_url):
+    with tick_stuck_on_lock(database_url, waited=1.0):
         started = time.monotonic()
         worker.proc.send_signal(signal.SIGTERM)
         code = worker.proc.wait(10)
@@ -114,7 +114,7 @@ def test_second_sigterm_is_a_cold_stop(workers, db, database_url, nats_server):
     seeded(db, 100)
     worker = workers(database_url, nats_server.url)
     wait_until(lambda: _ticked(worker), 30, "the first tick")
-    with tick_stuck_on_lock(database_url):
+    with tick_stuck_on_lock(database_url, waited=1.0):
         worker.proc.send_signal(signal.SIGTERM)
         wait_until(lambda: "warm stop" in worker.log(), 5, "the warm stop to begin")
         started = time.monotonic()
