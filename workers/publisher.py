@@ -36,6 +36,7 @@ from flexgate_stream.settings import Settings, load_or_exit
 from flexgate_stream.tick.alerts import Rule, load_rules
 from workers.connections import Database, NatsLink
 from workers.outbox import Publishing
+from workers.overruns import OverrunLog
 
 log = logging.getLogger("workers.publisher")
 
@@ -64,6 +65,7 @@ class Publisher:
         self.db = Database(settings, self.ident)
         self.out = Publishing(settings, rules, self.ident)
         self.nats = NatsLink(settings, self.ident)
+        self.overruns = OverrunLog(self.ident, excused=lambda: self.db.down)  # its own line says why
         self.attached_epoch = 0  # the NATS connection the outbox was last attached to
         self.stopping = asyncio.Event()
         self.signals = 0
@@ -91,6 +93,7 @@ class Publisher:
         tick = self.settings.tick_seconds
         first = datetime.fromtimestamp(math.ceil(time.time() / tick) * tick, UTC)
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
+        self.overruns.watch(scheduler)
         scheduler.add_job(self.tick, IntervalTrigger(seconds=tick, start_date=first, timezone=UTC), id="tick",
                           max_instances=1, coalesce=True, misfire_grace_time=max(1, int(tick)))
         if tick >= 2 * FOLD_SECONDS:  # half a second off the tick's phase, so folds and ticks do not meet
@@ -206,7 +209,6 @@ def main() -> None:
     """Entry point: settings and rules (one-sentence errors, status 2), then run until stopped."""
     settings = load_or_exit()
     logs.configure(settings.log_level)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
     database.bound_waits()  # every PostgreSQL call of this process gets an answer or gives up, within its tick
     try:
         settings.require_database()
