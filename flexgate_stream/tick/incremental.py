@@ -97,25 +97,29 @@ class IncrementalAggregation:
             if state["backfill_below"] <= 0:
                 return False
             self._follow(cur, state)
-            high = state["backfill_below"]
-            low = max(0, high - BACKFILL_IDS)
-            first = Snapshot32(state["backfill_snapshot"])
-            where = f"id > %(low)s AND id <= %(high)s AND {visible_sql('s0')}"
-            cells = fold_rows(cur, rows_sql(self.column.instant(), where),
-                              self.column.params(low=low, high=high) | first.params("s0"))
-            cutoff = minute_of(datetime.now(UTC)) - KEEP_MINUTES
-            state["requests_before"] += sum(c.requests for c in cells if c.minute < cutoff)
-            cells = [c for c in cells if c.minute >= cutoff]
-            state["version"] += 1
-            rollups.store_cells(cur, cells, state["version"])
-            state["backfill_below"] = low
+            self._fold_existing(cur, state)
             self._save(cur, state)
-            self._apply(cells, state["version"])
+        return bool(self.backfill_below > 0)
+
+    def _fold_existing(self, cur: psycopg2.extensions.cursor, state: dict[str, Any]) -> None:
+        """Fold the next chunk of the log that existed at first start (ids below ``backfill_below``) into ``state``."""
+        high = state["backfill_below"]
+        low = max(0, high - BACKFILL_IDS)
+        first = Snapshot32(state["backfill_snapshot"])
+        where = f"id > %(low)s AND id <= %(high)s AND {visible_sql('s0')}"
+        cells = fold_rows(cur, rows_sql(self.column.instant(), where),
+                          self.column.params(low=low, high=high) | first.params("s0"))
+        cutoff = minute_of(datetime.now(UTC)) - KEEP_MINUTES
+        state["requests_before"] += sum(c.requests for c in cells if c.minute < cutoff)
+        cells = [c for c in cells if c.minute >= cutoff]
+        state["version"] += 1
+        rollups.store_cells(cur, cells, state["version"])
+        state["backfill_below"] = low
+        self._apply(cells, state["version"])
         self.backfill_below = low
         total = max(self.backfill_total, high)
         log.info("rollups: built from the existing log up to %.0f %% (ids %d..%d of %d)",
                  100.0 * (total - low) / total if total else 100.0, low + 1, high, total)
-        return bool(low > 0)
 
     @property
     def complete(self) -> bool:
@@ -152,6 +156,8 @@ class IncrementalAggregation:
         log.info("rollups: first start; %d existing request ids to fold in chunks, new rows from id %d on",
                  top, top + 1)
         self.backfill_total = self.backfill_below = top
+        if 0 < top <= BACKFILL_IDS:  # a small log in one chunk, now: the first window published already counts it
+            self._fold_existing(cur, state)
         return state | {"now": snapshot, "fresh": True}
 
     def _follow(self, cur: psycopg2.extensions.cursor, state: dict[str, Any]) -> None:

@@ -72,6 +72,18 @@ def test_two_publishers_store_each_window_once_and_figures_are_right(workers, db
     assert [p for p in liveness["publishers"] if p["beat"].get("pid") in ours] == []
 
 
+def test_the_first_snapshot_of_a_small_log_already_counts_it(workers, db, database_url, nats_server):
+    seeded(db, 300)  # the demo's few hundred rows
+    nats_call(nats_server.url, purge)
+    worker = workers(database_url, nats_server.url)
+    found = wait_until(lambda: nats_call(nats_server.url, lambda js: stored(js, METRICS_STREAM)), 30,
+                       "the first snapshot")
+    _s, _h, first = found[0]
+    assert first["complete"] is True and first["summary"]["totalRequests"] > 0
+    assert_rollup_snapshot(db, first, parse_iso(first["windowEnd"]))
+    assert worker.count("up to 100 %") == 1 and "Traceback" not in worker.log()
+
+
 def _v(option) -> str:
     return getattr(option, "value", option)
 
