@@ -1,7 +1,7 @@
-"""The publisher's two connections: PostgreSQL (on its own thread) and NATS (on the asyncio loop).
+"""The publisher's PostgreSQL connection (on its own thread), and the state line both its connections keep.
 
-Each says when it goes down and when it comes back in one log line, never once per tick, and
-reconnects forever with exponential backoff.
+Each connection says when it goes down and when it comes back in one log line, never once per tick,
+and reconnects forever with exponential backoff (NATS: ``workers/nats_link.py``).
 """
 
 from __future__ import annotations
@@ -15,20 +15,16 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
-import nats
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
-from nats.aio.client import Client as NATS
-from nats.js import JetStreamContext
 
 from flexgate_stream.backoff import Backoff
 from flexgate_stream.errors import DatabaseUnavailable
 from flexgate_stream.requestlog import database
 from flexgate_stream.settings import Settings
 from flexgate_stream.tick.aggregation import TimeColumn, WindowFigures
-from flexgate_stream.tick.incremental import IncrementalAggregation
-from flexgate_stream.tick.stream_setup import ensure_streams
+from flexgate_stream.tick.incremental import BACKFILL_IDS, IncrementalAggregation
 
 log = logging.getLogger("workers.publisher")
 
@@ -42,6 +38,7 @@ TIMED_OUT = (psycopg2.errors.QueryCanceled, psycopg2.errors.LockNotAvailable)
 STATEMENT_SHARE = 0.5  # PostgreSQL's statement timeout, as a share of the tick
 ANSWER_SHARE = 0.8  # no answer by then (a share of the tick) means the server is hung: it cannot time itself out
 MAX_STRETCH = 64  # work the server keeps timing out is allowed up to this many times the statement timeout
+SMALLEST_CHUNK = 1_000  # ids: a backfill chunk is made smaller down to this, then it is given more time instead
 
 T = TypeVar("T")
 
@@ -102,6 +99,7 @@ class Database:
         self.conn: psycopg2.extensions.connection | None = None
         self.aggregation: IncrementalAggregation | None = None
         self.backfilling = False
+        self.chunks_told = False  # the first smaller backfill chunk is told, the next ones only at DEBUG
 
     @property
     def down(self) -> bool:
@@ -140,7 +138,9 @@ class Database:
             return None
         except TIMED_OUT as exc:
             self.state.up()  # it answered
-            self._timed_out(exc)
+            if not (work == self._backfill_step and isinstance(exc, psycopg2.errors.QueryCanceled)
+                    and self._fit_chunks(timed_out=True)):
+                self._timed_out(exc)
             return None
         except (psycopg2.Error, DatabaseUnavailable) as exc:
             # A lost connection (refused, reset, restarted server, no answer, "connection already closed") or a
@@ -152,6 +152,8 @@ class Database:
                 self.state.down(exc, exc_info=not isinstance(exc, LOST_CONNECTION))
             return None
         self.state.up()
+        if work == self._backfill_step:
+            self._fit_chunks(timed_out=False)
         if self.stretch > 1 and self.took <= self.timeout:
             self.stretch = 1
             log.info("publisher[%s]: PostgreSQL work is back within its %.3g s statement timeout", self.ident,
@@ -182,6 +184,25 @@ class Database:
             self.took = time.monotonic() - begun
         self.backoff.reset()
         return result
+
+    def _fit_chunks(self, timed_out: bool) -> bool:
+        """Halve the backfill chunk when one ran past the statement timeout, double it back (up to its first size)
+        when one took under a quarter of it; False when it is as small as it goes."""
+        aggregation = self.aggregation
+        if aggregation is None:
+            return False
+        if not timed_out:
+            if self.took < self.timeout / 4:
+                aggregation.chunk_ids = min(BACKFILL_IDS, aggregation.chunk_ids * 2)
+            return True
+        if aggregation.chunk_ids <= SMALLEST_CHUNK:
+            return False
+        aggregation.chunk_ids = max(SMALLEST_CHUNK, aggregation.chunk_ids // 2)
+        log.log(logging.DEBUG if self.chunks_told else logging.INFO, "publisher[%s]: a backfill chunk ran past the "
+                "%.3g s statement timeout; folding smaller ones (%d ids)", self.ident, self.timeout * self.stretch,
+                aggregation.chunk_ids)
+        self.chunks_told = True
+        return True
 
     def _timed_out(self, exc: psycopg2.Error) -> None:
         if self.cancelling:
@@ -254,97 +275,3 @@ def _cancel(conn: psycopg2.extensions.connection) -> None:
         conn.cancel()
     except psycopg2.Error:
         pass
-
-
-class NatsLink:
-    """The NATS connection: first connect retried forever with backoff, then nats-py reconnects (also backed off)."""
-
-    def __init__(self, settings: Settings, ident: str) -> None:
-        self.settings, self.ident = settings, ident
-        self.state = StateLog(ident, "NATS")
-        self.epoch = 0  # counts connections: a new value means a new (or re-established) one
-        self.nc: NATS | None = None
-        self.js: JetStreamContext | None = None
-        self.streams_ready = False
-        self._reconnect_backoff = Backoff(0.25, 5.0)
-
-    @property
-    def ready(self) -> bool:
-        """Connected, with a JetStream context."""
-        return self.nc is not None and self.nc.is_connected and self.js is not None
-
-    async def run(self) -> None:
-        """Connect (retrying forever), then keep the streams present; returns once connected."""
-        backoff = Backoff(0.5, 5.0)
-        while self.nc is None:
-            try:
-                self.nc = await nats.connect(**self._options())
-            except Exception as exc:  # noqa: BLE001 - every connect failure means "retry later"
-                self.state.down(exc)
-                await asyncio.sleep(backoff.next_delay())
-        self.nc.options["max_reconnect_attempts"] = -1  # from now on nats-py reconnects forever
-        self.js = self.nc.jetstream(timeout=2)
-        self.epoch += 1
-        self.state.up()
-        await self.ensure()
-
-    async def ensure(self) -> JetStreamContext | None:
-        """The JetStream context once the streams and buckets are present (created or updated when they may be
-        missing); None while NATS is down or they cannot be created."""
-        js = self.js if self.ready else None
-        if js is not None and not self.streams_ready:
-            try:
-                await ensure_streams(js, self.settings.stream_replicas)
-                self.streams_ready = True
-            except Exception as exc:  # noqa: BLE001 - retried on the next tick
-                self.state.down(f"cannot create streams: {exc}")
-        return js if self.streams_ready else None
-
-    def lost(self, reason: object) -> None:
-        """A request failed while the connection was failing: one line, the first time."""
-        self.state.down(reason)
-
-    def confirmed(self) -> None:
-        """A request succeeded: one line if the connection had been reported down."""
-        self.state.up()
-
-    def _options(self) -> dict[str, Any]:
-        return {
-            **self.settings.nats_connect_options,
-            "name": f"flexgate-publisher {self.ident}",
-            "connect_timeout": 2,
-            "max_reconnect_attempts": 1,  # first connect fails fast; our loop retries
-            "reconnect_time_wait": 0.2,
-            "drain_timeout": 1,
-            "error_cb": self._on_error,
-            "disconnected_cb": self._on_disconnected,
-            "reconnected_cb": self._on_reconnected,
-            "reconnect_to_server_handler": self._next_server,
-        }
-
-    def _next_server(self, servers: Any, _info: Any) -> tuple[None, float]:
-        return None, self._reconnect_backoff.next_delay()
-
-    async def _on_error(self, exc: Exception) -> None:
-        log.debug("publisher[%s]: NATS error %r", self.ident, exc)
-
-    async def _on_disconnected(self) -> None:
-        if self.nc is not None and not self.nc.is_closed and not self.nc.is_draining:
-            self.state.down("disconnected")
-
-    async def _on_reconnected(self) -> None:
-        self._reconnect_backoff.reset()
-        self.epoch += 1
-        self.streams_ready = False  # a new or wiped server may lack them
-        self.state.up()
-
-    async def close(self, timeout: float = 1.5) -> None:
-        """Drain (flush what is in flight), then close; bounded by ``timeout``."""
-        if self.nc is None or self.nc.is_closed:
-            return
-        try:
-            await asyncio.wait_for(self.nc.drain(), timeout)
-        except Exception:  # noqa: BLE001 - closing anyway
-            pass
-        if not self.nc.is_closed:
-            await self.nc.close()

@@ -34,7 +34,8 @@ from flexgate_stream.errors import ConfigError
 from flexgate_stream.requestlog import database
 from flexgate_stream.settings import Settings, load_or_exit
 from flexgate_stream.tick.alerts import Rule, load_rules
-from workers.connections import Database, NatsLink
+from workers.connections import Database
+from workers.nats_link import NatsLink
 from workers.outbox import Publishing
 from workers.overruns import OverrunLog
 

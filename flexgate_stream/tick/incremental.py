@@ -32,6 +32,7 @@ LOCK_KEY = 7251002
 KEEP_MINUTES = 2 * DAY_MINUTES + 60  # a catch-up window 24 h old still finds its whole 24 h
 KEEP_CHANGES = 120  # versions of the change log kept for a publisher that falls behind (then it rebuilds)
 BACKFILL_IDS = 100_000  # ids per backfill chunk (~0.3 s of work between two ticks)
+FIRST_TICK_IDS = 10_000  # a log this small is folded by the first tick itself, which then publishes it complete
 MAX_PENDING = 120  # reads a late commit is waited for (2 min: the publisher reads once a second), then given up
 FIRST_LATE_SECONDS = 60  # at first start, rows of the last minute are re-read if their transaction was open
 STATE_COLUMNS = ("version, max_id, low_id, snapshot, pending, requests_before, backfill_below,"
@@ -54,6 +55,7 @@ class IncrementalAggregation:
         self.requests_before = 0
         self.backfill_total = 0
         self.backfill_below = 0
+        self.chunk_ids = BACKFILL_IDS  # the publisher makes it smaller while chunks run past its statement timeout
 
     def tick(self, conn: psycopg2.extensions.connection, window_ends: list[datetime]) -> list[WindowFigures]:
         """Fold new rows into the rollups, then the figures of each of ``window_ends`` (oldest first)."""
@@ -104,7 +106,7 @@ class IncrementalAggregation:
     def _fold_existing(self, cur: psycopg2.extensions.cursor, state: dict[str, Any]) -> None:
         """Fold the next chunk of the log that existed at first start (ids below ``backfill_below``) into ``state``."""
         high = state["backfill_below"]
-        low = max(0, high - BACKFILL_IDS)
+        low = max(0, high - self.chunk_ids)
         first = Snapshot32(state["backfill_snapshot"])
         where = f"id > %(low)s AND id <= %(high)s AND {visible_sql('s0')}"
         cells = fold_rows(cur, rows_sql(self.column.instant(), where),
@@ -156,7 +158,7 @@ class IncrementalAggregation:
         log.info("rollups: first start; %d existing request ids to fold in chunks, new rows from id %d on",
                  top, top + 1)
         self.backfill_total = self.backfill_below = top
-        if 0 < top <= BACKFILL_IDS:  # a small log in one chunk, now: the first window published already counts it
+        if 0 < top <= FIRST_TICK_IDS:
             self._fold_existing(cur, state)
         return state | {"now": snapshot, "fresh": True}
 

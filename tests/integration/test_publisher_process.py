@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg2
@@ -15,6 +15,7 @@ import pytest
 
 from flexgate_stream.devstack.processes import free_port, stop_process
 from flexgate_stream.devstack.servers import NatsServer
+from flexgate_stream.devstack.traffic import RowWriter, TrafficModel
 from flexgate_stream.liveness import read_liveness
 from flexgate_stream.messages import ALERTS_STREAM, METRICS_STREAM, ROUTES_STREAM
 from flexgate_stream.requestlog import schema
@@ -82,6 +83,25 @@ def test_the_first_snapshot_of_a_small_log_already_counts_it(workers, db, databa
     assert first["complete"] is True and first["summary"]["totalRequests"] > 0
     assert_rollup_snapshot(db, first, parse_iso(first["windowEnd"]))
     assert worker.count("up to 100 %") == 1 and "Traceback" not in worker.log()
+
+
+def test_a_large_existing_log_is_built_although_its_chunks_run_past_the_statement_timeout(workers, db, database_url,
+                                                                                          nats_server):
+    """With a tick of 0.5 s the statement timeout is 0.25 s: chunks of 100,000 ids spread over a day take longer.
+    They are made smaller, the log is still built, its figures are right, and ticks keep publishing."""
+    schema.upgrade(db)
+    end = datetime.now(UTC)
+    RowWriter(db, None).write(list(TrafficModel(5).rows(end - timedelta(hours=24), end, 60_000)))
+    nats_call(nats_server.url, purge)
+    worker = workers(database_url, nats_server.url, FLEXGATE_TICK_SECONDS="0.5")
+
+    def complete() -> dict | None:
+        found = nats_call(nats_server.url, lambda js: stored(js, METRICS_STREAM))
+        return next((body for _s, _h, body in reversed(found) if body["complete"]), None)
+
+    snapshot = wait_until(complete, 100, "a complete snapshot")
+    assert_rollup_snapshot(db, snapshot, parse_iso(snapshot["windowEnd"]))
+    assert "Traceback" not in worker.log()
 
 
 def _v(option) -> str:
