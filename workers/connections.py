@@ -138,9 +138,8 @@ class Database:
             return None
         except TIMED_OUT as exc:
             self.state.up()  # it answered
-            if not (work == self._backfill_step and isinstance(exc, psycopg2.errors.QueryCanceled)
-                    and self._fit_chunks(timed_out=True)):
-                self._timed_out(exc)
+            if not self.cancelling:  # else the warm stop cancelled it
+                self._timed_out(exc, backfill=work == self._backfill_step)
             return None
         except (psycopg2.Error, DatabaseUnavailable) as exc:
             # A lost connection (refused, reset, restarted server, no answer, "connection already closed") or a
@@ -204,9 +203,9 @@ class Database:
         self.chunks_told = True
         return True
 
-    def _timed_out(self, exc: psycopg2.Error) -> None:
-        if self.cancelling:
-            return  # the warm stop cancelled it
+    def _timed_out(self, exc: psycopg2.Error, backfill: bool) -> None:
+        if backfill and isinstance(exc, psycopg2.errors.QueryCanceled) and self._fit_chunks(timed_out=True):
+            return
         if self.stretch == 1:
             log.warning("publisher[%s]: PostgreSQL work ran past its %.3g s timeout (%s); allowing it more time, "
                         "up to %.3g s", self.ident, self.timeout, str(exc).strip().splitlines()[0],
