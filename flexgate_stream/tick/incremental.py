@@ -158,7 +158,7 @@ class IncrementalAggregation:
         log.info("rollups: first start; %d existing request ids to fold in chunks, new rows from id %d on",
                  top, top + 1)
         self.backfill_total = self.backfill_below = top
-        if 0 < top <= FIRST_TICK_IDS:
+        if 0 < top <= min(FIRST_TICK_IDS, self.chunk_ids):  # in one chunk
             self._fold_existing(cur, state)
         return state | {"now": snapshot, "fresh": True}
 
