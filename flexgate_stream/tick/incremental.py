@@ -35,6 +35,7 @@ log = logging.getLogger("workers.publisher")
 KEEP_MINUTES = 2 * DAY_MINUTES + 60  # a catch-up window 24 h old still finds its whole 24 h
 KEEP_CHANGES = 120  # versions of the change log kept for a publisher that falls behind (then it rebuilds)
 BACKFILL_IDS = 100_000  # ids per backfill chunk (~0.3 s of work between two ticks)
+FIRST_TICK_IDS = 10_000  # a log this small is folded by the first tick itself, which then publishes it complete
 MAX_PENDING = 120  # reads a late commit is waited for (2 min: the publisher reads once a second), then given up
 FIRST_LATE_SECONDS = 60  # at first start, rows of the last minute are re-read if their transaction was open
 PATTERNS_SECONDS = 30.0  # how often the gateway's routes table is read again (a change shows within a minute)
@@ -67,6 +68,7 @@ class IncrementalAggregation:
         self.budget = 60_000  # bytes a summary's lists may take (the publisher lowers it to the server's limit)
         self.slot_ms = slots.slot_ms(tick_seconds)
         self.published: datetime | None = None  # the newest window stored in JetStream, as the publisher knows it
+        self.chunk_ids = BACKFILL_IDS  # the publisher makes it smaller while chunks run past its statement timeout
 
     def tick(self, conn: psycopg2.extensions.connection, window_ends: list[datetime],
              index: bool = False) -> list[WindowFigures]:
@@ -132,27 +134,31 @@ class IncrementalAggregation:
             if state["backfill_below"] <= 0:
                 return False
             self._follow(cur, state)
-            high = state["backfill_below"]
-            low = max(0, high - BACKFILL_IDS)
-            first = Snapshot32(state["backfill_snapshot"])
-            where = f"id > %(low)s AND id <= %(high)s AND {visible_sql('s0')}"
-            self._labels(cur)
-            cells = fold_rows(cur, rows_sql(self.column.instant(), where),
-                              self.column.params(low=low, high=high) | first.params("s0"), self.labeller,
-                              self.cardinality.filters)
-            cutoff = minute_of(datetime.now(UTC)) - KEEP_MINUTES
-            state["requests_before"] += sum(c.requests for c in cells if c.minute < cutoff)
-            cells = [c for c in cells if c.minute >= cutoff]
-            state["version"] += 1
-            rollups.store_cells(cur, cells, state["version"])
-            state["backfill_below"] = low
+            self._fold_existing(cur, state)
             self._save(cur, state)
-            self._apply(cells, state["version"])
+        return bool(self.backfill_below > 0)
+
+    def _fold_existing(self, cur: psycopg2.extensions.cursor, state: dict[str, Any]) -> None:
+        """Fold the next chunk of the log that existed at first start (ids below ``backfill_below``) into ``state``."""
+        high = state["backfill_below"]
+        low = max(0, high - self.chunk_ids)
+        first = Snapshot32(state["backfill_snapshot"])
+        where = f"id > %(low)s AND id <= %(high)s AND {visible_sql('s0')}"
+        self._labels(cur)
+        cells = fold_rows(cur, rows_sql(self.column.instant(), where),
+                          self.column.params(low=low, high=high) | first.params("s0"), self.labeller,
+                          self.cardinality.filters)
+        cutoff = minute_of(datetime.now(UTC)) - KEEP_MINUTES
+        state["requests_before"] += sum(c.requests for c in cells if c.minute < cutoff)
+        cells = [c for c in cells if c.minute >= cutoff]
+        state["version"] += 1
+        rollups.store_cells(cur, cells, state["version"])
+        state["backfill_below"] = low
+        self._apply(cells, state["version"])
         self.backfill_below = low
         total = max(self.backfill_total, high)
         log.info("rollups: built from the existing log up to %.0f %% (ids %d..%d of %d)",
                  100.0 * (total - low) / total if total else 100.0, low + 1, high, total)
-        return bool(low > 0)
 
     @property
     def complete(self) -> bool:
@@ -189,6 +195,8 @@ class IncrementalAggregation:
         log.info("rollups: first start; %d existing request ids to fold in chunks, new rows from id %d on",
                  top, top + 1)
         self.backfill_total = self.backfill_below = top
+        if 0 < top <= min(FIRST_TICK_IDS, self.chunk_ids):  # in one chunk
+            self._fold_existing(cur, state)
         return state | {"now": snapshot, "fresh": True}
 
     def _follow(self, cur: psycopg2.extensions.cursor, state: dict[str, Any]) -> None:
