@@ -16,7 +16,7 @@ from typing import Literal
 
 from flexgate_stream.errors import ConfigError
 from flexgate_stream.messages import Alert, route_token
-from flexgate_stream.tick.aggregation import BUCKET_SECONDS, Stats, WindowFigures
+from flexgate_stream.tick.figures import BUCKET_SECONDS, Stats, WindowFigures
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parents[2] / "conf" / "alert-rules.toml"
 METRICS = ("errorRate", "avgLatency", "p50Latency", "p95Latency", "p99Latency", "requestsPerSecond")

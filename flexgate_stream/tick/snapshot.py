@@ -19,7 +19,7 @@ from flexgate_stream.messages import (
     Window,
     encode,
 )
-from flexgate_stream.tick.aggregation import (
+from flexgate_stream.tick.figures import (
     BREAKDOWN_SPAN,
     BUCKET_SECONDS,
     BUCKETS,

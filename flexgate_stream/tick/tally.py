@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flexgate_stream.tick.aggregation import PERCENTILES, Stats, percentile_triple
+from flexgate_stream.tick.figures import PERCENTILES, Stats, percentile_triple
 from flexgate_stream.tick.rollups import Cell, merge_cell
 from flexgate_stream.tick.sketch import LatencySketch, add_counts
 

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from flexgate_stream.tick.aggregation import IndexFigures, Ranking, RecentFigures, RouteFigures, Stats, WindowFigures
+from flexgate_stream.tick.figures import IndexFigures, Ranking, RecentFigures, RouteFigures, Stats, WindowFigures
 from flexgate_stream.tick.rollups import BUCKET_SECONDS
 from flexgate_stream.tick.tally import (
     DAY_MINUTES,

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 import pytest
 
 from flexgate_stream.errors import ConfigError
-from flexgate_stream.tick.aggregation import BUCKETS, RouteFigures, Stats, WindowFigures
 from flexgate_stream.tick.alerts import DEFAULT_RULES, DEFAULT_RULES_FILE, AlertTracker, Rule, load_rules, observe
+from flexgate_stream.tick.figures import BUCKETS, RouteFigures, Stats, WindowFigures
 
 END = datetime(2026, 1, 1, tzinfo=UTC)
 
