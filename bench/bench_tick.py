@@ -31,14 +31,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg2  # noqa: E402
 
+from bench.full_scan import AllTimeCounter, aggregate_window  # noqa: E402
 from bench.traffic_sql import arrive, seed  # noqa: E402
 from flexgate_stream.devstack.servers import PostgresServer  # noqa: E402
 from flexgate_stream.messages import encode  # noqa: E402
 from flexgate_stream.settings import Settings  # noqa: E402
-from flexgate_stream.tick.aggregation import AllTimeCounter, TimeColumn, aggregate_window  # noqa: E402
 from flexgate_stream.tick.incremental import IncrementalAggregation  # noqa: E402
 from flexgate_stream.tick.routes import route_sql  # noqa: E402
 from flexgate_stream.tick.snapshot import summary_snapshot  # noqa: E402
+from flexgate_stream.tick.time_column import TimeColumn  # noqa: E402
 from workers.outbox import Publishing  # noqa: E402
 
 LAT = "CASE WHEN response_time_ms >= 0 AND response_time_ms <= 1e12 THEN response_time_ms::float8 END"

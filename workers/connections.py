@@ -25,10 +25,10 @@ from flexgate_stream.backoff import Backoff
 from flexgate_stream.errors import DatabaseUnavailable
 from flexgate_stream.requestlog import database
 from flexgate_stream.settings import Settings
-from flexgate_stream.tick.aggregation import TimeColumn
 from flexgate_stream.tick.figures import WindowFigures
 from flexgate_stream.tick.incremental import IncrementalAggregation
 from flexgate_stream.tick.stream_setup import ensure_streams
+from flexgate_stream.tick.time_column import TimeColumn
 
 log = logging.getLogger("workers.publisher")
 

@@ -22,13 +22,13 @@ import psycopg2.extensions
 
 from flexgate_stream.messages import OVERFLOW
 from flexgate_stream.tick import rollups, slots
-from flexgate_stream.tick.aggregation import TimeColumn
 from flexgate_stream.tick.figures import WindowFigures
 from flexgate_stream.tick.labels import Cardinality, Labeller, newest_labels, table_patterns
 from flexgate_stream.tick.lock import locked
 from flexgate_stream.tick.rollups import BUCKET_SECONDS, Cell, Slots, Snapshot32, fold_rows, rows_sql, visible_sql
 from flexgate_stream.tick.route_patterns import RoutePatterns
 from flexgate_stream.tick.tally import DAY_MINUTES, HOUR_MINUTES, Tally
+from flexgate_stream.tick.time_column import TimeColumn
 from flexgate_stream.tick.window_figures import figures_of
 
 log = logging.getLogger("workers.publisher")

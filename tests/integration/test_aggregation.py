@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from bench.full_scan import AllTimeCounter, aggregate_window
 from flexgate_stream.requestlog import schema
-from flexgate_stream.tick.aggregation import AllTimeCounter, TimeColumn, aggregate_window
 from flexgate_stream.tick.routes import fold_route, route_sql
 from flexgate_stream.tick.snapshot import busiest_routes, route_snapshot, summary_snapshot
+from flexgate_stream.tick.time_column import TimeColumn
 from tests.integration.request_log import END, PATHS, insert, make_rows
 
 pytestmark = pytest.mark.timeout(90)

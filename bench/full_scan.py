@@ -1,8 +1,9 @@
-"""The tick's SQL: figures of the request log for one window end, read in one consistent snapshot.
+"""The full-scan reference: every figure of one window end read straight from the request log, in one
+consistent snapshot (the tick's previous implementation, which bench_tick.py times beside the rollups).
 
-Cost model (see bench/bench_tick.py): the 24 h summary is one scan with one sort for the three
-percentiles; everything per route, per upstream and per 5-minute bucket is computed over the last
-hour only, where route folding (a regexp per row) stays cheap; the all-time count is incremental.
+Cost model: the 24 h summary is one scan with one sort for the three percentiles; everything per route,
+per upstream and per 5-minute bucket is computed over the last hour only, where route folding (a regexp
+per row) stays cheap; the all-time count is incremental.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from flexgate_stream.tick.figures import (
     percentile_triple,
 )
 from flexgate_stream.tick.routes import route_sql
+from flexgate_stream.tick.time_column import TimeColumn
 
 UNKNOWN_UPSTREAM = "unknown"
 # Valid latencies only: NULL, negative, NaN and absurd values count as requests but not in latency figures.
@@ -48,31 +50,6 @@ def stats_from_row(row: tuple[Any, ...]) -> Stats:
     requests, success, client, server, lat_count, lat_sum, pcts = row
     return Stats(int(requests), int(success), int(client), int(server), int(lat_count), float(lat_sum),
                  percentile_triple(pcts))
-
-
-class TimeColumn:
-    """How ``requests.timestamp`` is compared with UTC instants, for a timestamptz or a naive column."""
-
-    def __init__(self, naive_zone: str | None) -> None:
-        self.naive_zone = naive_zone
-
-    def bound(self, param: str) -> str:
-        """SQL for an instant parameter, in the column's own type (so the timestamp index is used)."""
-        if self.naive_zone is None:
-            return f"%({param})s"
-        return f"(%({param})s AT TIME ZONE %(zone)s)"
-
-    def instant(self) -> str:
-        """SQL for the column as an absolute instant."""
-        return '"timestamp"' if self.naive_zone is None else '("timestamp" AT TIME ZONE %(zone)s)'
-
-    def between(self, low: str, high: str) -> str:
-        """A WHERE clause: low <= timestamp < high."""
-        return f'"timestamp" >= {self.bound(low)} AND "timestamp" < {self.bound(high)}'
-
-    def params(self, **instants: datetime) -> dict[str, Any]:
-        """Query parameters: the instants and the zone of a naive column."""
-        return {**instants, "zone": self.naive_zone or "UTC"}
 
 
 class AllTimeCounter:
