@@ -16,21 +16,18 @@ import psycopg2.extensions
 
 from flexgate_stream.tick.figures import (
     BREAKDOWN_SPAN,
-    BUCKET_SECONDS,
-    BUCKETS,
     PERCENTILES,
+    SERIES_BUCKET_SECONDS,
+    SERIES_BUCKETS,
     SUMMARY_SPAN,
     RouteFigures,
     Stats,
     WindowFigures,
     percentile_triple,
 )
+from flexgate_stream.tick.rollups import LATENCY, UNKNOWN_UPSTREAM
 from flexgate_stream.tick.routes import route_sql
 from flexgate_stream.tick.time_column import TimeColumn
-
-UNKNOWN_UPSTREAM = "unknown"
-# Valid latencies only: NULL, negative, NaN and absurd values count as requests but not in latency figures.
-LATENCY = "CASE WHEN response_time_ms >= 0 AND response_time_ms <= 1e12 THEN response_time_ms::float8 END"
 
 
 def stats_columns(status: str) -> str:
@@ -138,7 +135,7 @@ def _breakdown_sql(column: TimeColumn) -> str:
     return (
         "WITH h AS MATERIALIZED ("
         f" SELECT {route_sql('path')} AS route, coalesce(upstream, '{UNKNOWN_UPSTREAM}') AS upstream,"
-        f" floor(extract(epoch FROM {column.instant()} - %(start)s) / {BUCKET_SECONDS})::int AS bucket,"
+        f" floor(extract(epoch FROM {column.instant()} - %(start)s) / {SERIES_BUCKET_SECONDS})::int AS bucket,"
         f" coalesce(status_code, 0) AS status, {LATENCY} AS lat"
         f" FROM requests WHERE {column.between('start', 'end')})"
         f" SELECT GROUPING(route, upstream, bucket, status), route, upstream, bucket, status,"
@@ -157,7 +154,7 @@ def _breakdown(cur: psycopg2.extensions.cursor, column: TimeColumn, end: datetim
     for grouping, route, upstream, bucket, status, *figures in cur.fetchall():
         stats = stats_from_row(tuple(figures))
         if grouping == BY_BUCKET:
-            buckets[min(max(bucket, 0), BUCKETS - 1)] = stats
+            buckets[min(max(bucket, 0), SERIES_BUCKETS - 1)] = stats
         elif grouping == BY_UPSTREAM:
             upstreams[upstream] = stats
         else:
@@ -167,7 +164,7 @@ def _breakdown(cur: psycopg2.extensions.cursor, column: TimeColumn, end: datetim
             elif grouping == BY_ROUTE_UPSTREAM:
                 entry.upstreams[upstream] = stats
             elif grouping == BY_ROUTE_BUCKET:
-                entry.buckets[min(max(bucket, 0), BUCKETS - 1)] = stats
+                entry.buckets[min(max(bucket, 0), SERIES_BUCKETS - 1)] = stats
             elif grouping == BY_ROUTE_STATUS:
                 entry.status_codes[int(status)] = stats.requests
     return buckets, routes, upstreams

@@ -8,8 +8,8 @@ from typing import Any
 
 SUMMARY_SPAN = timedelta(hours=24)
 BREAKDOWN_SPAN = timedelta(hours=1)
-BUCKET_SECONDS = 300
-BUCKETS = int(BREAKDOWN_SPAN.total_seconds()) // BUCKET_SECONDS
+SERIES_BUCKET_SECONDS = 300  # the series: clock-aligned 5-minute buckets over the last hour
+SERIES_BUCKETS = int(BREAKDOWN_SPAN.total_seconds()) // SERIES_BUCKET_SECONDS
 PERCENTILES = (0.5, 0.95, 0.99)
 
 
@@ -90,7 +90,7 @@ class WindowFigures:
     upstreams: dict[str, Stats]
     day_start: datetime | None = None
     series_start: datetime | None = None
-    last_bucket_seconds: float = BUCKET_SECONDS
+    last_bucket_seconds: float = SERIES_BUCKET_SECONDS
     recent: list[RecentFigures] = field(default_factory=list)
     complete: bool = True
     route_ranking: Ranking | None = None  # from the rollups: the busiest routes over 24 h and the rest
@@ -114,9 +114,9 @@ class WindowFigures:
         five = next((r for r in self.recent if r.name == "5m"), None)
         if five is None:
             if route is None:
-                return self.buckets.get(BUCKETS - 1)
+                return self.buckets.get(SERIES_BUCKETS - 1)
             entry = self.routes.get(route)
-            return entry.buckets.get(BUCKETS - 1) if entry else None
+            return entry.buckets.get(SERIES_BUCKETS - 1) if entry else None
         if route is None:
             return five.stats
         entry = self.routes.get(route)

@@ -25,7 +25,7 @@ from flexgate_stream.tick import rollups, slots
 from flexgate_stream.tick.figures import WindowFigures
 from flexgate_stream.tick.labels import Cardinality, Labeller, newest_labels, table_patterns
 from flexgate_stream.tick.lock import locked
-from flexgate_stream.tick.rollups import BUCKET_SECONDS, Cell, Slots, Snapshot32, fold_rows, rows_sql, visible_sql
+from flexgate_stream.tick.rollups import MINUTE_SECONDS, Cell, Slots, Snapshot32, fold_rows, rows_sql, visible_sql
 from flexgate_stream.tick.route_patterns import RoutePatterns
 from flexgate_stream.tick.tally import DAY_MINUTES, HOUR_MINUTES, Tally
 from flexgate_stream.tick.time_column import TimeColumn
@@ -45,7 +45,7 @@ STATE_COLUMNS = ("version, max_id, low_id, snapshot, pending, requests_before, b
 
 def minute_of(window_end: datetime) -> int:
     """The one-minute bucket holding the last instant before ``window_end``."""
-    return math.ceil(window_end.timestamp() / BUCKET_SECONDS) - 1
+    return math.ceil(window_end.timestamp() / MINUTE_SECONDS) - 1
 
 
 class IncrementalAggregation:
@@ -269,7 +269,7 @@ class IncrementalAggregation:
         else:
             self.tally.advance(minute, lambda a, b: rollups.load_cells(cur, a, b))
         assert self.tally is not None  # made by _rebuild
-        later = slots.after(cur, end, minute) if end.timestamp() % BUCKET_SECONDS else []
+        later = slots.after(cur, end, minute) if end.timestamp() % MINUTE_SECONDS else []
         all_time = self.requests_before + sum(n for m, n in self.minutes.items() if m <= minute)
         all_time -= sum(cell.requests for cell in later)
         self.tally.shift(later, -1)  # the rows of the minute stamped at or after the window's end
