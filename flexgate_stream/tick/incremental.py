@@ -6,7 +6,8 @@ repeatable-read transaction, so the rollups, the change log and the watermark al
 Late commits: a row whose id is below the watermark but whose transaction was still open at the
 last read is re-read: each read takes ``pg_current_snapshot()``; the next read takes the rows above
 ``low_id`` that are either new (id > max_id) or were not yet visible in the previous snapshot. ``low_id``
-moves up to a read's max id once every transaction open at the read after it has finished.
+moves up to a read's max id once every transaction open at the read after it has finished
+(``watermark.advance_watermark``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from flexgate_stream.tick.rollups import MINUTE_SECONDS, Cell, Slots, Snapshot32
 from flexgate_stream.tick.route_patterns import RoutePatterns
 from flexgate_stream.tick.tally import DAY_MINUTES, HOUR_MINUTES, Tally
 from flexgate_stream.tick.time_column import TimeColumn
+from flexgate_stream.tick.watermark import MAX_PENDING, advance_watermark
 from flexgate_stream.tick.window_figures import figures_of
 
 log = logging.getLogger("workers.publisher")
@@ -36,7 +38,6 @@ log = logging.getLogger("workers.publisher")
 KEEP_MINUTES = 2 * DAY_MINUTES + 60  # a catch-up window 24 h old still finds its whole 24 h
 KEEP_CHANGES = 120  # versions of the change log kept for a publisher that falls behind (then it rebuilds)
 BACKFILL_IDS = 100_000  # ids per backfill chunk (~0.3 s of work between two ticks)
-MAX_PENDING = 120  # reads a late commit is waited for (2 min: the publisher reads once a second), then given up
 FIRST_LATE_SECONDS = 60  # at first start, rows of the last minute are re-read if their transaction was open
 PATTERNS_SECONDS = 30.0  # how often the gateway's routes table is read again (a change shows within a minute)
 STATE_COLUMNS = ("version, max_id, low_id, snapshot, pending, requests_before, backfill_below,"
@@ -215,14 +216,10 @@ class IncrementalAggregation:
         cells = fold_rows(cur, sql, params, self.labeller, self.cardinality.filters, recent)
         cur.execute("SELECT coalesce(max(id), 0) FROM requests")  # the same snapshot: the newest visible id
         top = int(rollups.scalar(cur))
-        pending = [*state["pending"], [max(state["max_id"], top), now.xmax]]
-        # Once every transaction open at read i+1 has ended, no row at or below read i's max id can appear.
-        done = [i for i in range(len(pending) - 1) if now.xmin >= pending[i + 1][1]]
-        low = state["low_id"]
-        if done:
-            low, pending = pending[done[-1]][0], pending[done[-1] + 1:]
-        if len(pending) > MAX_PENDING:  # a writer held open this long would make every read rescan its span
-            low, pending = max(low, pending[-MAX_PENDING - 1][0]), pending[-MAX_PENDING:]
+        waited = [(int(high), int(xmax)) for high, xmax in state["pending"]]
+        low, pending, gave_up = advance_watermark(waited, state["low_id"], max(state["max_id"], top), now.xmax,
+                                                  now.xmin)
+        if gave_up:
             log.warning("rollups: a transaction writing requests has been open for %d reads; rows it commits"
                         " with ids up to %d will not be counted", MAX_PENDING, low)
         return cells, list(recent.cells.values()), state | {"max_id": max(state["max_id"], top), "low_id": low,
