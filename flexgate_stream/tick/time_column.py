@@ -26,6 +26,6 @@ class TimeColumn:
         """A WHERE clause: low <= timestamp < high."""
         return f'"timestamp" >= {self.bound(low)} AND "timestamp" < {self.bound(high)}'
 
-    def params(self, **instants: datetime) -> dict[str, Any]:
-        """Query parameters: the instants and the zone of a naive column."""
-        return {**instants, "zone": self.naive_zone or "UTC"}
+    def params(self, **values: datetime | int) -> dict[str, Any]:
+        """Query parameters: the instants (and ids) given, and the zone of a naive column."""
+        return {**values, "zone": self.naive_zone or "UTC"}
