@@ -1,4 +1,5 @@
-"""Every figure of a tick against an independent computation in Python over the same rows.
+"""Every figure of the full-scan reference (bench/full_scan.py), shaped into snapshots, against an independent
+computation in Python over the same rows.
 
 Tolerance: published floats are rounded to 3 decimals (snapshot.DECIMALS), so each float is compared
 with abs=6e-4 (half a unit of the last published place, plus float64 noise); counts are exact.
