@@ -23,8 +23,9 @@ from flexgate_stream.backoff import Backoff
 from flexgate_stream.errors import DatabaseUnavailable
 from flexgate_stream.requestlog import database
 from flexgate_stream.settings import Settings
-from flexgate_stream.tick.aggregation import TimeColumn, WindowFigures
+from flexgate_stream.tick.figures import WindowFigures
 from flexgate_stream.tick.incremental import BACKFILL_IDS, IncrementalAggregation
+from flexgate_stream.tick.time_column import TimeColumn
 
 log = logging.getLogger("workers.publisher")
 

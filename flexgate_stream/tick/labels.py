@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 import psycopg2.extensions
 
 from flexgate_stream.messages import OVERFLOW
-from flexgate_stream.tick.rollups import Cell
+from flexgate_stream.tick.rollups import MINUTE_SECONDS, Cell
 from flexgate_stream.tick.route_patterns import RoutePatterns
 from flexgate_stream.tick.routes import fold_route
 
@@ -42,8 +42,9 @@ def table_patterns(cur: psycopg2.extensions.cursor) -> list[str] | None:
 def newest_labels(cur: psycopg2.extensions.cursor, column: str, first_minute: int) -> list[tuple[str, int]]:
     """Each ``column`` ("route" or "upstream") stored in the rollups since ``first_minute``, with its newest minute."""
     assert column in ("route", "upstream")
-    cur.execute(f"SELECT {column}, (extract(epoch FROM max(bucket_start)) / 60)::bigint FROM request_rollups"
-                " WHERE bucket_start >= to_timestamp(%s) GROUP BY 1", (first_minute * 60,))
+    cur.execute(f"SELECT {column}, (extract(epoch FROM max(bucket_start)) / {MINUTE_SECONDS})::bigint"
+                " FROM request_rollups WHERE bucket_start >= to_timestamp(%s) GROUP BY 1",
+                (first_minute * MINUTE_SECONDS,))
     return [(str(label), int(minute)) for label, minute in cur.fetchall()]
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from flexgate_stream.messages import Snapshot, Summary, encode
 from flexgate_stream.settings import Settings
-from flexgate_stream.tick.aggregation import Stats, WindowFigures
+from flexgate_stream.tick.figures import Stats, WindowFigures
 from flexgate_stream.tick.routes import fold_route
 from flexgate_stream.tick.snapshot import summary_snapshot
 from workers.connections import Backoff, StateLog
