@@ -1,4 +1,4 @@
-"""web.handover: which workers a stopping worker waits for, read from /proc and the ready marks."""
+"""server.handover: which workers a stopping worker waits for, read from /proc and the ready marks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from flexgate_stream.web import handover
+from flexgate_stream.server import handover
 
 pytestmark = pytest.mark.timeout(20)
 

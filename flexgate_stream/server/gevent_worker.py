@@ -3,10 +3,10 @@
 An open SSE stream spends most of its life waiting for the next snapshot, which the hub writes to its
 socket itself (fanout.hub). Parked in its greenlet, each such stream would keep that greenlet's C stack
 and a page of Python frames; ``StreamingGeventWorker`` instead lets a stream that offers it *rest*
-(web.resting): the greenlet ends, the connection stays open on a duplicate of its socket, and a new greenlet
+(server.resting): the greenlet ends, the connection stays open on a duplicate of its socket, and a new greenlet
 resumes the response's iterator when the stream must write something itself.
 
-It also keeps its servers, so a stopping worker stops accepting at once (web.handover).
+It also keeps its servers, so a stopping worker stops accepting at once (server.handover).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from gunicorn.http import wsgi
 from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker
 
-from flexgate_stream.fanout.client_stream import REST
+from flexgate_stream.fanout.stream_writer import REST
+from flexgate_stream.server.resting import RestingStream
 from flexgate_stream.web.request_body import CLOSE_CONNECTION
-from flexgate_stream.web.resting import RestingStream
 
 
 class StreamingGeventWorker(GeventWorker):
