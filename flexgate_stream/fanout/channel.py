@@ -108,6 +108,7 @@ class Channel:
         """Offer ``item`` to the writer of every waiting client that owns its socket; wake the others."""
         chunk, index, seq, payload, stored = item.chunk, item.index, item.seq, len(item.sse), item.stored
         delivered = whole = 0
+        offer = StreamWriter.offer  # looked up once per pass, not once per client
         for sub in list(self.parked):
             writer = sub.writer
             if writer.direct is None or sub.cursor != index:
@@ -116,7 +117,7 @@ class Channel:
             if seq <= sub.last_seq:  # it already had this one (from JetStream before the consumer began)
                 sub.cursor = index + 1
                 continue
-            taken = writer.offer(chunk, payload, stored)
+            taken = offer(writer, chunk, payload, stored)
             if taken:
                 sub.cursor, sub.last_seq = index + 1, seq
                 delivered += 1

@@ -99,11 +99,12 @@ class StreamWriter:
             sent = self.direct.send(data)
         except OSError:  # BlockingIOError: the socket is full; any other: the stream's own write fails and ends it
             return REFUSED
+        if sent == len(data):  # the common case first: this runs once per client per frame
+            self.sent += payload
+            return WRITTEN
         if not sent:
             return REFUSED
         self.sent += payload
-        if sent == len(data):
-            return WRITTEN
         self.pending, self.pending_stored = data[sent:], stored
         self.writing_since = time.monotonic()
         return BEGUN
