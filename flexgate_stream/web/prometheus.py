@@ -32,9 +32,10 @@ from prometheus_client.registry import Collector
 from flexgate_stream import liveness
 from flexgate_stream.errors import FlexgateError
 from flexgate_stream.fanout import jetstream_api
+from flexgate_stream.fanout.channel import Channel, Frame
 from flexgate_stream.fanout.delays import BUCKETS, WINDOW_SECONDS, DelayTally, last_minute
 from flexgate_stream.fanout.feeds import ALERTS, SUMMARY
-from flexgate_stream.fanout.hub import Channel, Frame, StreamHub
+from flexgate_stream.fanout.hub import StreamHub
 from flexgate_stream.messages import ALERTS_STREAM, INDEX_STREAM, METRICS_STREAM, ROUTES_STREAM, Cardinality
 from flexgate_stream.settings import Settings
 from flexgate_stream.web.freshness import snapshot_age, snapshot_time
