@@ -4,8 +4,12 @@ that writes them the way a gateway does (optionally into a table whose timestamp
 from __future__ import annotations
 
 import random
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
+
+import psycopg2
 
 END = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)  # the night Europe/Berlin moves its clocks
 PATHS = ["/api/users/42", "/api/users/7?expand=1", "/api/users", "/api/orders/123/items/9",
@@ -35,3 +39,29 @@ def insert(db, rows: list[tuple], zone: str | None = None) -> None:
         for at, *rest in rows:
             stamp = at.astimezone(ZoneInfo(zone)).replace(tzinfo=None) if zone else at
             cur.execute(INSERT, (stamp, *rest))
+
+
+GATEWAY_PATHS = ["/api/users/7", "/api/orders/12", "/shop/items/p-1a2b3c/reviews"]
+
+
+class Gateway(threading.Thread):
+    """Rows stamped when inserted, written in the middle of each second only: every row stamped before a
+    window's end (a whole second) is committed before that window is shaped, whether live or late."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.stop, self.count = url, threading.Event(), 0
+
+    def run(self) -> None:
+        conn = psycopg2.connect(self.url)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            while not self.stop.is_set():
+                if 0.3 <= time.time() % 1.0 <= 0.7:
+                    i = self.count
+                    cur.execute('INSERT INTO requests ("timestamp", method, path, status_code, response_time_ms,'
+                                " upstream) VALUES (clock_timestamp(), 'GET', %s, %s, %s, %s)",
+                                (GATEWAY_PATHS[i % 3], 503 if i % 7 == 0 else 200, 5 + i % 90, f"svc-{i % 2}"))
+                    self.count += 1
+                self.stop.wait(0.02)
+        conn.close()

@@ -21,8 +21,9 @@ from flexgate_stream.devstack.servers import NatsServer, PostgresServer
 from flexgate_stream.messages import METRICS_STREAM, PUBLISHERS_BUCKET
 from flexgate_stream.requestlog import schema
 from flexgate_stream.timestamps import parse_iso
+from tests.integration.expected_figures import assert_rollup_snapshot
 from tests.integration.publishers import nats_call, purge, stored, tick_stuck_on_lock
-from tests.integration.request_log import insert, make_rows
+from tests.integration.request_log import Gateway, insert, make_rows
 from tests.servers import temporary_postgres
 from tests.waiting import wait_until
 
@@ -151,6 +152,8 @@ def test_postgres_hung_is_one_line_each_way_within_a_tick_and_its_windows_follow
     nats_call(nats_server.url, purge)
     worker = workers(own_postgres.url, nats_server.url)
     wait_until(lambda: len(windows(nats_server.url)) >= 3, 30, "three windows")
+    gateway = Gateway(own_postgres.url)  # rows all along (its inserts wait out the hang, as a gateway's would)
+    gateway.start()
     with hung(own_postgres):
         stopped_at = time.monotonic()
         wait_until(lambda: worker.count("PostgreSQL is unavailable"), 10, "the unavailable line during the hang")
@@ -159,7 +162,16 @@ def test_postgres_hung_is_one_line_each_way_within_a_tick_and_its_windows_follow
     back = time.time()
     wait_until(lambda: worker.count("PostgreSQL is back"), 15, "the back line")
     wait_until(lambda: newer_than(nats_server.url, back + 2), 30, "windows after the hang")
+    gateway.stop.set()
+    gateway.join(5)
     log = worker.log()
+    # The windows of the hang, published afterwards, hold their own figures, as every other window does.
+    check = psycopg2.connect(own_postgres.url)
+    try:
+        for _s, _h, snapshot in nats_call(nats_server.url, lambda js: stored(js, METRICS_STREAM)):
+            assert_rollup_snapshot(check, snapshot, parse_iso(snapshot["windowEnd"]))
+    finally:
+        check.close()
     # The tick under way when it hung, or the next one, says so before its own end.
     assert told_after < 2.0 + 0.5, f"the unavailable line came {told_after:.1f} s after the hang began"
     assert log.count("PostgreSQL is unavailable") == 1 and log.count("PostgreSQL is back") == 1, log

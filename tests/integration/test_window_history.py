@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 
-import psycopg2
 import pytest
 
 from flexgate_stream.devstack.servers import NatsServer
@@ -18,34 +16,11 @@ from flexgate_stream.requestlog import schema
 from flexgate_stream.timestamps import parse_iso
 from tests.integration.expected_figures import assert_rollup_snapshot
 from tests.integration.publishers import Worker, nats_call, stored
+from tests.integration.request_log import Gateway
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(150)
 HANG = 4.0  # seconds nats-server is stopped: longer than a publish's 2 s timeout, so windows are missed
-PATHS = ["/api/users/7", "/api/orders/12", "/shop/items/p-1a2b3c/reviews"]
-
-
-class Gateway(threading.Thread):
-    """Rows stamped when inserted, written in the middle of each second only: every row stamped before a
-    window's end (a whole second) is committed before that window is shaped, whether live or late."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(daemon=True)
-        self.url, self.stop, self.count = url, threading.Event(), 0
-
-    def run(self) -> None:
-        conn = psycopg2.connect(self.url)
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            while not self.stop.is_set():
-                if 0.3 <= time.time() % 1.0 <= 0.7:
-                    i = self.count
-                    cur.execute('INSERT INTO requests ("timestamp", method, path, status_code, response_time_ms,'
-                                " upstream) VALUES (clock_timestamp(), 'GET', %s, %s, %s, %s)",
-                                (PATHS[i % 3], 503 if i % 7 == 0 else 200, 5 + i % 90, f"svc-{i % 2}"))
-                    self.count += 1
-                self.stop.wait(0.02)
-        conn.close()
 
 
 def summaries(url: str) -> list[dict]:
