@@ -65,6 +65,7 @@ class IncrementalAggregation:
         self.top = top
         self.budget = 60_000  # bytes a summary's lists may take (the publisher lowers it to the server's limit)
         self.slot_ms = slots.slot_ms(tick_seconds)
+        self.tick_ms = round(tick_seconds * 1000)
         self.published: datetime | None = None  # the newest window stored in JetStream, as the publisher knows it
         self.chunk_ids = BACKFILL_IDS  # the publisher makes it smaller while chunks run past its statement timeout
 
@@ -207,10 +208,11 @@ class IncrementalAggregation:
         return cells, list(recent.cells.values())
 
     def _slots_from(self) -> int:
-        """The first minute a window may still be published in (while unknown, the last 24 h)."""
+        """The end of the oldest window still to be published, in epoch ms (while unknown, 24 h ago): no window
+        that ends earlier needs the rows stamped after it."""
         if self.published is None:
-            return minute_of(datetime.now(UTC)) - DAY_MINUTES
-        return minute_of(self.published)
+            return int(datetime.now(UTC).timestamp() * 1000) - DAY_MINUTES * 60_000
+        return int(self.published.timestamp() * 1000) + self.tick_ms
 
     def _save(self, cur: psycopg2.extensions.cursor, state: RollupState) -> None:
         save_state(cur, state)

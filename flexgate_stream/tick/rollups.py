@@ -128,13 +128,15 @@ def _route(path: str | None) -> str:
 
 
 class Slots:
-    """Cells of ``slot_ms``-long slots (a tick, or a divisor of it) for rows of minute ``first`` and later.
+    """Cells of ``slot_ms``-long slots (a tick, or a divisor of it) for rows stamped at ``first_ms`` (epoch ms)
+    or later: the end of the oldest window still to be published, so in steady state only rows stamped after
+    the coming tick's end make slot cells.
 
     A window ending inside a minute takes the minute's cells less the slots after its end, so it counts
     exactly the rows stamped inside it (``tick/slots.py`` stores and reads them)."""
 
-    def __init__(self, slot_ms: int, first: int) -> None:
-        self.slot_ms, self.first = slot_ms, first
+    def __init__(self, slot_ms: int, first_ms: int) -> None:
+        self.slot_ms, self.first = slot_ms, first_ms
         self.cells: dict[tuple[int, str, str], Cell] = {}
 
 
@@ -153,7 +155,7 @@ def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict[str, Any],
         route = admit_route(route_of(path), minute)
         upstream = admit_upstream(upstream, minute)
         _count(cells, (minute, route, upstream), status, lat, bin_key)
-        if minute >= first:
+        if ms >= first:
             _count(slots.cells, (ms // slot_ms, route, upstream), status, lat, bin_key)  # type: ignore[union-attr]
     for cell in (*cells.values(), *(slots.cells.values() if slots is not None else ())):
         cell.sketch.count = cell.latency_count
