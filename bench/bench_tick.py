@@ -39,14 +39,14 @@ from flexgate_stream.tick.aggregation import AllTimeCounter, TimeColumn, aggrega
 from flexgate_stream.tick.incremental import IncrementalAggregation  # noqa: E402
 from flexgate_stream.tick.routes import route_sql  # noqa: E402
 from flexgate_stream.tick.snapshot import summary_snapshot  # noqa: E402
-from workers.outbox import Publishing  # noqa: E402
+from workers.outbox import Outbox  # noqa: E402
 
 LAT = "CASE WHEN response_time_ms >= 0 AND response_time_ms <= 1e12 THEN response_time_ms::float8 END"
 
 
 def shape(figures, top: int) -> tuple[int, int]:
     """Every message of a tick, encoded: (all their bytes, the summary's bytes)."""
-    out = Publishing(Settings(top_routes=top), [], "bench")
+    out = Outbox(Settings(top_routes=top), [], "bench")
     sizes = [len(encode(message)) for _subject, message in out.messages(figures)]
     return sum(sizes), sizes[0]
 

@@ -1,7 +1,7 @@
 """The publisher's two connections: PostgreSQL (on its own thread) and NATS (on the asyncio loop).
 
 Each says when it goes down and when it comes back in one log line, never once per tick, and
-reconnects forever with exponential backoff.
+reconnects forever with exponential backoff (NATS by flexgate_stream.nats_link, as the web tier does).
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
-import nats
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from flexgate_stream.backoff import Backoff
+from flexgate_stream.backoff import Backoff, StateLog
 from flexgate_stream.errors import DatabaseUnavailable
+from flexgate_stream.nats_link import NatsLink
 from flexgate_stream.requestlog import database
 from flexgate_stream.settings import Settings
 from flexgate_stream.tick.aggregation import TimeColumn, WindowFigures
@@ -39,29 +39,6 @@ RUN_RELEASE = "run the release step, `flask --app flexgate_stream db upgrade`"
 T = TypeVar("T")
 
 
-class StateLog:
-    """Logs a link's state only when it changes: one line on going down, one on coming back."""
-
-    def __init__(self, ident: str, what: str) -> None:
-        self.ident, self.what = ident, what
-        self.down_since: float | None = None
-
-    def down(self, reason: object, exc_info: bool = False, hint: str = "") -> None:
-        """Note a failure (its first line, then ``hint``: what to do about it); logs only the first of a run."""
-        if self.down_since is None:
-            self.down_since = time.monotonic()
-            said = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
-            log.warning("publisher[%s]: %s is unavailable (%s); retrying with backoff", self.ident, self.what,
-                        f"{said}: {hint}" if hint else said, exc_info=exc_info)
-
-    def up(self) -> None:
-        """Note a success; logs only after a failure."""
-        if self.down_since is not None:
-            log.info("publisher[%s]: %s is back after %.1f s", self.ident, self.what,
-                     time.monotonic() - self.down_since)
-            self.down_since = None
-
-
 class Database:
     """One PostgreSQL connection, used only from one worker thread so the loop never blocks on it."""
 
@@ -71,7 +48,7 @@ class Database:
         self.budget = 60_000  # bytes a summary may take: under 64 KB and the server's max_payload (Publisher sets it)
         self.published: datetime | None = None  # the newest window stored in JetStream (Publisher sets it)
         self.zone = settings.requests_timezone
-        self.state = StateLog(ident, "PostgreSQL")
+        self.state = StateLog(log, f"publisher[{ident}]", "PostgreSQL")
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="publisher-pg")
         # Each tick tries once anyway: a delay under one tick (counted from the tick's start) means the tick
         # after PostgreSQL comes back reconnects, while faster ticks still back off.
@@ -151,7 +128,7 @@ class Database:
     def _connect(self) -> None:
         conn = database.connect(self.url, application_name="flexgate-publisher", timeout=2)
         with conn, conn.cursor() as cur:
-            # A runaway query (or a lock held by another publisher) is cut short rather than stalling ticks.
+            # A runaway query (or a lock held by another publisher) is cut short rather than holding up ticks.
             cur.execute("SET work_mem = '64MB'; SET statement_timeout = '30s'")
         column = TimeColumn(self.zone if database.timestamp_is_naive(conn) else None)
         conn.commit()
@@ -184,95 +161,70 @@ class Database:
             self.conn = None
 
 
-class NatsLink:
-    """The NATS connection: first connect retried forever with backoff, then nats-py reconnects (also backed off)."""
+class JetStreamLink:
+    """The publisher's NATS: the connection flexgate_stream.nats_link keeps, and JetStream with the streams present."""
 
     def __init__(self, settings: Settings, ident: str) -> None:
         self.settings, self.ident = settings, ident
-        self.state = StateLog(ident, "NATS")
-        self.epoch = 0  # counts connections: a new value means a new (or re-established) one
-        self.nc: NATS | None = None
-        self.js: JetStreamContext | None = None
+        options = {**settings.nats_connect_options, "name": f"flexgate-publisher {ident}", "drain_timeout": 1}
+        self.link = NatsLink(options, f"publisher[{ident}]", log)
         self.streams_ready = False
-        self._reconnect_backoff = Backoff(0.25, 5.0)
+        self._js: JetStreamContext | None = None
+        self._js_of: NATS | None = None  # the connection _js belongs to
+
+    @property
+    def nc(self) -> NATS | None:
+        """The connection while it is up."""
+        return self.link.nc
+
+    @property
+    def js(self) -> JetStreamContext | None:
+        """The JetStream context of the current connection; None while NATS is down."""
+        nc = self.link.nc
+        if nc is None:
+            return None
+        if self._js_of is not nc:
+            self._js, self._js_of = nc.jetstream(timeout=2), nc
+            self.streams_ready = False  # a new or wiped server may lack them
+        return self._js
+
+    @property
+    def epoch(self) -> int:
+        """Counts connections: a new value means a new (or re-established) one."""
+        return self.link.connections
 
     @property
     def ready(self) -> bool:
         """Connected, with a JetStream context."""
-        return self.nc is not None and self.nc.is_connected and self.js is not None
+        return self.js is not None
 
     async def run(self) -> None:
-        """Connect (retrying forever), then keep the streams present; returns once connected."""
-        backoff = Backoff(0.5, 5.0)
-        while self.nc is None:
-            try:
-                self.nc = await nats.connect(**self._options())
-            except Exception as exc:  # noqa: BLE001 - every connect failure means "retry later"
-                self.state.down(exc)
-                await asyncio.sleep(backoff.next_delay())
-        self.nc.options["max_reconnect_attempts"] = -1  # from now on nats-py reconnects forever
-        self.js = self.nc.jetstream(timeout=2)
-        self.epoch += 1
-        self.state.up()
+        """Keep NATS connected (retrying forever) until ``close()``, making the streams on each new connection."""
+        await self.link.run(self._connected)
+
+    async def _connected(self, _nc: NATS) -> None:
         await self.ensure()
 
     async def ensure(self) -> JetStreamContext | None:
         """The JetStream context once the streams and buckets are present (created or updated when they may be
         missing); None while NATS is down or they cannot be created."""
-        js = self.js if self.ready else None
+        js = self.js
         if js is not None and not self.streams_ready:
             try:
                 await ensure_streams(js, self.settings.stream_replicas)
-                self.streams_ready = True
+                self.streams_ready = js is self._js  # not when the connection was replaced meanwhile
             except Exception as exc:  # noqa: BLE001 - retried on the next tick
-                self.state.down(f"cannot create streams: {exc}")
+                self.link.state.down(f"cannot create streams: {exc}")
         return js if self.streams_ready else None
 
     def lost(self, reason: object) -> None:
         """A request failed while the connection was failing: one line, the first time."""
-        self.state.down(reason)
+        self.link.state.down(reason)
 
     def confirmed(self) -> None:
         """A request succeeded: one line if the connection had been reported down."""
-        self.state.up()
-
-    def _options(self) -> dict[str, Any]:
-        return {
-            **self.settings.nats_connect_options,
-            "name": f"flexgate-publisher {self.ident}",
-            "connect_timeout": 2,
-            "max_reconnect_attempts": 1,  # first connect fails fast; our loop retries
-            "reconnect_time_wait": 0.2,
-            "drain_timeout": 1,
-            "error_cb": self._on_error,
-            "disconnected_cb": self._on_disconnected,
-            "reconnected_cb": self._on_reconnected,
-            "reconnect_to_server_handler": self._next_server,
-        }
-
-    def _next_server(self, servers: Any, _info: Any) -> tuple[None, float]:
-        return None, self._reconnect_backoff.next_delay()
-
-    async def _on_error(self, exc: Exception) -> None:
-        log.debug("publisher[%s]: NATS error %r", self.ident, exc)
-
-    async def _on_disconnected(self) -> None:
-        if self.nc is not None and not self.nc.is_closed and not self.nc.is_draining:
-            self.state.down("disconnected")
-
-    async def _on_reconnected(self) -> None:
-        self._reconnect_backoff.reset()
-        self.epoch += 1
-        self.streams_ready = False  # a new or wiped server may lack them
-        self.state.up()
+        self.link.state.up()
 
     async def close(self, timeout: float = 1.5) -> None:
         """Drain (flush what is in flight), then close; bounded by ``timeout``."""
-        if self.nc is None or self.nc.is_closed:
-            return
-        try:
-            await asyncio.wait_for(self.nc.drain(), timeout)
-        except Exception:  # noqa: BLE001 - closing anyway
-            pass
-        if not self.nc.is_closed:
-            await self.nc.close()
+        await self.link.drain(timeout)
