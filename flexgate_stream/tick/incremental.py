@@ -4,8 +4,8 @@ Every step runs under one PostgreSQL advisory lock (publishers side by side take
 repeatable-read transaction, so the rollups, the change log and the watermark always agree.
 
 Late commits: a row whose id is below the watermark but whose transaction was still open at the
-last read is re-read: each read takes ``pg_current_snapshot()``; the next read takes the rows above
-``low_id`` that are either new (id > max_id) or were not yet visible in the previous snapshot. ``low_id``
+last read is re-read: each read notes its visibility (``pg_current_snapshot()``); the next read takes the rows
+above ``low_id`` that are either new (id > max_id) or were not yet visible to the previous read. ``low_id``
 moves up to a read's max id once every transaction open at the read after it has finished.
 """
 
@@ -25,7 +25,7 @@ from flexgate_stream.tick import rollups, slots
 from flexgate_stream.tick.aggregation import TimeColumn, WindowFigures
 from flexgate_stream.tick.labels import Cardinality, Labeller, newest_labels, table_patterns
 from flexgate_stream.tick.lock import locked
-from flexgate_stream.tick.rollups import BUCKET_SECONDS, Cell, Slots, Snapshot32, fold_rows, rows_sql, visible_sql
+from flexgate_stream.tick.rollups import BUCKET_SECONDS, Cell, Slots, Visibility, fold_rows, rows_sql, visible_sql
 from flexgate_stream.tick.route_patterns import RoutePatterns
 from flexgate_stream.tick.tally import DAY_MINUTES, HOUR_MINUTES, Tally
 from flexgate_stream.tick.window_figures import figures_of
@@ -40,6 +40,9 @@ FIRST_LATE_SECONDS = 60  # at first start, rows of the last minute are re-read i
 PATTERNS_SECONDS = 30.0  # how often the gateway's routes table is read again (a change shows within a minute)
 STATE_COLUMNS = ("version, max_id, low_id, snapshot, pending, requests_before, backfill_below,"
                  " backfill_snapshot")
+# The state's keys, column by column: the two "snapshot" columns hold a read's Visibility (pg_current_snapshot()).
+STATE_KEYS = ("version", "max_id", "low_id", "visibility", "pending", "requests_before", "backfill_below",
+              "backfill_visibility")
 
 
 def minute_of(window_end: datetime) -> int:
@@ -134,7 +137,7 @@ class IncrementalAggregation:
             self._follow(cur, state)
             high = state["backfill_below"]
             low = max(0, high - BACKFILL_IDS)
-            first = Snapshot32(state["backfill_snapshot"])
+            first = Visibility(state["backfill_visibility"])
             where = f"id > %(low)s AND id <= %(high)s AND {visible_sql('s0')}"
             self._labels(cur)
             cells = fold_rows(cur, rows_sql(self.column.instant(), where),
@@ -160,19 +163,19 @@ class IncrementalAggregation:
         return self.backfill_below <= 0
 
     def _state(self, cur: psycopg2.extensions.cursor) -> dict[str, Any]:
-        cur.execute("SELECT pg_current_snapshot()::text")  # the first statement: the transaction's snapshot
-        snapshot = rollups.scalar(cur)
+        cur.execute("SELECT pg_current_snapshot()::text")  # the first statement: the transaction's visibility
+        visibility = rollups.scalar(cur)
         cur.execute(f"SELECT {STATE_COLUMNS} FROM rollup_state WHERE id = 1")
         row = cur.fetchone()
         if row is None:
-            return self._first_state(cur, snapshot)
-        state = dict(zip([c.strip() for c in STATE_COLUMNS.split(",")], row, strict=True))
-        state["now"] = snapshot
+            return self._first_state(cur, visibility)
+        state = dict(zip(STATE_KEYS, row, strict=True))
+        state["now"] = visibility
         self.requests_before = state["requests_before"]
         self.backfill_below = state["backfill_below"]
         return state
 
-    def _first_state(self, cur: psycopg2.extensions.cursor, snapshot: str) -> dict[str, Any]:
+    def _first_state(self, cur: psycopg2.extensions.cursor, visibility: str) -> dict[str, Any]:
         """First start: new rows are read from the current max id; older ones are backfilled in chunks."""
         cur.execute("SELECT coalesce(max(id), 0) FROM requests")
         top = int(rollups.scalar(cur))
@@ -181,15 +184,15 @@ class IncrementalAggregation:
                                        b=datetime.now(UTC) + timedelta(days=1)))
         recent = rollups.scalar(cur)
         low = min(top, int(recent) - 1) if recent is not None else top
-        xmax = Snapshot32(snapshot).xmax
-        state = {"version": 0, "max_id": top, "low_id": low, "snapshot": snapshot, "pending": [[top, xmax]],
-                 "requests_before": 0, "backfill_below": top, "backfill_snapshot": snapshot}
+        xmax = Visibility(visibility).xmax
+        state = {"version": 0, "max_id": top, "low_id": low, "visibility": visibility, "pending": [[top, xmax]],
+                 "requests_before": 0, "backfill_below": top, "backfill_visibility": visibility}
         cur.execute(f"INSERT INTO rollup_state (id, {STATE_COLUMNS}) VALUES (1, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (0, top, low, snapshot, json.dumps(state["pending"]), 0, top, snapshot))
+                    (0, top, low, visibility, json.dumps(state["pending"]), 0, top, visibility))
         log.info("rollups: first start; %d existing request ids to fold in chunks, new rows from id %d on",
                  top, top + 1)
         self.backfill_total = self.backfill_below = top
-        return state | {"now": snapshot, "fresh": True}
+        return state | {"now": visibility, "fresh": True}
 
     def _follow(self, cur: psycopg2.extensions.cursor, state: dict[str, Any]) -> None:
         """Apply the changes other publishers made since our version (or drop the tally if too far behind)."""
@@ -204,7 +207,7 @@ class IncrementalAggregation:
                   state: dict[str, Any]) -> tuple[list[Cell], list[Cell], dict[str, Any]]:
         if state.get("fresh"):
             return [], [], state
-        previous, now = Snapshot32(state["snapshot"]), Snapshot32(state["now"])
+        previous, now = Visibility(state["visibility"]), Visibility(state["now"])
         instant = self.column.instant()
         # Two index range scans: the new ids as they are, the trailing span only for rows not seen before.
         sql = (rows_sql(instant, "id > %(max)s") + " UNION ALL "
@@ -212,7 +215,7 @@ class IncrementalAggregation:
         params = self.column.params(low=state["low_id"], max=state["max_id"]) | previous.params("prev")
         recent = Slots(self.slot_ms, self._slots_from())
         cells = fold_rows(cur, sql, params, self.labeller, self.cardinality.filters, recent)
-        cur.execute("SELECT coalesce(max(id), 0) FROM requests")  # the same snapshot: the newest visible id
+        cur.execute("SELECT coalesce(max(id), 0) FROM requests")  # the same visibility: the newest visible id
         top = int(rollups.scalar(cur))
         pending = [*state["pending"], [max(state["max_id"], top), now.xmax]]
         # Once every transaction open at read i+1 has ended, no row at or below read i's max id can appear.
@@ -225,7 +228,7 @@ class IncrementalAggregation:
             log.warning("rollups: a transaction writing requests has been open for %d reads; rows it commits"
                         " with ids up to %d will not be counted", MAX_PENDING, low)
         return cells, list(recent.cells.values()), state | {"max_id": max(state["max_id"], top), "low_id": low,
-                                                            "snapshot": now.text, "pending": pending}
+                                                            "visibility": now.text, "pending": pending}
 
     def _slots_from(self) -> int:
         """The first minute a window may still be published in (while unknown, the last 24 h)."""
@@ -236,7 +239,7 @@ class IncrementalAggregation:
     def _save(self, cur: psycopg2.extensions.cursor, state: dict[str, Any]) -> None:
         cur.execute("UPDATE rollup_state SET version = %s, max_id = %s, low_id = %s, snapshot = %s, pending = %s,"
                     " requests_before = %s, backfill_below = %s, updated_at = now() WHERE id = 1",
-                    (state["version"], state["max_id"], state["low_id"], state["snapshot"],
+                    (state["version"], state["max_id"], state["low_id"], state["visibility"],
                      json.dumps(state["pending"]), state["requests_before"], state["backfill_below"]))
         self.requests_before = state["requests_before"]
 
