@@ -194,7 +194,7 @@ class Subscriber:
         self.pending: bytes | None = None
         self.pending_stored = 0.0  # when the frame of ``pending`` was stored
         self.sent_direct = 0  # body bytes (SSE frames) the channel wrote to the socket itself
-        self.conn: Any = None  # the response's socket, so a shutdown can cut a stream stuck in a write
+        self.conn: Any = None  # the response's socket, so a shutdown can cut a stream whose client stalled
         self._waiter: Waiter[Any] | None = None
         self._resume: Callable[[], Any] | None = None  # how a resting client is resumed
         self._timer: Any = None  # a resting client's heartbeat timer
