@@ -60,8 +60,9 @@ class NatsLink:
             try:
                 nc = await nats.connect(**self._options(lost))
             except Exception as exc:  # noqa: BLE001 - every failure to connect means "retry later"
-                self.state.down(exc)
-                await self._pause(self.backoff.next_delay())
+                if not self.stopping:
+                    self.state.down(exc)
+                    await self._pause(self.backoff.next_delay())
                 continue
             await self._hold(nc, lost, serve)
 
