@@ -31,17 +31,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg2  # noqa: E402
 
+from bench.full_scan import AllTimeCounter, aggregate_window  # noqa: E402
 from bench.traffic_sql import arrive, seed  # noqa: E402
 from flexgate_stream.devstack.servers import PostgresServer  # noqa: E402
 from flexgate_stream.messages import encode  # noqa: E402
 from flexgate_stream.settings import Settings  # noqa: E402
-from flexgate_stream.tick.aggregation import AllTimeCounter, TimeColumn, aggregate_window  # noqa: E402
 from flexgate_stream.tick.incremental import IncrementalAggregation  # noqa: E402
+from flexgate_stream.tick.rollups import LATENCY, UNKNOWN_UPSTREAM  # noqa: E402
 from flexgate_stream.tick.routes import route_sql  # noqa: E402
 from flexgate_stream.tick.snapshot import summary_snapshot  # noqa: E402
+from flexgate_stream.tick.time_column import TimeColumn  # noqa: E402
 from workers.outbox import Outbox  # noqa: E402
-
-LAT = "CASE WHEN response_time_ms >= 0 AND response_time_ms <= 1e12 THEN response_time_ms::float8 END"
 
 
 def shape(figures, top: int) -> tuple[int, int]:
@@ -66,8 +66,9 @@ def percentile_errors(conn, snapshot: dict) -> dict[str, float]:
     published |= {("upstream", b["name"]): b for b in snapshot["upstreams"]}
     worst = {"p50": 0.0, "p95": 0.0, "p99": 0.0}
     with conn, conn.cursor() as cur:
-        for kind, key in (("*", "'*'"), ("route", route_sql("path")), ("upstream", "coalesce(upstream, 'unknown')")):
-            cur.execute(f"SELECT {key}, percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY {LAT})"
+        upstream = f"coalesce(upstream, '{UNKNOWN_UPSTREAM}')"
+        for kind, key in (("*", "'*'"), ("route", route_sql("path")), ("upstream", upstream)):
+            cur.execute(f"SELECT {key}, percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY {LATENCY})"
                         ' FROM requests WHERE "timestamp" >= to_timestamp(%s) AND "timestamp" < to_timestamp(%s)'
                         " GROUP BY 1", (top - 86400, end.timestamp()))
             for name, exact in cur.fetchall():

@@ -34,8 +34,8 @@ from flexgate_stream.messages import (
     upstream_subject,
 )
 from flexgate_stream.settings import Settings
-from flexgate_stream.tick.aggregation import WindowFigures
 from flexgate_stream.tick.alerts import AlertTracker, Rule, observe
+from flexgate_stream.tick.figures import WindowFigures
 from flexgate_stream.tick.snapshot import (
     busiest_routes,
     busiest_upstreams,

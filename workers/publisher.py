@@ -32,10 +32,13 @@ from nats.js import JetStreamContext
 from flexgate_stream import logs
 from flexgate_stream.errors import ConfigError
 from flexgate_stream.messages import SUMMARY_MAX_BYTES
+from flexgate_stream.requestlog import database
 from flexgate_stream.settings import Settings, load_or_exit
 from flexgate_stream.tick.alerts import Rule, load_rules
-from workers.connections import Database, JetStreamLink
+from workers.connections import Database
+from workers.jetstream_link import JetStreamLink
 from workers.outbox import Outbox
+from workers.overruns import OverrunLog
 
 log = logging.getLogger("workers.publisher")
 
@@ -65,6 +68,7 @@ class Publisher:
         self.db = Database(settings, self.ident)
         self.outbox = Outbox(settings, rules, self.ident)
         self.nats = JetStreamLink(settings, self.ident)
+        self.overruns = OverrunLog(self.ident, excused=lambda: self.db.down)  # its own line says why
         self.attached_epoch = 0  # the NATS connection the outbox was last attached to
         self.stopping = asyncio.Event()
         self.signals = 0
@@ -93,6 +97,7 @@ class Publisher:
         tick = self.settings.tick_seconds
         first = datetime.fromtimestamp(math.ceil(time.time() / tick) * tick, UTC)
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
+        self.overruns.watch(scheduler)
         scheduler.add_job(self.tick, IntervalTrigger(seconds=tick, start_date=first, timezone=UTC), id="tick",
                           max_instances=1, coalesce=True, misfire_grace_time=max(1, int(tick)))
         if tick >= 2 * FOLD_SECONDS:  # half a second off the tick's phase, so folds and ticks do not meet
@@ -115,8 +120,8 @@ class Publisher:
     async def fold(self) -> None:
         """Between ticks: fold the rows that arrived into the rollups, so a tick publishes soon after its window
         ends (the same work, spread over the period); never raises."""
-        if self.stopping.is_set() or self.tick_task is not None:
-            return
+        if self.stopping.is_set() or self.tick_task is not None or self.db.down:
+            return  # while PostgreSQL is down, only ticks try it again
         self.fold_task = asyncio.current_task()
         try:
             if not await self._index():
@@ -183,8 +188,8 @@ class Publisher:
         if js is None:
             return  # NATS down: its state line said so; the windows are published once it is back
         try:
-            if figures is None:
-                await self.outbox.heartbeat(database="unavailable")  # alive, but nothing to publish
+            if figures is None:  # alive, but nothing to publish: PostgreSQL is down, or the work ran past its time
+                await self.outbox.heartbeat(**({"database": "unavailable"} if self.db.down else {}))
                 return
             for one in figures:  # missed windows first, oldest first, then the current one
                 await self.outbox.publish(js, one, started, catching_up=one.window_end != window_end)
@@ -239,7 +244,7 @@ def main() -> None:
     """Entry point: settings and rules (one-sentence errors, status 2), then run until stopped."""
     settings = load_or_exit()
     logs.configure(settings.log_level, settings.secrets)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
+    database.bound_waits()  # every PostgreSQL call of this process gets an answer or gives up, within its tick
     try:
         settings.require_database()
         rules = load_rules(settings.alert_rules_file, settings.alert_overrides)

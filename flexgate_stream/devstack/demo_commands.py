@@ -35,7 +35,7 @@ def _writer(conn: psycopg2.extensions.connection) -> RowWriter:
               help="Stop after this many seconds (0: run until interrupted).")
 @click.option("--seed", type=int, default=None, help="Random seed, for repeatable rows.")
 def demo_traffic(rps: float, duration: float, seed: int | None) -> None:
-    """Insert realistic rows continuously, in one batch a second."""
+    """Insert realistic rows continuously: once a second, the requests of the second that just ended."""
     model = TrafficModel(seed)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
@@ -55,9 +55,10 @@ def demo_traffic(rps: float, duration: float, seed: int | None) -> None:
                 if conn is None or writer is None:
                     conn = connect_from_app()
                     writer = _writer(conn)
-                writer.write(list(model.rows(now, now + timedelta(seconds=1), count)))
+                # Stamped before the insert, as a gateway logs a request once it is served.
+                writer.write(list(model.rows(now - timedelta(seconds=1), now, count)))
                 if down:
-                    log.warning("demo traffic: database is back")
+                    log.info("demo traffic: database is back")
                     down = False
             except (FlexgateError, psycopg2.Error) as exc:
                 if not down:

@@ -4,7 +4,7 @@ Starts PostgreSQL and nats-server (embedded binaries, data under ``FLEXGATE_DATA
 ``./var``) unless ``DATABASE_URL`` / ``NATS_SERVERS`` name servers to use, applies the schema, then
 runs web, worker and demo traffic under supervisord (``conf/supervisord.conf``). A server that dies is
 started again on the same port with the same data. Ctrl-C, SIGINT, SIGTERM or SIGHUP stops everything it
-started.
+started: the programs first, while the servers they use still answer, then the servers.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ log = logging.getLogger("devstack")
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_BIND = "127.0.0.1"  # make run serves an open API: local only unless FLEXGATE_BIND says otherwise
+PROGRAMS_STOP_SECONDS = 40  # the programs' stopwaitsecs in conf/supervisord.conf add up to 30
 
 
 class DevStack:
@@ -45,6 +46,7 @@ class DevStack:
         self.nats: NatsServer | None = None
         self.keepers: list[ServerKeeper] = []
         self.supervisord: subprocess.Popen[bytes] | None = None
+        self.supervisord_env: dict[str, str] = {}
         self.gave_up = threading.Event()
 
     def start_servers(self) -> tuple[str, str]:
@@ -103,6 +105,7 @@ class DevStack:
         supervisord = shutil.which("supervisord", path=env["PATH"])
         if supervisord is None:
             raise FlexgateError("supervisord is not installed: pip install -r requirements.txt.")
+        self.supervisord_env = env
         self.supervisord = subprocess.Popen([supervisord, "-n", "-c", str(ROOT / "conf" / "supervisord.conf")],
                                             cwd=ROOT, env=env, start_new_session=True,
                                             preexec_fn=dies_with_parent(signal.SIGTERM))
@@ -118,15 +121,40 @@ class DevStack:
         return self.settings.demo if self.settings.demo is not None else not self.settings.database_url
 
     def stop(self) -> None:
-        """Stop the keepers, supervisord (and through it every program), then the servers, by PID."""
-        for keeper in self.keepers:
-            keeper.stop()
+        """Stop supervisord (and through it every program), then the keepers, then the servers, by PID.
+
+        The web server and the publisher end while NATS and PostgreSQL still answer, so an ordinary stop
+        logs no warning.
+        """
         if self.supervisord is not None:
-            stop_process(self.supervisord, signal.SIGTERM, timeout=30)
+            self._stop_programs(self.supervisord)
+        for keeper in self.keepers:
+            # A server the keeper started again gets its stop signal as the keeper's thread ends: the kernel's
+            # parent-death signal follows the thread that forked it. The server's stop() below waits for it.
+            keeper.stop()
         if self.nats is not None:
             self.nats.stop()
         if self.postgres is not None:
             self.postgres.stop()
+
+    def _stop_programs(self, supervisord: subprocess.Popen[bytes]) -> None:
+        """Ask supervisord to shut down through its control socket, as a signal would make it log a warning."""
+        if supervisord.poll() is not None:
+            return
+        ctl = shutil.which("supervisorctl", path=self.supervisord_env.get("PATH"))
+        try:
+            asked = ctl is not None and subprocess.run(
+                [ctl, "-c", str(ROOT / "conf" / "supervisord.conf"), "shutdown"], cwd=ROOT, env=self.supervisord_env,
+                capture_output=True, timeout=10).returncode == 0
+        except subprocess.TimeoutExpired:
+            asked = False
+        if asked:
+            try:
+                supervisord.wait(PROGRAMS_STOP_SECONDS)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+        stop_process(supervisord, signal.SIGTERM, timeout=PROGRAMS_STOP_SECONDS)
 
 
 def _stop_on_signals() -> None:

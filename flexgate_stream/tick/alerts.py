@@ -16,7 +16,7 @@ from typing import Literal
 
 from flexgate_stream.errors import ConfigError
 from flexgate_stream.messages import Alert, route_token
-from flexgate_stream.tick.aggregation import BUCKET_SECONDS, Stats, WindowFigures
+from flexgate_stream.tick.figures import SERIES_BUCKET_SECONDS, Stats, WindowFigures
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parents[2] / "conf" / "alert-rules.toml"
 METRICS = ("errorRate", "avgLatency", "p50Latency", "p95Latency", "p99Latency", "requestsPerSecond")
@@ -127,13 +127,13 @@ def _typed(key: str, raw: str, origin: str) -> object:
 
 
 def metric_value(stats: Stats | None, metric: str) -> float | None:
-    """The value of ``metric`` over one 5-minute bucket; None when there is nothing to measure."""
+    """The value of ``metric`` over the last 5 minutes (one series bucket); None when there is nothing to measure."""
     if stats is None or stats.requests == 0:
         return None
     if metric == "errorRate":
         return stats.server_errors * 100.0 / stats.requests
     if metric == "requestsPerSecond":
-        return stats.requests / BUCKET_SECONDS
+        return stats.requests / SERIES_BUCKET_SECONDS
     if stats.latency_count == 0:
         return None
     if metric == "avgLatency":

@@ -6,28 +6,30 @@ repeatable-read transaction, so the rollups, the change log and the watermark al
 Late commits: a row whose id is below the watermark but whose transaction was still open at the
 last read is re-read: each read notes its visibility (``pg_current_snapshot()``); the next read takes the rows
 above ``low_id`` that are either new (id > max_id) or were not yet visible to the previous read. ``low_id``
-moves up to a read's max id once every transaction open at the read after it has finished.
+moves up to a read's max id once every transaction open at the read after it has finished
+(``watermark.advance_watermark``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 import psycopg2.extensions
 
 from flexgate_stream.messages import OVERFLOW
 from flexgate_stream.tick import rollups, slots
-from flexgate_stream.tick.aggregation import TimeColumn, WindowFigures
+from flexgate_stream.tick.figures import WindowFigures
 from flexgate_stream.tick.labels import Cardinality, Labeller, newest_labels, table_patterns
 from flexgate_stream.tick.lock import locked
-from flexgate_stream.tick.rollups import BUCKET_SECONDS, Cell, Slots, Visibility, fold_rows, rows_sql, visible_sql
+from flexgate_stream.tick.rollup_state import RollupState, load_state, save_state, stored_version
+from flexgate_stream.tick.rollups import MINUTE_SECONDS, Cell, Slots, Visibility, fold_rows, rows_sql, visible_sql
 from flexgate_stream.tick.route_patterns import RoutePatterns
 from flexgate_stream.tick.tally import DAY_MINUTES, HOUR_MINUTES, Tally
+from flexgate_stream.tick.time_column import TimeColumn
+from flexgate_stream.tick.watermark import MAX_PENDING, advance_watermark
 from flexgate_stream.tick.window_figures import figures_of
 
 log = logging.getLogger("workers.publisher")
@@ -35,19 +37,13 @@ log = logging.getLogger("workers.publisher")
 KEEP_MINUTES = 2 * DAY_MINUTES + 60  # a catch-up window 24 h old still finds its whole 24 h
 KEEP_CHANGES = 120  # versions of the change log kept for a publisher that falls behind (then it rebuilds)
 BACKFILL_IDS = 100_000  # ids per backfill chunk (~0.3 s of work between two ticks)
-MAX_PENDING = 120  # reads a late commit is waited for (2 min: the publisher reads once a second), then given up
-FIRST_LATE_SECONDS = 60  # at first start, rows of the last minute are re-read if their transaction was open
+FIRST_TICK_IDS = 10_000  # a log this small is folded by the first tick itself, which then publishes it complete
 PATTERNS_SECONDS = 30.0  # how often the gateway's routes table is read again (a change shows within a minute)
-STATE_COLUMNS = ("version, max_id, low_id, snapshot, pending, requests_before, backfill_below,"
-                 " backfill_snapshot")
-# The state's keys, column by column: the two "snapshot" columns hold a read's Visibility (pg_current_snapshot()).
-STATE_KEYS = ("version", "max_id", "low_id", "visibility", "pending", "requests_before", "backfill_below",
-              "backfill_visibility")
 
 
 def minute_of(window_end: datetime) -> int:
     """The one-minute bucket holding the last instant before ``window_end``."""
-    return math.ceil(window_end.timestamp() / BUCKET_SECONDS) - 1
+    return math.ceil(window_end.timestamp() / MINUTE_SECONDS) - 1
 
 
 class IncrementalAggregation:
@@ -70,6 +66,7 @@ class IncrementalAggregation:
         self.budget = 60_000  # bytes a summary's lists may take (the publisher lowers it to the server's limit)
         self.slot_ms = slots.slot_ms(tick_seconds)
         self.published: datetime | None = None  # the newest window stored in JetStream, as the publisher knows it
+        self.chunk_ids = BACKFILL_IDS  # the publisher makes it smaller while chunks run past its statement timeout
 
     def tick(self, conn: psycopg2.extensions.connection, window_ends: list[datetime],
              index: bool = False) -> list[WindowFigures]:
@@ -92,14 +89,14 @@ class IncrementalAggregation:
             state = self._state(cur)
             self._follow(cur, state)
             self._labels(cur)
-            cells, slot_cells, state = self._read_new(cur, state)
+            cells, slot_cells = self._read_new(cur, state)
             if cells:
-                state["version"] += 1
-                rollups.store_cells(cur, cells, state["version"])
+                state.version += 1
+                rollups.store_cells(cur, cells, state.version)
                 slots.store_slots(cur, slot_cells, self.slot_ms)
             self._prune(cur, state)
             self._save(cur, state)
-            self._apply(cells, state["version"])
+            self._apply(cells, state.version)
             out = []
             for i, end in enumerate(window_ends):
                 out.append(self._figures(cur, end, index and i == len(window_ends) - 1))
@@ -132,103 +129,82 @@ class IncrementalAggregation:
     def _backfill_step(self, conn: psycopg2.extensions.connection) -> bool:
         with locked(conn) as cur:
             state = self._state(cur)
-            if state["backfill_below"] <= 0:
+            if state.backfill_below <= 0:
                 return False
             self._follow(cur, state)
-            high = state["backfill_below"]
-            low = max(0, high - BACKFILL_IDS)
-            first = Visibility(state["backfill_visibility"])
-            where = f"id > %(low)s AND id <= %(high)s AND {visible_sql('s0')}"
-            self._labels(cur)
-            cells = fold_rows(cur, rows_sql(self.column.instant(), where),
-                              self.column.params(low=low, high=high) | first.params("s0"), self.labeller,
-                              self.cardinality.filters)
-            cutoff = minute_of(datetime.now(UTC)) - KEEP_MINUTES
-            state["requests_before"] += sum(c.requests for c in cells if c.minute < cutoff)
-            cells = [c for c in cells if c.minute >= cutoff]
-            state["version"] += 1
-            rollups.store_cells(cur, cells, state["version"])
-            state["backfill_below"] = low
+            self._fold_existing(cur, state)
             self._save(cur, state)
-            self._apply(cells, state["version"])
+        return bool(self.backfill_below > 0)
+
+    def _fold_existing(self, cur: psycopg2.extensions.cursor, state: RollupState) -> None:
+        """Fold the next chunk of the log that existed at first start (ids below ``backfill_below``) into ``state``."""
+        high = state.backfill_below
+        low = max(0, high - self.chunk_ids)
+        first = Visibility(state.backfill_visibility)
+        where = f"id > %(low)s AND id <= %(high)s AND {visible_sql('s0')}"
+        self._labels(cur)
+        cells = fold_rows(cur, rows_sql(self.column.instant(), where),
+                          self.column.params(low=low, high=high) | first.params("s0"), self.labeller,
+                          self.cardinality.filters)
+        cutoff = minute_of(datetime.now(UTC)) - KEEP_MINUTES
+        state.requests_before += sum(c.requests for c in cells if c.minute < cutoff)
+        cells = [c for c in cells if c.minute >= cutoff]
+        state.version += 1
+        rollups.store_cells(cur, cells, state.version)
+        state.backfill_below = low
+        self._apply(cells, state.version)
         self.backfill_below = low
         total = max(self.backfill_total, high)
         log.info("rollups: built from the existing log up to %.0f %% (ids %d..%d of %d)",
                  100.0 * (total - low) / total if total else 100.0, low + 1, high, total)
-        return bool(low > 0)
 
     @property
     def complete(self) -> bool:
         """True once the log that existed at first start is folded in."""
         return self.backfill_below <= 0
 
-    def _state(self, cur: psycopg2.extensions.cursor) -> dict[str, Any]:
-        cur.execute("SELECT pg_current_snapshot()::text")  # the first statement: the transaction's visibility
-        visibility = rollups.scalar(cur)
-        cur.execute(f"SELECT {STATE_COLUMNS} FROM rollup_state WHERE id = 1")
-        row = cur.fetchone()
-        if row is None:
-            return self._first_state(cur, visibility)
-        state = dict(zip(STATE_KEYS, row, strict=True))
-        state["now"] = visibility
-        self.requests_before = state["requests_before"]
-        self.backfill_below = state["backfill_below"]
+    def _state(self, cur: psycopg2.extensions.cursor) -> RollupState:
+        state = load_state(cur, self.column)
+        if state.fresh:
+            log.info("rollups: first start; %d existing request ids to fold in chunks, new rows from id %d on",
+                     state.max_id, state.max_id + 1)
+            self.backfill_total = self.backfill_below = state.backfill_below
+            if 0 < state.max_id <= min(FIRST_TICK_IDS, self.chunk_ids):  # in one chunk: folded by this tick
+                self._fold_existing(cur, state)
+        self.requests_before, self.backfill_below = state.requests_before, state.backfill_below
         return state
 
-    def _first_state(self, cur: psycopg2.extensions.cursor, visibility: str) -> dict[str, Any]:
-        """First start: new rows are read from the current max id; older ones are backfilled in chunks."""
-        cur.execute("SELECT coalesce(max(id), 0) FROM requests")
-        top = int(rollups.scalar(cur))
-        cur.execute(f"SELECT min(id) FROM requests WHERE {self.column.between('a', 'b')}",
-                    self.column.params(a=datetime.now(UTC) - timedelta(seconds=FIRST_LATE_SECONDS),
-                                       b=datetime.now(UTC) + timedelta(days=1)))
-        recent = rollups.scalar(cur)
-        low = min(top, int(recent) - 1) if recent is not None else top
-        xmax = Visibility(visibility).xmax
-        state = {"version": 0, "max_id": top, "low_id": low, "visibility": visibility, "pending": [[top, xmax]],
-                 "requests_before": 0, "backfill_below": top, "backfill_visibility": visibility}
-        cur.execute(f"INSERT INTO rollup_state (id, {STATE_COLUMNS}) VALUES (1, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (0, top, low, visibility, json.dumps(state["pending"]), 0, top, visibility))
-        log.info("rollups: first start; %d existing request ids to fold in chunks, new rows from id %d on",
-                 top, top + 1)
-        self.backfill_total = self.backfill_below = top
-        return state | {"now": visibility, "fresh": True}
-
-    def _follow(self, cur: psycopg2.extensions.cursor, state: dict[str, Any]) -> None:
+    def _follow(self, cur: psycopg2.extensions.cursor, state: RollupState) -> None:
         """Apply the changes other publishers made since our version (or drop the tally if too far behind)."""
-        if self.tally is None or self.version == state["version"]:
+        if self.tally is None or self.version == state.version:
             return
-        if state["version"] - self.version > KEEP_CHANGES // 2 or self.version > state["version"]:
+        if state.version - self.version > KEEP_CHANGES // 2 or self.version > state.version:
             self.forget()
             return
-        self._apply(rollups.load_changes(cur, self.version, state["version"]), state["version"])
+        self._apply(rollups.load_changes(cur, self.version, state.version), state.version)
 
-    def _read_new(self, cur: psycopg2.extensions.cursor,
-                  state: dict[str, Any]) -> tuple[list[Cell], list[Cell], dict[str, Any]]:
-        if state.get("fresh"):
-            return [], [], state
-        previous, now = Visibility(state["visibility"]), Visibility(state["now"])
+    def _read_new(self, cur: psycopg2.extensions.cursor, state: RollupState) -> tuple[list[Cell], list[Cell]]:
+        """Fold the rows committed since the last read (minute cells, slot cells); move ``state`` past them."""
+        if state.fresh:
+            return [], []
+        previous, now = Visibility(state.visibility), Visibility(state.current)
         instant = self.column.instant()
         # Two index range scans: the new ids as they are, the trailing span only for rows not seen before.
         sql = (rows_sql(instant, "id > %(max)s") + " UNION ALL "
                + rows_sql(instant, f"id > %(low)s AND id <= %(max)s AND NOT {visible_sql('prev')}"))
-        params = self.column.params(low=state["low_id"], max=state["max_id"]) | previous.params("prev")
+        params = self.column.params(low=state.low_id, max=state.max_id) | previous.params("prev")
         recent = Slots(self.slot_ms, self._slots_from())
         cells = fold_rows(cur, sql, params, self.labeller, self.cardinality.filters, recent)
         cur.execute("SELECT coalesce(max(id), 0) FROM requests")  # the same visibility: the newest visible id
         top = int(rollups.scalar(cur))
-        pending = [*state["pending"], [max(state["max_id"], top), now.xmax]]
-        # Once every transaction open at read i+1 has ended, no row at or below read i's max id can appear.
-        done = [i for i in range(len(pending) - 1) if now.xmin >= pending[i + 1][1]]
-        low = state["low_id"]
-        if done:
-            low, pending = pending[done[-1]][0], pending[done[-1] + 1:]
-        if len(pending) > MAX_PENDING:  # a writer held open this long would make every read rescan its span
-            low, pending = max(low, pending[-MAX_PENDING - 1][0]), pending[-MAX_PENDING:]
+        state.max_id = max(state.max_id, top)
+        state.low_id, state.pending, gave_up = advance_watermark(state.pending, state.low_id, state.max_id,
+                                                                 now.xmax, now.xmin)
+        state.visibility = now.text
+        if gave_up:
             log.warning("rollups: a transaction writing requests has been open for %d reads; rows it commits"
-                        " with ids up to %d will not be counted", MAX_PENDING, low)
-        return cells, list(recent.cells.values()), state | {"max_id": max(state["max_id"], top), "low_id": low,
-                                                            "visibility": now.text, "pending": pending}
+                        " with ids up to %d will not be counted", MAX_PENDING, state.low_id)
+        return cells, list(recent.cells.values())
 
     def _slots_from(self) -> int:
         """The first minute a window may still be published in (while unknown, the last 24 h)."""
@@ -236,12 +212,9 @@ class IncrementalAggregation:
             return minute_of(datetime.now(UTC)) - DAY_MINUTES
         return minute_of(self.published)
 
-    def _save(self, cur: psycopg2.extensions.cursor, state: dict[str, Any]) -> None:
-        cur.execute("UPDATE rollup_state SET version = %s, max_id = %s, low_id = %s, snapshot = %s, pending = %s,"
-                    " requests_before = %s, backfill_below = %s, updated_at = now() WHERE id = 1",
-                    (state["version"], state["max_id"], state["low_id"], state["visibility"],
-                     json.dumps(state["pending"]), state["requests_before"], state["backfill_below"]))
-        self.requests_before = state["requests_before"]
+    def _save(self, cur: psycopg2.extensions.cursor, state: RollupState) -> None:
+        save_state(cur, state)
+        self.requests_before = state.requests_before
 
     def _apply(self, cells: list[Cell], version: int) -> None:
         for cell in cells:
@@ -251,17 +224,17 @@ class IncrementalAggregation:
             self.tally.apply(cells)
             self.version = version
 
-    def _prune(self, cur: psycopg2.extensions.cursor, state: dict[str, Any]) -> None:
+    def _prune(self, cur: psycopg2.extensions.cursor, state: RollupState) -> None:
         """Drop the change log beyond KEEP_CHANGES versions, and cells older than KEEP_MINUTES (counted as older)."""
-        if state["version"] % 20 == 0:
-            rollups.prune_changes(cur, state["version"] - KEEP_CHANGES)
+        if state.version % 20 == 0:
+            rollups.prune_changes(cur, state.version - KEEP_CHANGES)
         self.cardinality.expire(minute_of(datetime.now(UTC)) - DAY_MINUTES + 1)
         if self.published is not None:
             slots.prune_slots(cur, minute_of(self.published))
         oldest = minute_of(datetime.now(UTC)) - KEEP_MINUTES
         if not self.minutes or min(self.minutes) >= oldest:
             return
-        state["requests_before"] += rollups.prune(cur, oldest)
+        state.requests_before += rollups.prune(cur, oldest)
         self.minutes = {m: n for m, n in self.minutes.items() if m >= oldest}
 
     def _figures(self, cur: psycopg2.extensions.cursor, end: datetime, index: bool = False) -> WindowFigures:
@@ -271,7 +244,7 @@ class IncrementalAggregation:
         else:
             self.tally.advance(minute, lambda a, b: rollups.load_cells(cur, a, b))
         assert self.tally is not None  # made by _rebuild
-        later = slots.after(cur, end, minute) if end.timestamp() % BUCKET_SECONDS else []
+        later = slots.after(cur, end, minute) if end.timestamp() % MINUTE_SECONDS else []
         all_time = self.requests_before + sum(n for m, n in self.minutes.items() if m <= minute)
         all_time -= sum(cell.requests for cell in later)
         self.tally.shift(later, -1)  # the rows of the minute stamped at or after the window's end
@@ -289,6 +262,4 @@ class IncrementalAggregation:
         recent = rollups.load_cells(cur, minute - HOUR_MINUTES, minute)
         self.tally = Tally(minute, day, recent)
         self.minutes = rollups.minute_totals(cur)
-        cur.execute("SELECT version FROM rollup_state WHERE id = 1")
-        row = cur.fetchone()
-        self.version = int(row[0]) if row else 0
+        self.version = stored_version(cur)

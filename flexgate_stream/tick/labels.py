@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 import psycopg2.extensions
 
 from flexgate_stream.messages import OVERFLOW
-from flexgate_stream.tick.rollups import Cell, merge_cell
+from flexgate_stream.tick.rollups import MINUTE_SECONDS, Cell
 from flexgate_stream.tick.route_patterns import RoutePatterns
 from flexgate_stream.tick.routes import fold_route
 
@@ -42,8 +42,9 @@ def table_patterns(cur: psycopg2.extensions.cursor) -> list[str] | None:
 def newest_labels(cur: psycopg2.extensions.cursor, column: str, first_minute: int) -> list[tuple[str, int]]:
     """Each ``column`` ("route" or "upstream") stored in the rollups since ``first_minute``, with its newest minute."""
     assert column in ("route", "upstream")
-    cur.execute(f"SELECT {column}, (extract(epoch FROM max(bucket_start)) / 60)::bigint FROM request_rollups"
-                " WHERE bucket_start >= to_timestamp(%s) GROUP BY 1", (first_minute * 60,))
+    cur.execute(f"SELECT {column}, (extract(epoch FROM max(bucket_start)) / {MINUTE_SECONDS})::bigint"
+                " FROM request_rollups WHERE bucket_start >= to_timestamp(%s) GROUP BY 1",
+                (first_minute * MINUTE_SECONDS,))
     return [(str(label), int(minute)) for label, minute in cur.fetchall()]
 
 
@@ -123,22 +124,6 @@ class Cardinality:
     def filters(self) -> tuple[Callable[[str, int], str], Callable[[str, int], str]]:
         """The route and upstream filters ``rollups.fold_rows`` applies to each row."""
         return self.routes.admit, self.upstreams.admit
-
-    def admit(self, cells: list[Cell]) -> list[Cell]:
-        """``cells`` with labels beyond the limits replaced by OVERFLOW (cells that then meet are merged)."""
-        out: dict[tuple[int, str, str], Cell] = {}
-        for cell in cells:
-            route = self.routes.admit(cell.route, cell.minute)
-            upstream = self.upstreams.admit(cell.upstream, cell.minute)
-            key = (cell.minute, route, upstream)
-            into = out.get(key)
-            if into is None:
-                if (route, upstream) != (cell.route, cell.upstream):
-                    cell.route, cell.upstream = route, upstream
-                out[key] = cell
-            else:
-                merge_cell(into, cell)
-        return list(out.values())
 
     def note(self, cells: Iterable[Cell]) -> None:
         """Cells folded by any publisher: their labels are tracked."""

@@ -30,7 +30,7 @@ class locked:
             self.cur.close()
             if kind is None:
                 self.conn.commit()
-            else:
+            elif not self.conn.closed:  # closed: the server gave no answer, and that is the error to raise
                 self.conn.rollback()
         finally:
             if not self.conn.closed:

@@ -18,10 +18,11 @@ import psycopg2.extras
 from flexgate_stream.tick.routes import fold_route
 from flexgate_stream.tick.sketch import LatencySketch, bin_sql
 
-BUCKET_SECONDS = 60
-UNKNOWN_UPSTREAM = "unknown"
+MINUTE_SECONDS = 60  # the length of a rollup cell
+UNKNOWN_UPSTREAM = "unknown"  # the upstream of a row that has none
 # Valid latencies only: NULL, negative, NaN and absurd values count as requests but not in latency figures.
-LATENCY = "CASE WHEN response_time_ms >= 0 AND response_time_ms <= 1e12 THEN response_time_ms::float8 END"
+# Compared as float8: numeric comparisons cost as much as the rest of reading a row.
+LATENCY = "CASE WHEN response_time_ms::float8 BETWEEN 0 AND 1e12 THEN response_time_ms::float8 END"
 WRAP = 1 << 32
 Admit = Callable[[str, int], str]  # a label and its minute -> the label it is counted under
 
@@ -47,7 +48,7 @@ class Cell:
         """The cell as a rollup row (bucket start as epoch seconds)."""
         codes = sorted(self.status_codes)
         bins, counts = self.sketch.to_arrays()
-        return (self.minute * BUCKET_SECONDS, self.route, self.upstream, self.requests, codes,
+        return (self.minute * MINUTE_SECONDS, self.route, self.upstream, self.requests, codes,
                 [self.status_codes[c] for c in codes], self.latency_count, self.latency_sum, bins, counts)
 
 
@@ -61,8 +62,8 @@ def merge_cell(into: Cell, change: Cell) -> None:
     into.sketch.merge(change.sketch)
 
 
-CELL_COLUMNS = ("(extract(epoch FROM bucket_start) / 60)::bigint, route, upstream, requests, status_codes,"
-                " status_counts, latency_count, latency_sum, latency_bins, latency_counts")
+CELL_COLUMNS = (f"(extract(epoch FROM bucket_start) / {MINUTE_SECONDS})::bigint, route, upstream, requests,"
+                " status_codes, status_counts, latency_count, latency_sum, latency_bins, latency_counts")
 
 
 def cell_from_row(row: tuple[Any, ...]) -> Cell:
@@ -105,13 +106,13 @@ def rows_sql(instant: str, where: str) -> str:
     Route folding is done in Python (``fold_route``): PostgreSQL's regular expressions cost ~3 us a row,
     Python's well under 1 us, and a tick's time is per row.
     """
-    # date_part and float8 comparisons (numeric arithmetic cost as much as the rest); OFFSET 0 keeps the
-    # subquery from being flattened, so the latency is computed once per row, not once per use.
+    # date_part, not numeric arithmetic (it costs as much as the rest); OFFSET 0 keeps the subquery from being
+    # flattened, so the latency is computed once per row, not once per use.
     return (f"SELECT m, path, up, status, lat, {bin_sql('lat')}, ms FROM (SELECT"
-            f" floor(date_part('epoch', {instant}) / {BUCKET_SECONDS})::bigint AS m, path,"
+            f" floor(date_part('epoch', {instant}) / {MINUTE_SECONDS})::bigint AS m, path,"
             f" floor(date_part('epoch', {instant}) * 1000)::bigint AS ms,"
             f" coalesce(upstream, '{UNKNOWN_UPSTREAM}') AS up, coalesce(status_code, 0) AS status,"
-            " CASE WHEN response_time_ms::float8 BETWEEN 0 AND 1e12 THEN response_time_ms::float8 END AS lat"
+            f" {LATENCY} AS lat"
             f" FROM requests WHERE {where} OFFSET 0) AS r")
 
 
@@ -206,7 +207,7 @@ def store_cells(cur: psycopg2.extensions.cursor, cells: list[Cell], version: int
 def load_cells(cur: psycopg2.extensions.cursor, first: int, last: int) -> list[Cell]:
     """The stored cells of minutes ``first`` to ``last`` (inclusive)."""
     cur.execute(f"SELECT {CELL_COLUMNS} FROM request_rollups WHERE bucket_start >= to_timestamp(%s)"
-                " AND bucket_start <= to_timestamp(%s)", (first * BUCKET_SECONDS, last * BUCKET_SECONDS))
+                " AND bucket_start <= to_timestamp(%s)", (first * MINUTE_SECONDS, last * MINUTE_SECONDS))
     return [cell_from_row(row) for row in cur.fetchall()]
 
 
@@ -219,15 +220,15 @@ def load_changes(cur: psycopg2.extensions.cursor, after: int, upto: int) -> list
 
 def minute_totals(cur: psycopg2.extensions.cursor) -> dict[int, int]:
     """Requests per stored minute (for the all-time count)."""
-    cur.execute("SELECT (extract(epoch FROM bucket_start) / 60)::bigint, sum(requests) FROM request_rollups"
-                " GROUP BY 1")
+    cur.execute(f"SELECT (extract(epoch FROM bucket_start) / {MINUTE_SECONDS})::bigint, sum(requests)"
+                " FROM request_rollups GROUP BY 1")
     return {int(m): int(n) for m, n in cur.fetchall()}
 
 
 def prune(cur: psycopg2.extensions.cursor, before_minute: int) -> int:
     """Delete cells older than ``before_minute``; the number of requests they held."""
     cur.execute("WITH d AS (DELETE FROM request_rollups WHERE bucket_start < to_timestamp(%s) RETURNING requests)"
-                " SELECT coalesce(sum(requests), 0) FROM d", (before_minute * BUCKET_SECONDS,))
+                " SELECT coalesce(sum(requests), 0) FROM d", (before_minute * MINUTE_SECONDS,))
     return int(scalar(cur))
 
 
@@ -238,7 +239,7 @@ def prune_changes(cur: psycopg2.extensions.cursor, oldest_version: int) -> None:
 
 def load_totals(cur: psycopg2.extensions.cursor, first: int, last: int) -> list[Cell]:
     """One cell per route and upstream summing minutes ``first`` to ``last``, merged in SQL."""
-    span = {"a": first * BUCKET_SECONDS, "b": last * BUCKET_SECONDS}
+    span = {"a": first * MINUTE_SECONDS, "b": last * MINUTE_SECONDS}
     where = "bucket_start >= to_timestamp(%(a)s) AND bucket_start <= to_timestamp(%(b)s)"
     cur.execute("SELECT route, upstream, sum(requests), sum(latency_count), sum(latency_sum)"
                 f" FROM request_rollups WHERE {where} GROUP BY 1, 2", span)

@@ -14,12 +14,12 @@ from datetime import datetime
 import psycopg2.extensions
 import psycopg2.extras
 
-from flexgate_stream.tick.rollups import BUCKET_SECONDS, CELL_COLUMNS, Cell, cell_from_row, merge_cell
+from flexgate_stream.tick.rollups import CELL_COLUMNS, MINUTE_SECONDS, Cell, cell_from_row, merge_cell
 
 
 def slot_ms(tick_seconds: float) -> int:
     """The slot length: the longest that every window end (a multiple of the tick) falls on a boundary of."""
-    return math.gcd(round(tick_seconds * 1000), BUCKET_SECONDS * 1000) or 1000
+    return math.gcd(round(tick_seconds * 1000), MINUTE_SECONDS * 1000) or 1000
 
 
 def store_slots(cur: psycopg2.extensions.cursor, cells: list[Cell], length_ms: int) -> None:
@@ -46,7 +46,7 @@ def store_slots(cur: psycopg2.extensions.cursor, cells: list[Cell], length_ms: i
 def after(cur: psycopg2.extensions.cursor, end: datetime, minute: int) -> list[Cell]:
     """The rows of ``minute`` stamped at or after ``end``, one cell per route and upstream (minute ``minute``)."""
     cur.execute(f"SELECT {CELL_COLUMNS.replace('bucket_start', 'slot_start', 1)} FROM request_rollup_slots"
-                " WHERE slot_start >= %s AND slot_start < to_timestamp(%s)", (end, (minute + 1) * BUCKET_SECONDS))
+                " WHERE slot_start >= %s AND slot_start < to_timestamp(%s)", (end, (minute + 1) * MINUTE_SECONDS))
     merged: dict[tuple[str, str], Cell] = {}
     for row in cur.fetchall():
         cell = cell_from_row(row)
@@ -63,4 +63,4 @@ def after(cur: psycopg2.extensions.cursor, end: datetime, minute: int) -> list[C
 def prune_slots(cur: psycopg2.extensions.cursor, before_minute: int) -> None:
     """Drop the slot cells of minutes before ``before_minute`` (no window ending in them is published again)."""
     cur.execute("DELETE FROM request_rollup_slots WHERE slot_start < to_timestamp(%s)",
-                (before_minute * BUCKET_SECONDS,))
+                (before_minute * MINUTE_SECONDS,))

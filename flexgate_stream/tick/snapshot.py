@@ -19,10 +19,10 @@ from flexgate_stream.messages import (
     Window,
     encode,
 )
-from flexgate_stream.tick.aggregation import (
+from flexgate_stream.tick.figures import (
     BREAKDOWN_SPAN,
-    BUCKET_SECONDS,
-    BUCKETS,
+    SERIES_BUCKET_SECONDS,
+    SERIES_BUCKETS,
     SUMMARY_SPAN,
     IndexFigures,
     Ranking,
@@ -75,15 +75,15 @@ def listed(ranking: Ranking, span: timedelta = BREAKDOWN_SPAN) -> list[Breakdown
 
 
 def series_of(buckets: dict[int, Stats], start: datetime,
-              last_seconds: float = BUCKET_SECONDS) -> tuple[Series, dict[str, Series], Series]:
+              last_seconds: float = SERIES_BUCKET_SECONDS) -> tuple[Series, dict[str, Series], Series]:
     """Request rate, latency p50/p95/p99 and 5xx rate per 5-minute bucket.
 
     A bucket without latencies has latency None (no point), never 0; the last bucket's rate is over
     the ``last_seconds`` it has covered so far.
     """
-    stamps = [iso(start + timedelta(seconds=i * BUCKET_SECONDS)) for i in range(BUCKETS)]
-    cells = [buckets.get(i, Stats()) for i in range(BUCKETS)]
-    spans = [BUCKET_SECONDS] * (BUCKETS - 1) + [last_seconds]
+    stamps = [iso(start + timedelta(seconds=i * SERIES_BUCKET_SECONDS)) for i in range(SERIES_BUCKETS)]
+    cells = [buckets.get(i, Stats()) for i in range(SERIES_BUCKETS)]
+    spans = [SERIES_BUCKET_SECONDS] * (SERIES_BUCKETS - 1) + [last_seconds]
 
     def series(name: str, unit: str, values: list[float | None]) -> Series:
         """One series over the bucket timestamps."""

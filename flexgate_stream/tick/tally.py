@@ -11,15 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flexgate_stream.tick.aggregation import PERCENTILES, Stats, percentile_triple
-from flexgate_stream.tick.rollups import Cell, merge_cell
+from flexgate_stream.tick.figures import PERCENTILES, SERIES_BUCKET_SECONDS, SERIES_BUCKETS, Stats, percentile_triple
+from flexgate_stream.tick.rollups import MINUTE_SECONDS, Cell, merge_cell
 from flexgate_stream.tick.sketch import LatencySketch, add_counts
 
 DAY_MINUTES = 24 * 60
 HOUR_MINUTES = 60
 FIVE_MINUTES = 5
-GROUP_MINUTES = 5  # the series: clock-aligned 5-minute groups
-GROUPS = 12
+SERIES_BUCKET_MINUTES = SERIES_BUCKET_SECONDS // MINUTE_SECONDS  # a series bucket is a group of minutes
 
 
 class Agg:
@@ -122,8 +121,8 @@ class Tally:
             self.hour.add(cell)
         if age < FIVE_MINUTES:
             self.five.add(cell)
-        group = cell.minute // GROUP_MINUTES
-        if group > self.minute // GROUP_MINUTES - GROUPS:
+        group = cell.minute // SERIES_BUCKET_MINUTES
+        if group > self.minute // SERIES_BUCKET_MINUTES - SERIES_BUCKETS:
             levels = self.groups.get(group)
             if levels is None:
                 levels = self.groups[group] = Levels()
@@ -158,14 +157,14 @@ class Tally:
         for cell in arriving:
             self.day.add(cell)
             self._remember(cell)
-        oldest_group = minute // GROUP_MINUTES - GROUPS + 1
+        oldest_group = minute // SERIES_BUCKET_MINUTES - SERIES_BUCKETS + 1
         self.recent = {m: cells for m, cells in self.recent.items() if m >= minute - HOUR_MINUTES}
         self.groups = {g: levels for g, levels in self.groups.items() if g >= oldest_group}
 
     def shift(self, cells: Iterable[Cell], sign: int) -> None:
         """Remove (sign -1) or add back (sign 1) cells of the current minute in every window, leaving the kept
         minute cells as they are: a window that ends inside the minute does not count its rows after the end."""
-        group = self.groups.get(self.minute // GROUP_MINUTES)
+        group = self.groups.get(self.minute // SERIES_BUCKET_MINUTES)
         for cell in cells:
             for levels in (self.day, self.hour, self.five, group):
                 if levels is not None:
@@ -173,5 +172,5 @@ class Tally:
 
     def series_groups(self) -> list[tuple[int, Levels | None]]:
         """The 12 clock-aligned 5-minute groups of the series, oldest first: (group index, levels or None)."""
-        last = self.minute // GROUP_MINUTES
-        return [(g, self.groups.get(g)) for g in range(last - GROUPS + 1, last + 1)]
+        last = self.minute // SERIES_BUCKET_MINUTES
+        return [(g, self.groups.get(g)) for g in range(last - SERIES_BUCKETS + 1, last + 1)]

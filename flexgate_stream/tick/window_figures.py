@@ -11,19 +11,25 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from flexgate_stream.tick.aggregation import IndexFigures, Ranking, RecentFigures, RouteFigures, Stats, WindowFigures
-from flexgate_stream.tick.rollups import BUCKET_SECONDS
+from flexgate_stream.tick.figures import (
+    SERIES_BUCKET_SECONDS,
+    IndexFigures,
+    Ranking,
+    RecentFigures,
+    RouteFigures,
+    Stats,
+    WindowFigures,
+)
+from flexgate_stream.tick.rollups import MINUTE_SECONDS
 from flexgate_stream.tick.tally import (
     DAY_MINUTES,
     FIVE_MINUTES,
-    GROUP_MINUTES,
     HOUR_MINUTES,
     Agg,
     Levels,
     Tally,
 )
 
-GROUP_SECONDS = GROUP_MINUTES * BUCKET_SECONDS
 # Upper bounds of a summary's parts in bytes, for fitting it under its budget: a Breakdown without its name,
 # a status code entry, and everything else (summaries, windows, five series of 12 points).
 ENTRY_BYTES = 190
@@ -33,7 +39,7 @@ RECENT = (("1h", HOUR_MINUTES), ("5m", FIVE_MINUTES))
 
 
 def _at(minute: int) -> datetime:
-    return datetime.fromtimestamp(minute * BUCKET_SECONDS, UTC)
+    return datetime.fromtimestamp(minute * MINUTE_SECONDS, UTC)
 
 
 def busiest(groups: dict[str, Agg], limit: int) -> list[str]:
@@ -118,8 +124,8 @@ def figures_of(tally: Tally, end: datetime, all_time: int, complete: bool = True
     minute = tally.minute
     shown = fitting(tally, top, budget)
     groups = tally.series_groups()
-    series_start = datetime.fromtimestamp(groups[0][0] * GROUP_SECONDS, UTC)
-    last_seconds = max(1.0, end.timestamp() - groups[-1][0] * GROUP_SECONDS)
+    series_start = datetime.fromtimestamp(groups[0][0] * SERIES_BUCKET_SECONDS, UTC)
+    last_seconds = max(1.0, end.timestamp() - groups[-1][0] * SERIES_BUCKET_SECONDS)
     buckets = {i: levels.total.stats() for i, (_g, levels) in enumerate(groups)
                if levels is not None and levels.total.requests}
     day = tally.day

@@ -25,7 +25,8 @@ class Launcher:
         self.data_dir = data_dir
         self.port = port
         self.log = data_dir.parent / f"launcher-{port}.log"
-        with open(self.log, "wb") as out:
+        # Appending, as supervisord's programs write to the same file through their own /dev/fd/1.
+        with open(self.log, "ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "flexgate_stream.devstack"], cwd=ROOT, env=env,
                                          stdout=out, stderr=subprocess.STDOUT,
                                          preexec_fn=dies_with_parent(signal.SIGTERM))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -78,6 +79,50 @@ def test_run_serves_grows_and_stops_everything_on_ctrl_c(data_dir):
     finally:
         if again.proc.poll() is None:
             again.proc.kill()
+
+
+def _server_pid(launcher: Launcher, name: str) -> int:
+    """The PID of the launcher's own ``name`` server (nats-server, or PostgreSQL's postmaster)."""
+    for pid in descendants(launcher.proc.pid):
+        try:
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            program = Path(Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()).name
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == launcher.proc.pid and program == name:
+            return pid
+    raise AssertionError(f"no {name} started by the launcher")
+
+
+WARNED = re.compile(r"\b(WARNING|WARN|ERROR|CRIT|CRITICAL)\b|unavailable|connection lost|Traceback")
+
+
+def test_an_ordinary_stop_logs_no_warning_even_after_the_servers_were_started_again(data_dir):
+    launcher = Launcher(data_dir, free_port())
+    try:
+        launcher.database_url()
+        wait_until(launcher.healthy, 60, "/healthz to answer 200")
+        wait_until(lambda: re.search(r"publisher\[.*\]: tick .* took", launcher.output()), 30,
+                   "the publisher's first tick")
+        # A server the launcher's keeper started again is what a stop used to end before the programs using it.
+        killed_at = len(launcher.output())
+        for name, sig in (("nats-server", signal.SIGKILL), ("postgres", signal.SIGINT)):
+            pid = _server_pid(launcher, name)
+            os.kill(pid, sig)
+            wait_until(lambda pid=pid: f"(pid {pid}) exited" in launcher.output(), 10, f"{name} started again")
+        wait_until(lambda: "NATS is back" in launcher.output() and "PostgreSQL is back" in launcher.output(), 60,
+                   "the publisher to be back on both servers")
+        wait_until(lambda: launcher.output()[killed_at:].count("NATS connected to") >= 2, 30,
+                   "both web workers connected again")
+        mark = len(launcher.output())
+        launcher.proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers
+        assert launcher.proc.wait(60) == 0
+    finally:
+        if launcher.proc.poll() is None:
+            launcher.proc.kill()
+    stop = launcher.output()[mark:]
+    assert "publisher[" in stop and "stopped" in stop, stop  # the publisher's warm stop ran, and said so
+    assert [line for line in stop.splitlines() if WARNED.search(line)] == [], stop
 
 
 def test_bad_database_url_stops_with_one_sentence():

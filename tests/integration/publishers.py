@@ -82,21 +82,27 @@ async def purge(js) -> None:
 
 
 @contextlib.contextmanager
-def tick_stuck_on_lock(database_url: str) -> Iterator[None]:
-    """Hold an exclusive lock on requests until a tick's query waits on it; release it on leaving."""
+def tick_stuck_on_lock(database_url: str, waited: float = 0.0) -> Iterator[None]:
+    """Hold an exclusive lock on requests until a tick's query has waited on it ``waited`` seconds; release it on
+    leaving.
+
+    The publisher's lock timeout is shorter than its tick, and twice as long at each next try that times out:
+    a query that has waited one second with a one-second tick will wait another second at least.
+    """
     blocker = psycopg2.connect(database_url)
     try:
         with blocker.cursor() as cur:
             cur.execute("LOCK TABLE requests IN ACCESS EXCLUSIVE MODE")
-        wait_until(lambda: query_waits_on_lock(database_url), 10, "a tick waiting on the lock")
+        wait_until(lambda: query_waits_on_lock(database_url, waited), 10 + waited, "a tick waiting on the lock")
         yield
     finally:
         blocker.rollback()
         blocker.close()
 
 
-def query_waits_on_lock(database_url: str) -> bool:
+def query_waits_on_lock(database_url: str, waited: float = 0.0) -> bool:
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'flexgate-publisher'"
-                    " AND wait_event_type = 'Lock'")
+                    " AND wait_event_type = 'Lock' AND clock_timestamp() - query_start >= make_interval(secs => %s)",
+                    (waited,))
         return cur.fetchone()[0] > 0

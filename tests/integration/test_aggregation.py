@@ -1,4 +1,5 @@
-"""Every figure of a tick against an independent computation in Python over the same rows.
+"""Every figure of the full-scan reference (bench/full_scan.py), shaped into snapshots, against an independent
+computation in Python over the same rows.
 
 Tolerance: published floats are rounded to 3 decimals (snapshot.DECIMALS), so each float is compared
 with abs=6e-4 (half a unit of the last published place, plus float64 noise); counts are exact.
@@ -14,10 +15,11 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from bench.full_scan import AllTimeCounter, aggregate_window
 from flexgate_stream.requestlog import schema
-from flexgate_stream.tick.aggregation import AllTimeCounter, TimeColumn, aggregate_window
 from flexgate_stream.tick.routes import fold_route, route_sql
 from flexgate_stream.tick.snapshot import busiest_routes, route_snapshot, summary_snapshot
+from flexgate_stream.tick.time_column import TimeColumn
 from tests.integration.request_log import END, PATHS, insert, make_rows
 
 pytestmark = pytest.mark.timeout(90)

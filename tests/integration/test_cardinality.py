@@ -20,8 +20,8 @@ from flexgate_stream.messages import (
 )
 from flexgate_stream.requestlog import schema
 from flexgate_stream.tick import incremental
-from flexgate_stream.tick.aggregation import TimeColumn
 from flexgate_stream.tick.incremental import IncrementalAggregation
+from flexgate_stream.tick.time_column import TimeColumn
 from tests.integration.publishers import Worker, nats_call
 from tests.waiting import wait_until
 

@@ -1,20 +1,23 @@
-"""No missing window: after a publisher killed mid-tick, NATS down 25 s or PostgreSQL down 25 s,
+"""No missing window: after a publisher killed mid-tick, NATS down 25 s, PostgreSQL down 25 s or hung,
 ``metrics.summary`` holds every window, each once, in order (real publisher, nats-server, PostgreSQL).
 
-The 25 s outages are the scenario itself (how long the part is down), not a wait for a condition.
+The outages are the scenario itself (how long the part is down), not a wait for a condition.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import psycopg2
 import pytest
 
-from flexgate_stream.devstack.processes import free_port
-from flexgate_stream.devstack.servers import NatsServer
+from flexgate_stream.devstack.processes import free_port, process_parents
+from flexgate_stream.devstack.servers import NatsServer, PostgresServer
 from flexgate_stream.messages import METRICS_STREAM, PUBLISHERS_BUCKET
 from flexgate_stream.requestlog import schema
 from flexgate_stream.timestamps import parse_iso
@@ -117,3 +120,49 @@ def test_postgres_down_25_s_leaves_no_missing_window(forget_beats, workers, own_
     wait_until(lambda: newer_than(nats_server.url, back + 2), 60, "windows after PostgreSQL is back")
     assert_contiguous(windows(nats_server.url), 1.0, OUTAGE)
     assert worker.count("PostgreSQL is unavailable") == 1 and worker.count("published missed window") >= OUTAGE - 5
+
+
+@contextlib.contextmanager
+def hung(server: PostgresServer) -> Iterator[None]:
+    """The server's postmaster and its children stopped (SIGSTOP), as a frozen host leaves them; SIGCONT on leaving.
+
+    Its kernel still accepts connections and acknowledges packets: only the processes do not answer.
+    """
+    assert server.proc is not None
+    pids = [server.proc.pid] + sorted(pid for pid, parent in process_parents().items() if parent == server.proc.pid)
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+HANG = 4.0  # seconds, with a tick of one second
+
+
+def test_postgres_hung_is_one_line_each_way_within_a_tick_and_its_windows_follow(  # noqa: F811
+        forget_beats, workers, own_postgres, nats_server):
+    conn = psycopg2.connect(own_postgres.url)
+    seeded(conn)
+    conn.close()
+    nats_call(nats_server.url, purge)
+    worker = workers(own_postgres.url, nats_server.url)
+    wait_until(lambda: len(windows(nats_server.url)) >= 3, 30, "three windows")
+    with hung(own_postgres):
+        stopped_at = time.monotonic()
+        wait_until(lambda: worker.count("PostgreSQL is unavailable"), 10, "the unavailable line during the hang")
+        told_after = time.monotonic() - stopped_at
+        time.sleep(max(0.0, HANG - told_after))  # the scenario: the hang lasts HANG seconds
+    back = time.time()
+    wait_until(lambda: worker.count("PostgreSQL is back"), 15, "the back line")
+    wait_until(lambda: newer_than(nats_server.url, back + 2), 30, "windows after the hang")
+    log = worker.log()
+    # The tick under way when it hung, or the next one, says so before its own end.
+    assert told_after < 2.0 + 0.5, f"the unavailable line came {told_after:.1f} s after the hang began"
+    assert log.count("PostgreSQL is unavailable") == 1 and log.count("PostgreSQL is back") == 1, log
+    assert "apscheduler" not in log and "skipped: maximum number" not in log and "was missed by" not in log, log
+    assert_contiguous(windows(nats_server.url), 1.0, HANG)
+    assert worker.count("published missed window") >= HANG - 2 and "Traceback" not in log, log

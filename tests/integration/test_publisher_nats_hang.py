@@ -12,7 +12,7 @@ import pytest
 
 from flexgate_stream.devstack.servers import NatsServer
 from flexgate_stream.settings import Settings
-from workers.connections import JetStreamLink
+from workers.jetstream_link import JetStreamLink
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg2
@@ -15,6 +15,7 @@ import pytest
 
 from flexgate_stream.devstack.processes import free_port, stop_process
 from flexgate_stream.devstack.servers import NatsServer
+from flexgate_stream.devstack.traffic import RowWriter, TrafficModel
 from flexgate_stream.liveness import read_liveness
 from flexgate_stream.messages import ALERTS_STREAM, METRICS_STREAM, ROUTES_STREAM
 from flexgate_stream.requestlog import schema
@@ -73,6 +74,37 @@ def test_two_publishers_store_each_window_once_and_figures_are_right(workers, db
     assert [p for p in liveness["publishers"] if p["beat"].get("pid") in ours] == []
 
 
+def test_the_first_snapshot_of_a_small_log_already_counts_it(workers, db, database_url, nats_server):
+    seeded(db, 300)  # the demo's few hundred rows
+    nats_call(nats_server.url, purge)
+    worker = workers(database_url, nats_server.url)
+    found = wait_until(lambda: nats_call(nats_server.url, lambda js: stored(js, METRICS_STREAM)), 30,
+                       "the first snapshot")
+    _s, _h, first = found[0]
+    assert first["complete"] is True and first["summary"]["totalRequests"] > 0
+    assert_rollup_snapshot(db, first, parse_iso(first["windowEnd"]))
+    assert worker.count("up to 100 %") == 1 and "Traceback" not in worker.log()
+
+
+def test_a_large_existing_log_is_built_although_its_chunks_run_past_the_statement_timeout(workers, db, database_url,
+                                                                                          nats_server):
+    """With a tick of 0.5 s the statement timeout is 0.25 s: chunks of 100,000 ids spread over a day take longer.
+    They are made smaller, the log is still built, its figures are right, and ticks keep publishing."""
+    schema.upgrade(db)
+    end = datetime.now(UTC)
+    RowWriter(db, None).write(list(TrafficModel(5).rows(end - timedelta(hours=24), end, 60_000)))
+    nats_call(nats_server.url, purge)
+    worker = workers(database_url, nats_server.url, FLEXGATE_TICK_SECONDS="0.5")
+
+    def complete() -> dict | None:
+        found = nats_call(nats_server.url, lambda js: stored(js, METRICS_STREAM))
+        return next((body for _s, _h, body in reversed(found) if body["complete"]), None)
+
+    snapshot = wait_until(complete, 100, "a complete snapshot")
+    assert_rollup_snapshot(db, snapshot, parse_iso(snapshot["windowEnd"]))
+    assert "Traceback" not in worker.log()
+
+
 def _v(option) -> str:
     return getattr(option, "value", option)
 
@@ -98,7 +130,7 @@ def test_sigterm_finishes_quickly_and_exits_zero_even_with_a_stuck_query(workers
     seeded(db, 100)
     worker = workers(database_url, nats_server.url)
     wait_until(lambda: _ticked(worker), 30, "the first tick")
-    with tick_stuck_on_lock(database_url):
+    with tick_stuck_on_lock(database_url, waited=1.0):
         started = time.monotonic()
         worker.proc.send_signal(signal.SIGTERM)
         code = worker.proc.wait(10)
@@ -115,7 +147,7 @@ def test_second_sigterm_is_a_cold_stop(workers, db, database_url, nats_server):
     seeded(db, 100)
     worker = workers(database_url, nats_server.url)
     wait_until(lambda: _ticked(worker), 30, "the first tick")
-    with tick_stuck_on_lock(database_url):
+    with tick_stuck_on_lock(database_url, waited=1.0):
         worker.proc.send_signal(signal.SIGTERM)
         wait_until(lambda: "warm stop" in worker.log(), 5, "the warm stop to begin")
         started = time.monotonic()

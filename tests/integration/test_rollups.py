@@ -13,9 +13,9 @@ import psycopg2
 import pytest
 
 from flexgate_stream.requestlog import schema
-from flexgate_stream.tick.aggregation import TimeColumn
 from flexgate_stream.tick.incremental import IncrementalAggregation
 from flexgate_stream.tick.snapshot import busiest_routes, route_snapshot, summary_snapshot
+from flexgate_stream.tick.time_column import TimeColumn
 from tests.integration.expected_figures import (
     assert_rollup_snapshot,
     assert_route_snapshot,

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from flexgate_stream.requestlog import schema
-from flexgate_stream.tick.aggregation import TimeColumn
 from flexgate_stream.tick.incremental import IncrementalAggregation
 from flexgate_stream.tick.snapshot import summary_snapshot
+from flexgate_stream.tick.time_column import TimeColumn
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 import pytest
 
 from flexgate_stream.errors import ConfigError
-from flexgate_stream.tick.aggregation import BUCKETS, RouteFigures, Stats, WindowFigures
 from flexgate_stream.tick.alerts import DEFAULT_RULES, DEFAULT_RULES_FILE, AlertTracker, Rule, load_rules, observe
+from flexgate_stream.tick.figures import SERIES_BUCKETS, RouteFigures, Stats, WindowFigures
 
 END = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -15,8 +15,8 @@ def figures(errors: int, requests: int = 100, route_errors: int = 0, p99: float 
     last = Stats(requests=requests, success=requests - errors, server_errors=errors, latency_count=requests,
                  latency_sum=requests * 10.0, percentiles=(10.0, 40.0, p99))
     last_route = Stats(requests=40, server_errors=route_errors)
-    route = RouteFigures(stats=Stats(requests=40), buckets={BUCKETS - 1: last_route})
-    return WindowFigures(END, Stats(), 0, {}, {BUCKETS - 1: last}, {"/api/users/:id": route}, {})
+    route = RouteFigures(stats=Stats(requests=40), buckets={SERIES_BUCKETS - 1: last_route})
+    return WindowFigures(END, Stats(), 0, {}, {SERIES_BUCKETS - 1: last}, {"/api/users/:id": route}, {})
 
 
 def test_conf_file_holds_the_built_in_defaults():

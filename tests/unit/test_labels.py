@@ -8,7 +8,6 @@ import pytest
 
 from flexgate_stream.messages import OVERFLOW
 from flexgate_stream.tick.labels import Cardinality, Labeller, Limit
-from flexgate_stream.tick.rollups import Cell
 from flexgate_stream.tick.route_patterns import RoutePatterns
 
 pytestmark = pytest.mark.timeout(10)
@@ -77,10 +76,9 @@ def test_a_label_that_left_the_day_makes_room_for_a_new_one():
     assert limit.admit("/new", 200) == "/new"
 
 
-def test_cells_over_the_limit_merge_into_one_overflow_cell_and_keep_every_count():
+def test_rows_over_the_limit_are_counted_under_overflow_as_they_are_folded():
     cardinality = Cardinality(max_routes=1, max_upstreams=1)
-    cells = [Cell(5, "/a", "svc", 3, {200: 3}), Cell(5, "/b", "svc", 2, {500: 2}), Cell(5, "/c", "other", 4, {200: 4})]
-    admitted = {(c.route, c.upstream): c for c in cardinality.admit(cells)}
-    assert set(admitted) == {("/a", "svc"), (OVERFLOW, "svc"), (OVERFLOW, OVERFLOW)}
-    assert admitted[(OVERFLOW, "svc")].status_codes == {500: 2}
-    assert sum(c.requests for c in admitted.values()) == 9
+    route, upstream = cardinality.filters
+    rows = [("/a", "svc"), ("/b", "svc"), ("/c", "other"), ("/a", "other")]
+    assert [(route(r, 5), upstream(u, 5)) for r, u in rows] == [
+        ("/a", "svc"), (OVERFLOW, "svc"), (OVERFLOW, OVERFLOW), ("/a", OVERFLOW)]

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ import pytest
 from flexgate_stream.backoff import Backoff, StateLog
 from flexgate_stream.messages import Snapshot, Summary, encode
 from flexgate_stream.settings import Settings
-from flexgate_stream.tick.aggregation import Stats, WindowFigures
+from flexgate_stream.tick.figures import Stats, WindowFigures
 from flexgate_stream.tick.routes import fold_route
 from flexgate_stream.tick.snapshot import summary_snapshot
 from workers.publisher import publisher_id, window_end_for
@@ -130,3 +131,42 @@ def test_rows_are_folded_every_second_between_ticks_of_two_seconds_or_more(tick,
         assert jobs["fold"].trigger.interval.total_seconds() == FOLD_SECONDS
         # half a period off the tick's phase
         assert (jobs["fold"].trigger.start_date - jobs["tick"].trigger.start_date).total_seconds() == FOLD_SECONDS / 2
+
+
+def test_a_tick_that_overruns_is_one_line_and_back_on_time_is_another(caplog):
+    """The scheduler the publisher runs, with a tick that takes 1.6 s once on a 0.5 s period."""
+    from workers.publisher import Publisher
+
+    publisher = Publisher(Settings(database_url="postgresql://u@127.0.0.1:1/db", tick_seconds=0.5), [])
+    durations = [0.01, 1.6]  # the second run covers three later ones; the rest are quick
+
+    async def tick() -> None:
+        await asyncio.sleep(durations.pop(0) if durations else 0.01)
+
+    def said(text: str) -> list[logging.LogRecord]:
+        return [r for r in caplog.records if text in r.getMessage()]
+
+    async def run() -> None:
+        scheduler = publisher._scheduler(asyncio.get_running_loop())
+        scheduler.start()
+        deadline = time.monotonic() + 6
+        while not said("back on time") and time.monotonic() < deadline:  # or the assertions below say what lacked
+            await asyncio.sleep(0.05)
+        scheduler.shutdown(wait=False)
+
+    publisher.tick = tick
+    scheduler_logger = logging.getLogger("apscheduler")
+    level = scheduler_logger.level
+    try:
+        with caplog.at_level(logging.INFO):
+            asyncio.run(run())
+    finally:
+        scheduler_logger.setLevel(level)
+        publisher.db.shutdown()
+    noisy = [r.getMessage() for r in caplog.records
+             if r.name.startswith("apscheduler") and r.levelno >= logging.WARNING]
+    assert noisy == []
+    overran, back = said("overran"), said("back on time")
+    assert [r.levelname for r in overran] == ["WARNING"] and [r.levelname for r in back] == ["INFO"]
+    assert re.search(r"tick overran: 1\.[6-9] s \(it runs every 0\.5 s; [2-4] runs skipped", overran[0].getMessage())
+    assert overran[0].created < back[0].created
