@@ -4,8 +4,8 @@ import os
 import shutil
 
 from flexgate_stream import logs
+from flexgate_stream.server import gunicorn_hooks
 from flexgate_stream.settings import load_or_exit
-from flexgate_stream.web import gunicorn_hooks
 
 _settings = load_or_exit()  # a bad environment stops the master with one sentence, exit 2
 # The master's and (inherited on fork) every worker's log lines never carry a configured token, wherever a client
@@ -26,7 +26,7 @@ _host = _settings.bind_host or "0.0.0.0"
 bind = f"[{_host}]:{_settings.port}" if ":" in _host else f"{_host}:{_settings.port}"
 workers = _settings.web_concurrency
 # gevent, with gunicorn's own answers to malformed requests (400, 414, 431, ...) in the JSON error shape.
-worker_class = "flexgate_stream.web.http_edge.JsonErrorGeventWorker"
+worker_class = "flexgate_stream.server.http_edge.JsonErrorGeventWorker"
 # Each open SSE stream holds one connection: leave room above FLEXGATE_MAX_CLIENTS for plain requests.
 worker_connections = _settings.max_clients + 1000
 # Thousands of clients reconnect within seconds after a deploy: a deeper accept queue than gunicorn's 2048 keeps
@@ -40,7 +40,7 @@ keepalive = 2
 control_socket_disable = True
 # Request-derived text is escaped and tokens are redacted in every line of the access and error logs; behind
 # nginx (a peer in FORWARDED_ALLOW_IPS, default loopback) the client address comes from X-Forwarded-For.
-logger_class = "flexgate_stream.web.http_edge.GunicornLogger"
+logger_class = "flexgate_stream.server.http_edge.GunicornLogger"
 accesslog = "-"
 # The path without its query string: ?access_token= must not reach the log.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"'

@@ -1,7 +1,7 @@
 """The one logging set-up of every process (the web app, the publisher, the ``make run`` launcher), and log lines
 a client cannot forge: request-derived text escaped, secrets never written.
 
-``SafeFormatter`` formats every line of ``configure``'s handler and, through ``web.http_edge.GunicornLogger``,
+``SafeFormatter`` formats every line of ``configure``'s handler and, through ``server.http_edge.GunicornLogger``,
 of gunicorn's error and access logs. ``redact`` knows the configured secrets (``add_secrets``: the API tokens,
 the NATS and database credentials) as well as the shapes a credential takes in a request, so a token is caught
 wherever a client put it: a header, a malformed header line, any query parameter, the path, percent-encoded.

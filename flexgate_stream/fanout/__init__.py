@@ -1,1 +1,1 @@
-"""The web tier's live fan-out (gevent): the NATS bridge, the per-worker hub, and each client's SSE stream."""
+"""The web tier's live fan-out (gevent): the NATS bridge, the channels and hub, each client's stream and writer."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flexgate_stream.fanout.hub import Policy
+from flexgate_stream.fanout.channel import Policy
 from flexgate_stream.messages import (
     ALERT_SUBJECT_PREFIX,
     ALERTS_STREAM,

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from nats.aio.client import Client as NATS
 
 from flexgate_stream.fanout import jetstream_api
+from flexgate_stream.fanout.channel import Channel
 from flexgate_stream.fanout.feeds import Feed
-from flexgate_stream.fanout.hub import Channel
 
 
 @dataclass

@@ -1,1 +1,1 @@
-"""The web tier: the Flask extension, blueprints and gunicorn hooks of the gevent workers."""
+"""The web tier's Flask app: the extension (StreamService, admission), blueprints, parameters, auth and metrics."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import socket
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from functools import partial
@@ -15,10 +14,12 @@ from flask import Flask, current_app, has_request_context, request
 
 from flexgate_stream.errors import AtCapacity, NatsUnavailable
 from flexgate_stream.fanout import feeds
+from flexgate_stream.fanout.channel import Channel, Subscriber
 from flexgate_stream.fanout.client_stream import ClientStream
 from flexgate_stream.fanout.feeds import Feed
 from flexgate_stream.fanout.group_index import IndexReader
-from flexgate_stream.fanout.hub import Channel, StreamHub, Subscriber
+from flexgate_stream.fanout.hub import StreamHub
+from flexgate_stream.fanout.stream_writer import StreamWriter, bound_writes
 from flexgate_stream.settings import Settings
 from flexgate_stream.web.prometheus import WebMetrics
 
@@ -75,14 +76,11 @@ class StreamService:
         gevent.spawn_later(grace, self._cut_stalled)
 
     def _cut_stalled(self) -> None:
-        stalled = [sub.conn for sub in self.hub.subscribers if sub.conn is not None]
+        stalled = [sub.writer for sub in self.hub.subscribers if sub.writer.sock is not None]
         if stalled:
             log.warning("web[%s]: cutting %d streams whose clients stopped reading", os.getpid(), len(stalled))
-        for sock in stalled:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        for writer in stalled:
+            writer.cut()
 
     def stop(self, timeout: float = 1.0) -> None:
         """End every stream and close the NATS connection."""
@@ -119,25 +117,22 @@ class StreamService:
             raise AtCapacity(f"this server process already serves its maximum of {self.hub.max_clients} streams; "
                              "retry later.", headers=wait)
         if sock is not None:
-            bound_writes(sock, self.settings)
-        return ClientStream(self, feed, self.open(feed), last_id=last_id, since=since, sock=sock,
-                            direct=_writes_chunks(sock))
+            bound_writes(sock, self.settings.send_timeout_seconds, self.settings.send_buffer_bytes)
+        writer = StreamWriter(sock, chunked=_writes_chunks(sock))
+        return ClientStream(self, feed, self.open(feed), last_id=last_id, since=since, writer=writer)
 
     @property
     def route_feeds(self) -> int:
         """Per-route and per-upstream feeds followed now (each holds a JetStream consumer)."""
         return sum(1 for key in self.hub.channels if key.startswith(feeds.GROUP_KEY_PREFIXES))
 
-    def attach(self, feed: Feed, channel: Channel, cursor: int, sock: Any = None) -> Subscriber:
-        """Register one client stream (and its socket, so shutdown can cut it if it stalls)."""
+    def attach(self, feed: Feed, channel: Channel, cursor: int, writer: StreamWriter | None = None) -> Subscriber:
+        """Register one client stream (and its socket's writer, so shutdown can cut it if it stalls)."""
         self.metrics.clients.labels(feed.label).inc()
-        sub = self.hub.attach(channel, cursor)
-        sub.conn = sock
-        return sub
+        return self.hub.attach(channel, cursor, writer)
 
     def release(self, feed: Feed, sub: Subscriber) -> None:
         """Forget one client stream; a per-route or per-upstream feed nobody reads any more is dropped."""
-        sub.conn = None
         self.metrics.clients.labels(feed.label).dec()
         if self.hub.detach(sub) and not feed.shared:
             self.hub.drop(feed.key)
@@ -156,19 +151,6 @@ class StreamService:
     @property
     def connected(self) -> bool:
         return self.started and self.bridge is not None and self.bridge.connected
-
-
-def bound_writes(sock: Any, settings: Settings) -> None:
-    """Bound what a client that stops reading costs: its stream's writes fail after FLEXGATE_SEND_TIMEOUT, its
-    socket's send buffer is fixed at FLEXGATE_SEND_BUFFER (the kernel doubles it for its bookkeeping; left to
-    autotune it grows to the tcp_wmem maximum, 4 MiB), and the kernel drops the connection once the client's
-    receive window has stayed shut (or sent data unacknowledged) for FLEXGATE_SEND_TIMEOUT, whether or not a
-    write is waiting. docs/operations.md, "Clients that stop reading", has the figures."""
-    sock.settimeout(settings.send_timeout_seconds)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.send_buffer_bytes)
-    user_timeout = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux only
-    if user_timeout is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, user_timeout, round(settings.send_timeout_seconds * 1000))
 
 
 def _writes_chunks(sock: Any) -> bool:

@@ -24,9 +24,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from flexgate_stream.fanout.channel import Channel, Frame
 from flexgate_stream.fanout.delays import BUCKETS, WINDOW_SECONDS, DelayTally, last_minute
 from flexgate_stream.fanout.feeds import ALERTS, SUMMARY
-from flexgate_stream.fanout.hub import Channel, Frame, StreamHub
+from flexgate_stream.fanout.hub import StreamHub
 from flexgate_stream.liveness import snapshot_age, snapshot_time
 from flexgate_stream.settings import Settings
 

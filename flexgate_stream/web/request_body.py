@@ -10,7 +10,7 @@ from flexgate_stream.logs import redact
 
 MAX_BODY = 64 * 1024  # the largest request body accepted (webhook events)
 CHUNK = 16 * 1024
-# Set in the WSGI environ when a body stopped arriving: the worker (web.gevent_worker) closes the connection right
+# Set in the WSGI environ when a body stopped arriving: the worker (server.gevent_worker) closes the connection right
 # after the 408 instead of giving the rest of the body gunicorn's keep-alive time.
 CLOSE_CONNECTION = "flexgate.close_connection"
 

@@ -25,6 +25,7 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 MISSING = "nginx is not installed (apt-get install nginx-light), so the tests through nginx are skipped."
 IDENTITY_PATH = "/.test-nginx-identity"
 SITE_ACCESS_LOG = "access_log /var/log/nginx/flexgate-stream.access.log flexgate_stream;"
+SITE_ERROR_LOG = "error_log /var/log/nginx/flexgate-stream.error.log crit;"
 
 # What a distribution's nginx.conf around the site may hold: gzip on for event streams too, so the
 # site file must switch it off itself; an access log in the combined format (query string, Referer,
@@ -59,6 +60,7 @@ def render_site(upstream_port: int, port: int, identity: str, prefix: Path, read
     replacements = [("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};"),
                     ("listen 80;", f"listen 127.0.0.1:{port};"),
                     (SITE_ACCESS_LOG, f"access_log {prefix}/access.log flexgate_stream;"),
+                    (SITE_ERROR_LOG, f"error_log {prefix}/site-error.log crit;"),
                     ("server_name _;",
                      f'server_name _;\n    location = {IDENTITY_PATH} {{ return 200 "{identity}"; }}')]
     if read_timeout is not None:

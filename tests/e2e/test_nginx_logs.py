@@ -34,6 +34,9 @@ REQUESTS = [
      "Content-Length: 2\r\n\r\n{}",
      '"POST /api/events HTTP/1.1" 4'),
     (f"GET /api/{TOKEN}/stats;token={PARAM} HTTP/1.1\r\n{AUTH}\r\n", '"GET [other] HTTP/1.1" 404 '),
+    # Refused by nginx for its size, which its error log would quote with the query string at level error.
+    (f"POST /api/events?access_token={TOKEN} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+     "Content-Length: 100000\r\nConnection: close\r\n\r\n", '"POST /api/events HTTP/1.1" 413 '),
     # Refused by nginx itself: a malformed header line, a malformed request line.
     (f"GET /api/stream/stats?key={KEY} HTTP/1.1\r\nHost: x\r\nX-Api-Key {TOKEN}\r\n\r\n",
      '"GET /api/stream/stats HTTP/1.1" 400 '),

@@ -38,8 +38,11 @@ def stalled_streams(url: str) -> int:
 def small_rings(nats_server, nats_client, tmp_path_factory):
     from tests.e2e.support import WebServer
 
+    # Send buffers as large as the kernel's autotuning makes them (~4 MB), so the reading witness never falls a
+    # ring behind while the stalled client's 12 MB of alerts still fill its buffers.
     server = WebServer(nats_server.url, tmp_path_factory.mktemp("slow"),
-                       {"FLEXGATE_CLIENT_QUEUE": "4", "FLEXGATE_HEARTBEAT_SECONDS": "30"}, workers=1).start()
+                       {"FLEXGATE_CLIENT_QUEUE": "4", "FLEXGATE_HEARTBEAT_SECONDS": "30",
+                        "FLEXGATE_SEND_BUFFER": str(2 * 1024 * 1024)}, workers=1).start()
     yield server
     server.stop()
 

@@ -16,6 +16,7 @@ from flexgate_stream.fanout.client_stream import ClientStream
 from flexgate_stream.fanout.feeds import Feed
 from flexgate_stream.fanout.hub import Channel, StreamHub, Subscriber
 from flexgate_stream.fanout.jetstream_api import Bounds, StoredMsg
+from flexgate_stream.fanout.stream_writer import REST, StreamWriter
 from flexgate_stream.settings import Settings
 
 pytestmark = pytest.mark.timeout(10)
@@ -53,8 +54,8 @@ class Host:
         answer = self.answers[fn]
         return answer(*args) if callable(answer) else answer
 
-    def attach(self, feed: Feed, channel: Channel, cursor: int, sock: Any = None) -> Subscriber:
-        return self.hub.attach(channel, cursor)
+    def attach(self, feed: Feed, channel: Channel, cursor: int, writer: StreamWriter | None = None) -> Subscriber:
+        return self.hub.attach(channel, cursor, writer)
 
     def release(self, feed: Feed, sub: Subscriber) -> None:
         self.hub.detach(sub)
@@ -166,17 +167,16 @@ def test_a_client_is_registered_when_admitted_and_released_even_if_never_read():
 def test_a_direct_stream_rests_instead_of_parking_and_goes_on_where_it_rested_when_resumed():
     from gevent import socket as gsocket
 
-    from flexgate_stream.fanout.client_stream import REST
-
     host = Host()
     channel = channel_with(host, feeds.SUMMARY, [1])
     ours, theirs = gsocket.socketpair()
-    stream = ClientStream(host, feeds.SUMMARY, channel, sock=ours, direct=True)
+    stream = ClientStream(host, feeds.SUMMARY, channel, writer=StreamWriter(ours, chunked=True))
     assert stream.allow_rest()
     frames = iter(stream)
     opening = [next(frames), next(frames)]
     assert b'"type":"connected"' in opening[0] and opening[1].startswith(b"id: 1\n")
     assert next(frames) is REST  # nothing to write: the server may end its greenlet
+    held = stream.writer.hold()  # the server hands the connection to the writer, on a duplicate of its socket
     resumed: list[bool] = []
     stream.rest(lambda: resumed.append(True))
     channel.publish(2, b'{"n": 2}')  # written by the channel, straight to the socket
@@ -186,8 +186,8 @@ def test_a_direct_stream_rests_instead_of_parking_and_goes_on_where_it_rested_wh
     assert b'"connected":false' in next(frames)
     assert next(frames) is REST
     stream.close()
-    ours.close()
-    theirs.close()
+    for sock in (held, ours, theirs):
+        sock.close()
 
 
 def test_a_live_frame_the_stream_writes_itself_is_tallied_once_its_write_is_done():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flexgate_stream.web.http_edge import forwarded_client
+from flexgate_stream.server.http_edge import forwarded_client
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -114,8 +114,8 @@ def test_waiting_reader_wakes_on_publish_status_and_close():
 def test_stalled_counts_clients_whose_write_has_been_pending_too_long():
     hub, channel = hub_with(Policy.LATEST)
     reading, stuck, idle = (hub.attach(channel, 0) for _ in range(3))
-    reading.writing_since = time.monotonic()
-    stuck.writing_since = time.monotonic() - 10
+    reading.writer.writing_since = time.monotonic()
+    stuck.writer.writing_since = time.monotonic() - 10
     assert hub.stalled(2.0) == 1 and hub.clients == 3
     hub.detach(stuck)
     assert hub.stalled(2.0) == 0 and hub.clients == 2
@@ -149,7 +149,7 @@ def test_publish_writes_the_chunk_to_a_parked_client_with_room_without_waking_it
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     sub = hub.attach(channel, channel.next_index)
-    sub.sock = ours
+    sub.writer.own(ours)
     g, woke = _parked(sub)
     channel.publish(1, b"x")
     channel.publish(1, b"again")  # a redelivery is neither written nor wakes anyone
@@ -168,11 +168,11 @@ def test_publish_wakes_a_parked_client_whose_socket_is_full_and_leaves_the_frame
     hub, channel = hub_with(Policy.LATEST)
     ours, theirs = _full_socketpair()
     sub = hub.attach(channel, channel.next_index)
-    sub.sock = ours
+    sub.writer.own(ours)
     g, woke = _parked(sub)
     channel.publish(1, b"x")
     g.join(1)
-    assert woke == [True] and sub.pending is None
+    assert woke == [True] and sub.writer.pending is None
     assert [f.seq for f in sub.take()] == [1]  # written by the client's own response, which may block
     ours.close()
     theirs.close()
@@ -197,13 +197,14 @@ def test_a_chunk_the_socket_takes_only_in_part_is_left_to_the_client_to_finish_f
     ours.setblocking(False)
     hub, channel = hub_with(Policy.LATEST)
     sub = hub.attach(channel, channel.next_index)
-    sub.sock = ours
+    sub.writer.own(ours)
     g, woke = _parked(sub)
     frame = channel.publish(1, b"x" * 8_000_000)  # more than any loopback socket takes at once
     g.join(1)
     assert woke == [True]
-    assert sub.pending and frame.chunk.endswith(sub.pending) and len(sub.pending) < len(frame.chunk)
-    assert sub.writing_since is not None  # counted as a pending write (stalled, if it stays)
+    pending = sub.writer.pending
+    assert pending and frame.chunk.endswith(pending) and len(pending) < len(frame.chunk)
+    assert sub.writer.writing_since is not None  # counted as a pending write (stalled, if it stays)
     assert sub.last_seq == 1 and sub.take() == []  # the frame is the pending write's, not to be sent again
     ours.close()
     theirs.close()
@@ -228,12 +229,13 @@ def test_only_clients_the_pass_wrote_whole_are_tallied_written_and_a_part_write_
     subs = {}
     for name, sock, where in (("whole", whole, channel), ("full", full, channel), ("part", part, big)):
         subs[name] = hub.attach(where, where.next_index)
-        subs[name].sock = sock
+        subs[name].writer.own(sock)
         subs[name].rest(None, lambda: None)
     stored = time.time() - 0.3
     channel.publish(1, b"x", stored)
     big.publish(1, b"x" * 8_000_000, stored)  # more than the TCP socket takes at once
-    assert subs["part"].pending and subs["part"].pending_stored == stored  # its own greenlet finishes, and tallies
+    part = subs["part"].writer
+    assert part.pending and part.pending_stored == stored  # its own greenlet finishes, and tallies
     found = last_minute([channel.written], time.time())
     assert found["count"] == 1 and found["p50"] == pytest.approx(0.3, rel=0.2)  # the whole write alone
     for sock in (whole, whole_peer, part, part_peer, full, full_peer):
@@ -248,7 +250,7 @@ def test_a_resting_client_is_written_to_without_being_resumed_and_resumed_once_o
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     sub = hub.attach(channel, channel.next_index)
-    sub.sock = ours
+    sub.writer.own(ours)
     resumed = []
     sub.rest(None, lambda: resumed.append(True))
     channel.publish(1, b"x")
@@ -275,7 +277,7 @@ def test_a_resting_client_whose_socket_is_full_is_resumed_to_write_the_frame_its
     hub, channel = hub_with(Policy.LATEST)
     ours, theirs = _full_socketpair()
     sub = hub.attach(channel, channel.next_index)
-    sub.sock = ours
+    sub.writer.own(ours)
     resumed = []
     sub.rest(5, lambda: resumed.append(True))
     channel.publish(1, b"x")

@@ -113,7 +113,7 @@ def test_json_content_type_with_a_charset_is_accepted():
 
 
 def test_the_start_warning_says_whether_events_are_open():
-    from flexgate_stream.web.gunicorn_hooks import open_api_warning
+    from flexgate_stream.server.gunicorn_hooks import open_api_warning
 
     assert "POST /api/events, which is closed" in open_api_warning(Settings())
     assert "accepts events from anyone" in open_api_warning(Settings(events_open=True))

@@ -56,7 +56,7 @@ def test_one_pass_to_three_clients_counts_three_writes_and_a_summary_its_window_
     for ours, _theirs in pairs:
         ours.setblocking(False)
         sub = hub.attach(channel, channel.next_index)
-        sub.sock = ours
+        sub.writer.own(ours)
         sub.rest(None, lambda: None)
     stored = time.time() - 0.4
     window_end = iso(datetime.fromtimestamp(stored - 2.0, UTC), timespec="microseconds")

@@ -11,8 +11,8 @@ import pytest
 from flexgate_stream.errors import ConfigError
 from flexgate_stream.fanout.feeds import SUMMARY
 from flexgate_stream.liveness import Liveness, LivePublisher, is_stale, snapshot_age, tick_period
+from flexgate_stream.server import gunicorn_hooks
 from flexgate_stream.settings import Settings
-from flexgate_stream.web import gunicorn_hooks
 from flexgate_stream.web.extension import StreamService
 
 

@@ -1,8 +1,9 @@
-"""A stream at rest: an open SSE response whose greenlet has ended while it waits (web.gevent_worker).
+"""A stream at rest: an open SSE response whose greenlet has ended while it waits (server.gevent_worker).
 
-The hub writes frames to its socket meanwhile (fanout.hub). When the stream must write something itself,
-its channel calls ``resume``, and a new greenlet goes on iterating the response's generator where it
-yielded ``REST``: until it rests again, or ends. One request, one access log line, when the stream ends.
+Its writer owns the connection (fanout.stream_writer), and the channel writes frames to it meanwhile. When the
+stream must write something itself, its channel calls ``resume``, and a new greenlet goes on iterating the
+response's generator where it yielded ``REST``, handing each frame to the writer: until it rests again, or
+ends. One request, one access log line, when the stream ends.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from typing import Any
 
 import gevent
 from gevent.pool import Group
-from gunicorn import util
 
-from flexgate_stream.fanout.client_stream import REST
+from flexgate_stream.fanout.stream_writer import REST, StreamWriter
 
 # What a resting stream keeps of its request's environ for its access log line (GunicornLogger.atoms).
 ACCESS_KEYS = ("REMOTE_ADDR", "REQUEST_METHOD", "RAW_URI", "PATH_INFO", "QUERY_STRING", "SERVER_PROTOCOL",
@@ -26,14 +26,14 @@ ACCESS_KEYS = ("REMOTE_ADDR", "REQUEST_METHOD", "RAW_URI", "PATH_INFO", "QUERY_S
 class RestingStream:
     """What a resting stream's next greenlet needs to go on writing it, and to log it when it ends."""
 
-    __slots__ = ("stream", "frames", "resp", "sock", "headers", "environ", "started", "greenlets", "log")
+    __slots__ = ("stream", "frames", "writer", "resp", "headers", "environ", "started", "greenlets", "log")
 
-    def __init__(self, stream: Any, frames: Any, resp: Any, sock: Any, headers: Any, environ: dict[str, Any],
+    def __init__(self, stream: Any, frames: Any, resp: Any, headers: Any, environ: dict[str, Any],
                  started: datetime, greenlets: Group, log: Any) -> None:
-        self.stream = stream  # the response iterable: ``rest``, ``rebind`` and ``close``
+        self.stream = stream  # the response iterable: ``writer``, ``rest`` and ``close``
         self.frames = frames  # its iterator, suspended where it yielded REST
-        self.resp = resp  # gunicorn's response: chunked writes, bytes sent
-        self.sock = sock
+        self.writer: StreamWriter = stream.writer  # owns the connection from now on
+        self.resp = resp  # gunicorn's response, kept for the access log (status, bytes sent)
         self.headers = headers  # the request's headers, for the access log
         self.environ = environ
         self.started = started
@@ -43,13 +43,10 @@ class RestingStream:
     @classmethod
     def take_over(cls, stream: Any, frames: Any, resp: Any, req: Any, environ: dict[str, Any], started: datetime,
                   greenlets: Group, log: Any) -> RestingStream:
-        """Move a stream that just yielded REST onto a duplicate of its socket (gunicorn and gevent close the
-        original when the request's greenlet ends) and let it rest."""
-        sock = resp.sock.dup()
-        resp.sock = sock
+        """Hand the connection of a stream that just yielded REST to its writer and let it rest."""
+        resp.sock = stream.writer.hold()
         resp.req = None  # the response's headers are out: it no longer needs the request (nor its parser)
-        stream.rebind(sock)
-        held = cls(stream, frames, resp, sock, req.headers, {k: environ[k] for k in ACCESS_KEYS if k in environ},
+        held = cls(stream, frames, resp, req.headers, {k: environ[k] for k in ACCESS_KEYS if k in environ},
                    started, greenlets, log)
         held.rest()
         return held
@@ -59,13 +56,15 @@ class RestingStream:
 
     def resume(self) -> None:
         """Go on writing the stream (in its own greenlet) until it rests again or ends."""
+        writer = self.writer
         try:
+            writer.finish()  # the end of a chunk the channel began: nothing may come between
             for item in self.frames:
                 if item is REST:
                     self.rest()
                     return
-                self.resp.write(item)
-            self.resp.close()
+                writer.write(item)
+            writer.end()
         except TimeoutError:
             self.log.info("web: dropped a client that stopped reading (%s %s)",
                           self.environ.get("REQUEST_METHOD"), self.environ.get("PATH_INFO"))
@@ -83,7 +82,7 @@ class RestingStream:
         try:
             self.frames.close()
             self.stream.close()
-            self.resp.sent += self.stream.sent_direct  # the frames the channel wrote count as sent too
         finally:
+            self.resp.sent += self.writer.sent  # what the writer wrote, past gunicorn's response, counts as sent
             self.log.access(self.resp, self.headers, self.environ, datetime.now() - self.started)
-            util.close(self.sock)
+            self.writer.close()

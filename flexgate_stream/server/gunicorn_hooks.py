@@ -1,5 +1,5 @@
 """gunicorn hooks for the web process: start the bridge in each worker, end streams fast on SIGTERM (on a
-reload, once the new workers serve: web.handover), and keep prometheus-client's multiprocess files right.
+reload, once the new workers serve: server.handover), and keep prometheus-client's multiprocess files right.
 conf/gunicorn.conf.py calls these."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flexgate_stream.server import handover
 from flexgate_stream.settings import Settings
-from flexgate_stream.web import handover
 
 log = logging.getLogger(__name__)
 

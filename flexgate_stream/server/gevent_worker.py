@@ -1,12 +1,16 @@
 """gunicorn's gevent worker (the base of conf/gunicorn.conf.py's ``worker_class``), with streams at rest.
 
-An open SSE stream spends most of its life waiting for the next snapshot, which the hub writes to its
-socket itself (fanout.hub). Parked in its greenlet, each such stream would keep that greenlet's C stack
-and a page of Python frames; ``StreamingGeventWorker`` instead lets a stream that offers it *rest*
-(web.resting): the greenlet ends, the connection stays open on a duplicate of its socket, and a new greenlet
-resumes the response's iterator when the stream must write something itself.
+An open SSE stream spends most of its life waiting for the next snapshot, which its channel writes to its
+socket through the stream's writer (fanout.stream_writer). Parked in its greenlet, each such stream would keep
+that greenlet's C stack and a page of Python frames; ``StreamingGeventWorker`` instead lets a stream that
+offers it *rest* (server.resting): the greenlet ends, the writer keeps the connection on a duplicate of its
+socket, and a new greenlet resumes the response's iterator when the stream must write something itself.
 
-It also keeps its servers, so a stopping worker stops accepting at once (web.handover).
+It also keeps its servers, so a stopping worker stops accepting at once (server.handover).
+
+``run``, ``handle_request`` and ``_handle_request`` are copies of gunicorn 27.0's, changed where they say:
+docs/architecture.md, "Where the web process departs from gunicorn", lists every such place and why, and
+tests/unit/test_gunicorn_copies.py fails when the installed gunicorn's originals change.
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ from gunicorn.http import wsgi
 from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker
 
-from flexgate_stream.fanout.client_stream import REST
+from flexgate_stream.fanout.stream_writer import REST
+from flexgate_stream.server.resting import RestingStream
 from flexgate_stream.web.request_body import CLOSE_CONNECTION
-from flexgate_stream.web.resting import RestingStream
 
 
 class StreamingGeventWorker(GeventWorker):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 HANDOVER_SECONDS = 5.0  # at most this long a replaced worker waits for its replacements (graceful_timeout is 10)
 
@@ -56,22 +57,39 @@ def starting(master: int, pid: int) -> list[int]:
 
 def younger(master: int, pid: int) -> list[int]:
     """The other workers of ``master`` that started after worker ``pid``."""
-    own = _stat(pid)
+    own = proc_stat(pid)
     if own is None:
         return []
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == pid:
             continue
-        stat = _stat(int(entry.name))
-        if stat is not None and int(stat[1]) == master and int(stat[19]) > int(own[19]):
+        stat = proc_stat(int(entry.name))
+        if stat is not None and stat.ppid == master and stat.start_ticks > own.start_ticks:
             found.append(int(entry.name))
     return sorted(found)
 
 
-def _stat(pid: int) -> list[str] | None:
-    """The fields of /proc/<pid>/stat after the command name (state is [0], ppid [1], starttime [19])."""
+class ProcStat(NamedTuple):
+    """What the hand-over reads of a process in /proc/<pid>/stat (proc(5))."""
+
+    ppid: int  # field 4
+    start_ticks: int  # field 22, starttime: clock ticks after boot
+
+
+def proc_stat(pid: int) -> ProcStat | None:
+    """The parent and start time of process ``pid``, or None when it is gone."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return None
+    return parse_stat(text)
+
+
+def parse_stat(text: str) -> ProcStat | None:
+    """The fields of one /proc/<pid>/stat line; the command name (field 2) may hold spaces and parentheses."""
+    # After the command name's closing parenthesis: state (field 3), ppid (4), ... starttime (22).
+    fields = text.rpartition(")")[2].split()
+    if len(fields) < 20:
+        return None
+    return ProcStat(ppid=int(fields[4 - 3]), start_ticks=int(fields[22 - 3]))

@@ -4,7 +4,7 @@
 error and access logs safe (``logs``). gunicorn parses the request line and headers before the
 application sees them and answers a malformed or oversized one itself; ``JsonErrorGeventWorker``
 answers it as every other error is answered, ``{"success": false, "error": "..."}``, saying what was
-wrong without echoing what was sent. The worker's streams rest while they wait (``web.gevent_worker``).
+wrong without echoing what was sent. The worker's streams rest while they wait (``server.gevent_worker``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from gunicorn.http import errors as http
 from gunicorn.http.wsgi import Response, default_environ
 
 from flexgate_stream.logs import SafeFormatter, safe
-from flexgate_stream.web.gevent_worker import StreamingGeventWorker
+from flexgate_stream.server.gevent_worker import StreamingGeventWorker
 
 # Checked in order: the first class the error is an instance of gives status, reason and message.
 CLIENT_ERRORS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], int, str, str], ...] = (
