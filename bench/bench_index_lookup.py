@@ -41,7 +41,7 @@ def timed(url: str, status: int = 200, **params: str) -> float:
 
 
 class Probe(threading.Thread):
-    """GET /healthz of the same worker every 10 ms: the longest answer says how long the worker stalled."""
+    """GET /healthz of the same worker every 10 ms: the longest answer says how long the worker was blocked."""
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
@@ -56,7 +56,7 @@ def measure(client: NatsClient, web: WebServer, count: int) -> str:
     routes = {f"/shop/items/p-{i:08x}/reviews": 10 * count - i for i in range(count)}
     last = list(routes)[-1]
     timed(web.url + "/api/metrics/live", 404, route="/not/tracked")  # a first scan: names remembered
-    hinted, scans, cached, pages, stalls = [], [], [], [], []
+    hinted, scans, cached, pages, blocked = [], [], [], [], []
     for _ in range(5):  # each a new windowEnd
         client.publish_index(sample_index_pages("routes", routes, per_page=PER_PAGE))
         hinted.append(timed(web.url + "/api/metrics/live", route=last))  # on its page of the last index
@@ -65,7 +65,7 @@ def measure(client: NatsClient, web: WebServer, count: int) -> str:
         scans.append(timed(web.url + "/api/metrics/live", 404, route="/not/tracked"))  # only a scan proves it
         probe.stop.set()
         probe.join()
-        stalls.append(probe.longest)
+        blocked.append(probe.longest)
     for _ in range(REPEATS):
         cached.append(timed(web.url + "/api/metrics/live", route=last))
         pages.append(timed(web.url + "/api/metrics/routes", page=str(count // PER_PAGE // 2)))
@@ -73,7 +73,7 @@ def measure(client: NatsClient, web: WebServer, count: int) -> str:
     med = statistics.median
     return (f"{count:>7,} routes {count // PER_PAGE:>4} pages | page {med(pages):5.1f} | lookup: next index "
             f"{med(hinted):5.1f}, same index {med(cached):5.1f}, untracked (scan) {med(scans):7.1f} | "
-            f"longest /healthz during a scan {max(stalls):5.1f} | worker RSS {rss:5.1f} MiB")
+            f"longest /healthz during a scan {max(blocked):5.1f} | worker RSS {rss:5.1f} MiB")
 
 
 def main(counts: list[int]) -> None:

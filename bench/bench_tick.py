@@ -41,12 +41,12 @@ from flexgate_stream.tick.rollups import LATENCY, UNKNOWN_UPSTREAM  # noqa: E402
 from flexgate_stream.tick.routes import route_sql  # noqa: E402
 from flexgate_stream.tick.snapshot import summary_snapshot  # noqa: E402
 from flexgate_stream.tick.time_column import TimeColumn  # noqa: E402
-from workers.outbox import Publishing  # noqa: E402
+from workers.outbox import Outbox  # noqa: E402
 
 
 def shape(figures, top: int) -> tuple[int, int]:
     """Every message of a tick, encoded: (all their bytes, the summary's bytes)."""
-    out = Publishing(Settings(top_routes=top), [], "bench")
+    out = Outbox(Settings(top_routes=top), [], "bench")
     sizes = [len(encode(message)) for _subject, message in out.messages(figures)]
     return sum(sizes), sizes[0]
 

@@ -1,5 +1,5 @@
 """The full-scan reference: every figure of one window end read straight from the request log, in one
-consistent snapshot (the tick's previous implementation, which bench_tick.py times beside the rollups).
+repeatable-read transaction (the tick's previous implementation, which bench_tick.py times beside the rollups).
 
 Cost model: the 24 h summary is one scan with one sort for the three percentiles; everything per route,
 per upstream and per 5-minute bucket is computed over the last hour only, where route folding (a regexp

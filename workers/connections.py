@@ -1,7 +1,7 @@
-"""The publisher's PostgreSQL connection (on its own thread), and the state line both its connections keep.
+"""The publisher's PostgreSQL connection, on its own thread.
 
-Each connection says when it goes down and when it comes back in one log line, never once per tick,
-and reconnects forever with exponential backoff (NATS: ``workers/nats_link.py``).
+It says when it goes down and when it comes back in one log line, never once per tick (backoff.StateLog),
+and reconnects forever with exponential backoff (NATS: ``workers/jetstream_link.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
-from flexgate_stream.backoff import Backoff
+from flexgate_stream.backoff import Backoff, StateLog
 from flexgate_stream.errors import DatabaseUnavailable
 from flexgate_stream.requestlog import database
 from flexgate_stream.settings import Settings
@@ -44,29 +44,6 @@ SMALLEST_CHUNK = 1_000  # ids: a backfill chunk is made smaller down to this, th
 T = TypeVar("T")
 
 
-class StateLog:
-    """Logs a link's state only when it changes: one line on going down, one on coming back."""
-
-    def __init__(self, ident: str, what: str) -> None:
-        self.ident, self.what = ident, what
-        self.down_since: float | None = None
-
-    def down(self, reason: object, exc_info: bool = False, hint: str = "") -> None:
-        """Note a failure (its first line, then ``hint``: what to do about it); logs only the first of a run."""
-        if self.down_since is None:
-            self.down_since = time.monotonic()
-            said = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
-            log.warning("publisher[%s]: %s is unavailable (%s); retrying with backoff", self.ident, self.what,
-                        f"{said}: {hint}" if hint else said, exc_info=exc_info)
-
-    def up(self) -> None:
-        """Note a success; logs only after a failure."""
-        if self.down_since is not None:
-            log.info("publisher[%s]: %s is back after %.1f s", self.ident, self.what,
-                     time.monotonic() - self.down_since)
-            self.down_since = None
-
-
 class Skipped(Exception):
     """A call queued behind one that found PostgreSQL down: it waits for the retry like the calls after it."""
 
@@ -87,7 +64,7 @@ class Database:
         self.published: datetime | None = None  # the newest window stored in JetStream (Publisher sets it)
         self.zone = settings.requests_timezone
         self.ident = ident
-        self.state = StateLog(ident, "PostgreSQL")
+        self.state = StateLog(log, f"publisher[{ident}]", "PostgreSQL")
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="publisher-pg")
         # Each tick tries once anyway: a delay under one tick (counted from the tick's start) means the tick
         # after PostgreSQL comes back reconnects, while faster ticks still back off.

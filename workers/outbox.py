@@ -56,7 +56,7 @@ HEADROOM = 512  # bytes of max_payload left for the headers (Nats-Msg-Id) and th
 INDEX_PAGE_BYTES = 256 * 1024  # entries per index page at most (less when the server's max_payload is smaller)
 
 
-class Publishing:
+class Outbox:
     """Sends a tick's messages with Nats-Msg-Id dedupe and keeps the publisher's KV heartbeat."""
 
     def __init__(self, settings: Settings, rules: list[Rule], ident: str) -> None:

@@ -36,8 +36,8 @@ from flexgate_stream.requestlog import database
 from flexgate_stream.settings import Settings, load_or_exit
 from flexgate_stream.tick.alerts import Rule, load_rules
 from workers.connections import Database
-from workers.nats_link import NatsLink
-from workers.outbox import Publishing
+from workers.jetstream_link import JetStreamLink
+from workers.outbox import Outbox
 from workers.overruns import OverrunLog
 
 log = logging.getLogger("workers.publisher")
@@ -66,8 +66,8 @@ class Publisher:
         self.settings = settings
         self.ident = publisher_id()
         self.db = Database(settings, self.ident)
-        self.out = Publishing(settings, rules, self.ident)
-        self.nats = NatsLink(settings, self.ident)
+        self.outbox = Outbox(settings, rules, self.ident)
+        self.nats = JetStreamLink(settings, self.ident)
         self.overruns = OverrunLog(self.ident, excused=lambda: self.db.down)  # its own line says why
         self.attached_epoch = 0  # the NATS connection the outbox was last attached to
         self.stopping = asyncio.Event()
@@ -144,7 +144,7 @@ class Publisher:
         figures = await self.db.aggregate([at], index=True)
         if figures:
             try:
-                await self.out.publish_index(js, figures[-1])
+                await self.outbox.publish_index(js, figures[-1])
             except (TimeoutError, nats.errors.Error) as exc:
                 self.nats.lost(exc)
         return True
@@ -174,12 +174,12 @@ class Publisher:
     async def _tick(self, window_end: datetime, started: float) -> None:
         js = await self._attached()
         try:
-            due = await self.out.due_windows(js, window_end) if js is not None else []
+            due = await self.outbox.due_windows(js, window_end) if js is not None else []
         except (TimeoutError, nats.errors.Error) as exc:
             self.nats.lost(exc)
             due, js = [], None
         # New rows are folded into the rollups every tick, even while NATS is down.
-        self.db.published = self.out.newest_stored  # slots of older minutes are no longer needed
+        self.db.published = self.outbox.newest_stored  # slots of older minutes are no longer needed
         # With ticks too short for folds between them (under 2 s), the tick itself publishes the index.
         index = self.settings.tick_seconds < 2 * FOLD_SECONDS and bool(due) and self._index_due()
         figures = await self.db.aggregate(due, index=index)
@@ -189,10 +189,10 @@ class Publisher:
             return  # NATS down: its state line said so; the windows are published once it is back
         try:
             if figures is None:  # alive, but nothing to publish: PostgreSQL is down, or the work ran past its time
-                await self.out.heartbeat(**({"database": "unavailable"} if self.db.down else {}))
+                await self.outbox.heartbeat(**({"database": "unavailable"} if self.db.down else {}))
                 return
             for one in figures:  # missed windows first, oldest first, then the current one
-                await self.out.publish(js, one, started, catching_up=one.window_end != window_end)
+                await self.outbox.publish(js, one, started, catching_up=one.window_end != window_end)
         except (TimeoutError, nats.errors.Error) as exc:
             self.nats.lost(exc)  # e.g. a publish timed out while the connection was failing
             return
@@ -205,14 +205,14 @@ class Publisher:
         js = await self.nats.ensure()
         if js is not None and self.attached_epoch != self.nats.epoch:
             try:
-                await self.out.attach(js)  # buckets, firing alerts, heartbeat: once per (re)connection
+                await self.outbox.attach(js)  # buckets, firing alerts, heartbeat: once per (re)connection
             except (TimeoutError, nats.errors.Error) as exc:
                 self.nats.lost(f"cannot open the KV buckets: {exc}")
                 return None
             self.attached_epoch = self.nats.epoch
             if self.nats.nc is not None:  # shape every message within the server's limit
-                self.out.max_payload = self.nats.nc.max_payload
-                self.db.budget = int(min(SUMMARY_MAX_BYTES, self.out.max_payload) * 0.9)
+                self.outbox.max_payload = self.nats.nc.max_payload
+                self.db.budget = int(min(SUMMARY_MAX_BYTES, self.outbox.max_payload) * 0.9)
         return js
 
     async def _teardown(self, scheduler: AsyncIOScheduler, connector: asyncio.Task[None]) -> None:
@@ -230,10 +230,11 @@ class Publisher:
                 unfinished.cancel()
                 await asyncio.wait({unfinished}, timeout=0.5)
         scheduler.shutdown(wait=False)
-        connector.cancel()
-        if self.nats.ready and self.nats.js is not None:
-            await self.out.retire(self.nats.js, timeout=0.5)
+        js = self.nats.js
+        if js is not None:
+            await self.outbox.retire(js, timeout=0.5)
         await self.nats.close(timeout=max(0.1, deadline - time.monotonic() - 0.2))
+        connector.cancel()  # it ends by itself once closed, unless it was in the middle of connecting
         self.db.cancel()
         self.db.shutdown()
         log.info("publisher[%s]: stopped", self.ident)

@@ -17,10 +17,10 @@ per followed subject that is negligible next to writing the frames.
 
 Each followed subject gets its own ordered consumer (ephemeral, memory-backed, never shared by two
 workers) that starts at the subject's newest message, so every worker's clients see every message in
-order. Like Flower's events.py, the bridge reconnects forever with exponential backoff and logs one
-line per state change; after a reconnect each consumer is re-created from the sequence after the
-last one its channel received, so a NATS restart leaves no gap. The same re-creation repairs a
-consumer that went silent while NATS stayed connected (see watchdog.py).
+order. The connection is kept by flexgate_stream.nats_link (the publisher's routine too: backoff of at
+most 2 s, one log line per state change); on each new connection every consumer is re-created from the
+sequence after the last one its channel received, so a NATS restart leaves no gap. The same re-creation
+repairs a consumer that is stuck while NATS stays connected (see watchdog.py).
 """
 
 from __future__ import annotations
@@ -32,18 +32,17 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import gevent
-import nats
 import nats.errors
 from gevent.event import AsyncResult
 from nats.aio.client import Client as NATS
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from flexgate_stream.backoff import Backoff
 from flexgate_stream.errors import NatsUnavailable
 from flexgate_stream.fanout import jetstream_api
 from flexgate_stream.fanout.feeds import Feed
 from flexgate_stream.fanout.hub import Channel, Policy, StreamHub
 from flexgate_stream.fanout.watchdog import Watchdog
+from flexgate_stream.nats_link import NatsLink
 from flexgate_stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ T = TypeVar("T")
 
 CONSUMER_HEARTBEAT = 2.0  # an ordered consumer missing two heartbeats is re-created by nats-py
 RECONCILE_SECONDS = 2.0  # how often feeds that could not be followed (stream missing) are retried
-STALL_SECONDS = 3 * CONSUMER_HEARTBEAT  # behind the stream this long without moving: re-create the consumer
+STUCK_SECONDS = 3 * CONSUMER_HEARTBEAT  # behind the stream this long without moving: re-create the consumer
 
 
 class Bridge:
@@ -65,34 +64,42 @@ class Bridge:
         self.name = f"bridge[{os.getpid()}]"
         self.reconnects = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._nc: NATS | None = None
+        self._link: NatsLink | None = None
         self._greenlet: gevent.Greenlet | None = None
         self._feeds: dict[str, tuple[Feed, Channel]] = {}
         self._subs: dict[str, Any] = {}
         self._busy: set[str] = set()
         self._failing: set[str] = set()
-        self._watchdog = Watchdog(STALL_SECONDS)
+        self._watchdog = Watchdog(STUCK_SECONDS)
         self._resuming: set[str] = set()
-        self._lost: asyncio.Event | None = None
         self._calls: set[asyncio.Task[Any]] = set()  # calls in flight, failed at once when the connection is lost
         self._stopping = False
 
     @property
     def connected(self) -> bool:
-        return self._nc is not None and self._nc.is_connected
+        return self._nc is not None
+
+    @property
+    def _nc(self) -> NATS | None:
+        """The connection while it is up."""
+        return self._link.nc if self._link is not None else None
 
     def start(self) -> None:
         """Run the asyncio loop in a greenlet of this (gevent-patched) process."""
         if self._greenlet is None:
             self.name = f"bridge[{os.getpid()}]"
+            opts = {**self.settings.nats_connect_options, "name": f"flexgate-web-{os.getpid()}"}
+            self._link = NatsLink(opts, self.name, log)
             self._greenlet = gevent.spawn(self._run)
 
     def stop(self, timeout: float = 2.0) -> None:
         """Close the connection and end the loop, waiting at most ``timeout`` seconds."""
         self._stopping = True
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._signal_lost)
+        loop, link = self._loop, self._link
+        if link is not None:
+            link.stopping = True  # before the loop runs again: a connection closing now is no outage
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(link.stop)
         if self._greenlet is not None:
             self._greenlet.join(timeout)
 
@@ -161,82 +168,46 @@ class Bridge:
             loop.close()
 
     async def _main(self) -> None:
-        # At most 2 s between attempts: open streams wait on this connection, so they say "connected" again
-        # within about 2 s of NATS coming back; an attempt is one refused TCP connect while it is down.
-        backoff, ever_connected = Backoff(0.25, 2.0, jitter=0.2), False
-        while not self._stopping:
-            try:
-                nc = await nats.connect(**self._options())
-            except Exception as exc:
-                if backoff.attempts == 0:
-                    log.warning("%s: NATS unreachable (%s); retrying with backoff", self.name,
-                                exc or type(exc).__name__)
-                await self._pause(backoff.next_delay())
-                continue
-            attempt = backoff.attempts
-            if ever_connected:
-                self.reconnects += 1
-                if self.on_reconnect:
-                    self.on_reconnect()
-            log.info("%s: NATS connected to %s%s", self.name, nc.connected_url.netloc if nc.connected_url else "?",
-                     f" after {attempt} attempts" if attempt else "")
-            ever_connected = True
-            backoff.reset()
-            await self._serve(nc)
-
-    def _options(self) -> dict[str, Any]:
-        opts = dict(self.settings.nats_connect_options)
-        # nats-py's own reconnecting is off (and its connect gives up after one retry): the loop in _main
-        # reconnects with backoff and re-creates every consumer from the right sequence. The shared options'
-        # pings (settings.NATS_PING_SECONDS) call a hung server lost within 4-6 s.
-        opts.update(name=f"flexgate-web-{os.getpid()}", allow_reconnect=False, connect_timeout=2,
-                    max_reconnect_attempts=1, reconnect_time_wait=0.1,
-                    disconnected_cb=self._on_lost, closed_cb=self._on_lost, error_cb=self._on_error)
-        return opts
+        if self._link is not None and not self._stopping:
+            await self._link.run(self._serve)
 
     async def _serve(self, nc: NATS) -> None:
-        """Follow every feed on this connection until it is lost or the bridge stops."""
-        self._nc, self._lost = nc, asyncio.Event()
+        """Follow every feed on this new connection; cancelled when it is lost or the bridge stops."""
+        if self._link is not None and self._link.connections > 1:
+            self.reconnects += 1
+            if self.on_reconnect:
+                self.on_reconnect()
         try:
             self.hub.set_connected(True)  # before following, so clients hear "connected" before new frames
             await self._reconcile()
-            while not self._lost.is_set():
-                try:
-                    await asyncio.wait_for(self._lost.wait(), RECONCILE_SECONDS)
-                except TimeoutError:
-                    await self._reconcile()
-                    await self._repair_stalled(nc)
+            while True:
+                await asyncio.sleep(RECONCILE_SECONDS)
+                await self._reconcile()
+                await self._repair_stuck(nc)
         finally:
-            self._nc = None
             self._subs.clear()
             self.hub.set_connected(False)
             # nats-py leaves a request on a lost connection waiting for its own timeout: fail it now, so a
             # stream opening (or /api/stream/stats) goes on at once rather than seconds later.
             _cancel_all(list(self._calls))
-            if not self._stopping:
-                log.warning("%s: NATS connection lost; reconnecting with backoff", self.name)
-            try:
-                await asyncio.wait_for(nc.close(), 1.0)
-            except Exception:
-                pass
 
     async def _reconcile(self) -> None:
         for key in list(self._feeds):
             await self._follow(key)
 
-    async def _repair_stalled(self, nc: NATS) -> None:
+    async def _repair_stuck(self, nc: NATS) -> None:
         """Re-create each consumer that left its channel behind the stream (nats-py did not notice)."""
         followed = [(key, *self._feeds[key]) for key in self._subs if key in self._feeds and key not in self._busy]
         try:
-            stalled = await self._watchdog.stalled(nc, followed)
+            stuck = await self._watchdog.stuck(nc, followed)
         except Exception as exc:
             log.debug("%s: cannot check the followed subjects (%s)", self.name, exc or type(exc).__name__)
             return
-        for key, newer in stalled:
+        for key, newer in stuck:
             if key not in self._feeds or key not in self._subs:
                 continue
             feed, channel = self._feeds[key]
-            log.warning("%s: %s stalled at sequence %d while NATS holds %d; re-creating its consumer",
+            log.warning("%s: %s stuck at sequence %d while NATS holds %d; re-creating its consumer",
                         self.name, feed.subject, channel.last_seq, newer)
             self._watchdog.forget(key)
             self._resuming.add(key)  # from channel.last_seq + 1 even when that is 0, until a consumer is made
@@ -292,21 +263,6 @@ class Bridge:
             await _quietly(sub.unsubscribe())
             if nc is not None:  # at once, rather than when the server notices the interest is gone
                 await _quietly(nc.jetstream().delete_consumer(sub._stream, sub._consumer))
-
-    async def _on_lost(self) -> None:
-        self._signal_lost()
-
-    def _signal_lost(self) -> None:
-        if self._lost is not None:
-            self._lost.set()
-
-    async def _on_error(self, exc: Exception) -> None:
-        log.debug("%s: NATS error: %s", self.name, exc)
-
-    async def _pause(self, seconds: float) -> None:
-        deadline = asyncio.get_running_loop().time() + seconds
-        while not self._stopping and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(min(0.1, seconds))
 
 
 def _deliver_to(channel: Channel) -> Callable[[Any], Awaitable[None]]:

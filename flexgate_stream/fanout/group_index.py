@@ -6,7 +6,7 @@ leftover of an earlier, longer index, or the index is being rewritten while it i
 scans the pages once per windowEnd in each worker and remembers on which page every name is, so the next
 lookups read page 0 and that one page; after the next tick that page and its neighbours are tried first
 (ranks change little between ticks), and only a name not found there costs a new scan. Parsing pages yields
-to the other greenlets after each one, so a scan of a large index never stalls the worker's streams.
+to the other greenlets after each one, so a scan of a large index never holds up the worker's streams.
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ class StreamWriter:
         self.sock.sendall(LAST_CHUNK)
 
     def cut(self) -> None:
-        """Shut the connection down, so a write stuck on a client that stopped reading fails at once."""
+        """Shut the connection down, so a write blocked on a client that stopped reading (stalled) fails at once."""
         if self.sock is None:
             return
         try:

@@ -2,12 +2,12 @@
 
 nats-py re-creates an ordered consumer itself after missed heartbeats or a sequence gap, but only
 while it notices: a consumer that stays alive without delivering (or a re-creation that failed in a
-way nats-py does not retry) leaves the channel silent for good. The bridge asks ``stalled`` on its
-periodic reconcile and re-creates those consumers from the channel's last sequence.
+way nats-py does not retry) leaves the channel silent for good: the consumer is *stuck*. The bridge asks
+``stuck`` on its periodic reconcile and re-creates those consumers from the channel's last sequence.
 
 It costs nothing while channels move: a channel is looked at only after it has been quiet for
-``stall_seconds``, then with one stream info per stream and, when the stream grew past the
-channel, one direct get per quiet subject, at most once per ``stall_seconds``.
+``stuck_seconds``, then with one stream info per stream and, when the stream grew past the
+channel, one direct get per quiet subject, at most once per ``stuck_seconds``.
 """
 
 from __future__ import annotations
@@ -35,18 +35,18 @@ class _Watch:
 
 
 class Watchdog:
-    """Tells which followed feeds have been behind their stream, without moving, for ``stall_seconds``."""
+    """Tells which followed feeds have been behind their stream, without moving, for ``stuck_seconds``."""
 
-    def __init__(self, stall_seconds: float) -> None:
-        self.stall_seconds = stall_seconds
+    def __init__(self, stuck_seconds: float) -> None:
+        self.stuck_seconds = stuck_seconds
         self._watches: dict[str, _Watch] = {}
 
     def forget(self, key: str) -> None:
         """Start afresh for ``key`` (it was just re-created or is no longer followed)."""
         self._watches.pop(key, None)
 
-    async def stalled(self, nc: NATS, followed: Iterable[tuple[str, Feed, Channel]]) -> list[tuple[str, int]]:
-        """The keys whose channel missed a message NATS has held for ``stall_seconds``, with that sequence."""
+    async def stuck(self, nc: NATS, followed: Iterable[tuple[str, Feed, Channel]]) -> list[tuple[str, int]]:
+        """The keys whose channel missed a message NATS has held for ``stuck_seconds``, with that sequence."""
         now = time.monotonic()
         lasts: dict[str, int] = {}
         found = []
@@ -55,7 +55,7 @@ class Watchdog:
             if watch is None or watch.last_seq != channel.last_seq:
                 self._watches[key] = _Watch(channel.last_seq, now)
                 continue
-            if now - max(watch.moved_at, watch.checked_at) < self.stall_seconds:
+            if now - max(watch.moved_at, watch.checked_at) < self.stuck_seconds:
                 continue
             if watch.newer:
                 found.append((key, watch.newer))

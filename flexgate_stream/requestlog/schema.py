@@ -72,11 +72,11 @@ CREATE TABLE rollup_state (
     version BIGINT NOT NULL,
     max_id BIGINT NOT NULL,
     low_id BIGINT NOT NULL,
-    snapshot TEXT NOT NULL,
+    snapshot TEXT NOT NULL,  -- the last read's visibility: pg_current_snapshot() as text
     pending JSONB NOT NULL,
     requests_before BIGINT NOT NULL,
     backfill_below BIGINT NOT NULL,
-    backfill_snapshot TEXT NOT NULL,
+    backfill_snapshot TEXT NOT NULL,  -- the backfill's visibility, taken at first start
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE FUNCTION flexgate_merge_counts(k1 INTEGER[], c1 BIGINT[], k2 INTEGER[], c2 BIGINT[],

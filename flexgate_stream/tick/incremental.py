@@ -4,8 +4,8 @@ Every step runs under one PostgreSQL advisory lock (publishers side by side take
 repeatable-read transaction, so the rollups, the change log and the watermark always agree.
 
 Late commits: a row whose id is below the watermark but whose transaction was still open at the
-last read is re-read: each read takes ``pg_current_snapshot()``; the next read takes the rows above
-``low_id`` that are either new (id > max_id) or were not yet visible in the previous snapshot. ``low_id``
+last read is re-read: each read notes its visibility (``pg_current_snapshot()``); the next read takes the rows
+above ``low_id`` that are either new (id > max_id) or were not yet visible to the previous read. ``low_id``
 moves up to a read's max id once every transaction open at the read after it has finished
 (``watermark.advance_watermark``).
 """
@@ -25,7 +25,7 @@ from flexgate_stream.tick.figures import WindowFigures
 from flexgate_stream.tick.labels import Cardinality, Labeller, newest_labels, table_patterns
 from flexgate_stream.tick.lock import locked
 from flexgate_stream.tick.rollup_state import RollupState, load_state, save_state, stored_version
-from flexgate_stream.tick.rollups import MINUTE_SECONDS, Cell, Slots, Snapshot32, fold_rows, rows_sql, visible_sql
+from flexgate_stream.tick.rollups import MINUTE_SECONDS, Cell, Slots, Visibility, fold_rows, rows_sql, visible_sql
 from flexgate_stream.tick.route_patterns import RoutePatterns
 from flexgate_stream.tick.tally import DAY_MINUTES, HOUR_MINUTES, Tally
 from flexgate_stream.tick.time_column import TimeColumn
@@ -141,7 +141,7 @@ class IncrementalAggregation:
         """Fold the next chunk of the log that existed at first start (ids below ``backfill_below``) into ``state``."""
         high = state.backfill_below
         low = max(0, high - self.chunk_ids)
-        first = Snapshot32(state.backfill_snapshot)
+        first = Visibility(state.backfill_visibility)
         where = f"id > %(low)s AND id <= %(high)s AND {visible_sql('s0')}"
         self._labels(cur)
         cells = fold_rows(cur, rows_sql(self.column.instant(), where),
@@ -188,7 +188,7 @@ class IncrementalAggregation:
         """Fold the rows committed since the last read (minute cells, slot cells); move ``state`` past them."""
         if state.fresh:
             return [], []
-        previous, now = Snapshot32(state.snapshot), Snapshot32(state.current)
+        previous, now = Visibility(state.visibility), Visibility(state.current)
         instant = self.column.instant()
         # Two index range scans: the new ids as they are, the trailing span only for rows not seen before.
         sql = (rows_sql(instant, "id > %(max)s") + " UNION ALL "
@@ -196,12 +196,12 @@ class IncrementalAggregation:
         params = self.column.params(low=state.low_id, max=state.max_id) | previous.params("prev")
         recent = Slots(self.slot_ms, self._slots_from())
         cells = fold_rows(cur, sql, params, self.labeller, self.cardinality.filters, recent)
-        cur.execute("SELECT coalesce(max(id), 0) FROM requests")  # the same snapshot: the newest visible id
+        cur.execute("SELECT coalesce(max(id), 0) FROM requests")  # the same visibility: the newest visible id
         top = int(rollups.scalar(cur))
         state.max_id = max(state.max_id, top)
         state.low_id, state.pending, gave_up = advance_watermark(state.pending, state.low_id, state.max_id,
                                                                  now.xmax, now.xmin)
-        state.snapshot = now.text
+        state.visibility = now.text
         if gave_up:
             log.warning("rollups: a transaction writing requests has been open for %d reads; rows it commits"
                         " with ids up to %d will not be counted", MAX_PENDING, state.low_id)

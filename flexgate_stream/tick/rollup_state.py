@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg2.extensions
 
-from flexgate_stream.tick.rollups import Snapshot32, scalar
+from flexgate_stream.tick.rollups import Visibility, scalar
 from flexgate_stream.tick.time_column import TimeColumn
 from flexgate_stream.tick.watermark import Read
 
@@ -22,12 +22,12 @@ class RollupState:
     version: int  # the change-log version the rollups are at
     max_id: int  # the highest request id read
     low_id: int  # the watermark: ids at or below it are not read again
-    snapshot: str  # ``pg_current_snapshot()`` of the last read
+    visibility: str  # what the last read saw committed: its ``pg_current_snapshot()`` (column ``snapshot``)
     pending: list[Read]  # reads whose late commits are still waited for (``watermark.py``)
     requests_before: int  # requests older than the rollups keep, still counted in the all-time total
     backfill_below: int  # ids below it, from the log that existed at first start, are still to be folded
-    backfill_snapshot: str  # the snapshot in which that log is read
-    current: str  # not stored: this transaction's ``pg_current_snapshot()``
+    backfill_visibility: str  # the visibility that log is read with (column ``backfill_snapshot``)
+    current: str  # not stored: this transaction's visibility
     fresh: bool = False  # not stored: made by this transaction (first start), so there is nothing new to read
 
 
@@ -35,16 +35,16 @@ COLUMNS = "version, max_id, low_id, snapshot, pending, requests_before, backfill
 
 
 def load_state(cur: psycopg2.extensions.cursor, column: TimeColumn) -> RollupState:
-    """The state as this transaction sees it (made at first start); must open the transaction, whose snapshot
+    """The state as this transaction sees it (made at first start); must open the transaction, whose visibility
     it notes."""
-    cur.execute("SELECT pg_current_snapshot()::text")  # the first statement: the transaction's snapshot
+    cur.execute("SELECT pg_current_snapshot()::text")  # the first statement: the transaction's visibility
     current = str(scalar(cur))
     cur.execute(f"SELECT {COLUMNS} FROM rollup_state WHERE id = 1")
     row = cur.fetchone()
     if row is None:
         return _first_state(cur, column, current)
-    version, max_id, low_id, snapshot, pending, before, below, backfill = row
-    return RollupState(int(version), int(max_id), int(low_id), snapshot, [(int(i), int(x)) for i, x in pending],
+    version, max_id, low_id, visibility, pending, before, below, backfill = row
+    return RollupState(int(version), int(max_id), int(low_id), visibility, [(int(i), int(x)) for i, x in pending],
                        int(before), int(below), backfill, current)
 
 
@@ -57,7 +57,7 @@ def _first_state(cur: psycopg2.extensions.cursor, column: TimeColumn, current: s
                               b=datetime.now(UTC) + timedelta(days=1)))
     recent = scalar(cur)
     low = min(top, int(recent) - 1) if recent is not None else top
-    state = RollupState(0, top, low, current, [(top, Snapshot32(current).xmax)], 0, top, current, current, True)
+    state = RollupState(0, top, low, current, [(top, Visibility(current).xmax)], 0, top, current, current, True)
     cur.execute(f"INSERT INTO rollup_state (id, {COLUMNS}) VALUES (1, %s, %s, %s, %s, %s, %s, %s, %s)",
                 _row(state))
     return state
@@ -79,5 +79,5 @@ def stored_version(cur: psycopg2.extensions.cursor) -> int:
 
 def _row(state: RollupState) -> tuple[object, ...]:
     """The stored columns' values, in the order of COLUMNS."""
-    return (state.version, state.max_id, state.low_id, state.snapshot, json.dumps(state.pending),
-            state.requests_before, state.backfill_below, state.backfill_snapshot)
+    return (state.version, state.max_id, state.low_id, state.visibility, json.dumps(state.pending),
+            state.requests_before, state.backfill_below, state.backfill_visibility)

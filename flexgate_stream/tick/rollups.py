@@ -73,8 +73,9 @@ def cell_from_row(row: tuple[Any, ...]) -> Cell:
                 int(lat_count), float(lat_sum), LatencySketch.from_arrays(bins, bin_counts))
 
 
-class Snapshot32:
-    """A ``pg_current_snapshot()`` and the 32-bit bounds to test a row's ``xmin`` against it."""
+class Visibility:
+    """Which transactions a read saw committed (``pg_current_snapshot()``'s text), and the 32-bit bounds to test a
+    row's ``xmin`` against it."""
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -88,7 +89,7 @@ class Snapshot32:
 
 
 def visible_sql(prefix: str) -> str:
-    """True when the row's inserting transaction had committed in snapshot ``prefix`` (32-bit, wrap-safe)."""
+    """True when the row's inserting transaction had committed in visibility ``prefix`` (32-bit, wrap-safe)."""
     x = "xmin::text::bigint"
 
     def precedes(a: str, b: str) -> str:

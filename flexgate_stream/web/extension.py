@@ -68,8 +68,8 @@ class StreamService:
         self.metrics.watch(self.hub, lambda: self.summary)
 
     def shutdown(self, grace: float = 2.0) -> None:
-        """Ask every stream to send its last frame and end; after ``grace`` seconds cut the ones still stuck
-        in a write to a client that stopped reading."""
+        """Ask every stream to send its last frame and end; after ``grace`` seconds cut the ones still open: their
+        clients stalled (stopped reading), so their last write never finished."""
         self.hub.close()
         import gevent
 

@@ -11,8 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from flexgate_stream.errors import FlexgateError
 from flexgate_stream.fanout import jetstream_api
+from flexgate_stream.web.bus_metrics import BusCollector
 from flexgate_stream.web.extension import PROBE_TIMEOUT, current_service, service_of
-from flexgate_stream.web.prometheus import BusCollector
 
 bp = Blueprint("health", __name__)
 
@@ -43,5 +43,6 @@ def readyz() -> tuple[Response, int]:
 def metrics() -> Response:
     """Prometheus text exposition."""
     service = service_of(current_app)
-    return Response(service.metrics.render(BusCollector(service.call, service.hub)),
+    bus = BusCollector(service.call, service.hub, service.settings.tick_seconds)
+    return Response(service.metrics.render(bus),
                     content_type=CONTENT_TYPE_LATEST)

@@ -10,10 +10,10 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from flexgate_stream.errors import FlexgateError, NatsUnavailable, NotFound
 from flexgate_stream.fanout import jetstream_api
 from flexgate_stream.fanout.feeds import SUMMARY, group_feed
+from flexgate_stream.liveness import is_stale, tick_period
 from flexgate_stream.messages import OVERFLOW
 from flexgate_stream.web import params
 from flexgate_stream.web.extension import PROBE_TIMEOUT, StreamService, current_service, service_of
-from flexgate_stream.web.freshness import is_stale
 
 bp = Blueprint("stats", __name__, url_prefix="/api")
 
@@ -24,13 +24,13 @@ STALLED_SECONDS = 2.0  # a write to a client pending this long means the client 
 def stream_stats() -> tuple[Response, int]:
     """Stream figures, snapshot freshness and client counts; 503 with the reason when unhealthy."""
     service = service_of(current_app)
-    tick = service.settings.tick_seconds
     reasons: list[str] = []
     found: dict[str, Any] = {"metrics": None, "alerts": None, "liveness": None}
     try:
         found = current_service().call(jetstream_api.overview, timeout=PROBE_TIMEOUT)
     except FlexgateError as exc:
         reasons.append(f"NATS is unreachable ({exc})")
+    tick = tick_period(found["liveness"], service.settings.tick_seconds)  # the publishers' period, as they beat
     live = found["liveness"] or {"newestWindowEnd": None, "snapshotAge": None, "publishers": []}
     age = live["snapshotAge"]
     stale = is_stale(age, tick)

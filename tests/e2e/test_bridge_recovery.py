@@ -1,4 +1,4 @@
-"""A followed subject whose consumer goes silent while NATS stays connected is re-created by the bridge."""
+"""A followed subject whose consumer is stuck (silent while NATS stays connected) is re-created by the bridge."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def test_silent_consumers_are_recreated_and_clients_miss_nothing(own_nats, start
         missed = [publisher.publish_alert() for _ in range(5)]
         newest = publisher.publish_snapshot()
 
-        for client in alerts:  # the watchdog needs two looks, STALL_SECONDS apart: about 12 s
+        for client in alerts:  # the watchdog needs two looks, STUCK_SECONDS apart: about 12 s
             assert data_ids(client, len(missed)) == missed
         ids = data_ids(snapshots, 1)
         while ids[-1] < newest:
@@ -76,7 +76,7 @@ def test_silent_consumers_are_recreated_and_clients_miss_nothing(own_nats, start
                      for info in publisher.run(publisher.js.consumers_info(stream))}
         assert not remaining & set(paused)  # the silent consumers were deleted, not left behind
         log = web.log_text()
-        assert "alerts.> stalled" in log and "metrics.summary stalled" in log
+        assert "alerts.> stuck" in log and "metrics.summary stuck" in log
         for client in [snapshots, *alerts]:
             client.close()
     finally:

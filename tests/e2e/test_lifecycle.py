@@ -193,7 +193,7 @@ def test_web_started_before_nats_waits_then_streams(tmp_path, start_web):
     try:
         client.next()
         assert next_named(client, "status") == {"connected": False}
-        wait_until(lambda: "NATS unreachable" in web.log_text(), 10, "the bridge to report NATS unreachable")
+        wait_until(lambda: "NATS is unavailable" in web.log_text(), 10, "the bridge to report NATS unavailable")
         server = NatsServer(tmp_path / "late", port=port).start()
         try:
             publisher = NatsClient(server.url)
@@ -203,7 +203,7 @@ def test_web_started_before_nats_waits_then_streams(tmp_path, start_web):
                 seq = publisher.publish_snapshot()
                 assert int(client.data_events(1)[0].id) == seq
                 log = web.log_text()  # one line per state change, not one per attempt
-                assert log.count("NATS unreachable") == 1 and log.count("NATS connected") == 1
+                assert log.count("NATS is unavailable") == 1 and log.count("NATS is back") == 1
             finally:
                 publisher.close()
         finally:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+from datetime import UTC, datetime
 
 import pytest
 import requests
 
-from tests.e2e.support import SSEClient, open_spread
+from flexgate_stream.devstack.servers import NatsServer
+from flexgate_stream.timestamps import iso
+from tests.contract import checked
+from tests.e2e.support import NatsClient, SSEClient, open_spread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
@@ -75,3 +80,39 @@ def test_metrics_adds_up_both_workers(web_server, nats_client):
     finally:
         for stream in streams:
             stream.close()
+
+
+@pytest.fixture(scope="module")
+def own_nats(tmp_path_factory):
+    """A nats-server of this module's own: the heartbeats written here must not reach other tests' servers."""
+    server = NatsServer(tmp_path_factory.mktemp("nats"), log_file=None).start()
+    yield server
+    server.stop()
+
+
+def beat(tick_seconds: float) -> dict:
+    """A live publisher's heartbeat, written now, saying it ticks every ``tick_seconds``."""
+    now = iso(datetime.now(UTC))
+    return checked("PublisherBeat", {
+        "publisher": f"p-{os.getpid()}", "host": "h", "pid": os.getpid(), "startedAt": now, "seenAt": now,
+        "lastTickAt": now, "lastWindowEnd": now, "tickMs": 3.0, "tickSeconds": tick_seconds, "database": "ok",
+        "cardinality": {}})[0]
+
+
+@pytest.mark.parametrize(("own", "beaten", "stale"), [(5, 1, True), (1, 5, False)])
+def test_staleness_follows_the_tick_period_the_publishers_beat_not_the_web_tiers_own(own_nats, start_web, own,
+                                                                                    beaten, stale):
+    client = NatsClient(own_nats.url)
+    try:
+        web = start_web({"FLEXGATE_TICK_SECONDS": str(own)}, nats_url=own_nats.url, workers=1)
+        client.publish_snapshot(age=4)  # stale after three ticks of 1 s, fresh within three of 5 s
+        client.put_beat(beat(beaten))  # live for three of its ticks: read at once
+        response = requests.get(web.url + "/api/stream/stats", timeout=5)
+        data = response.json()["data"]
+        assert (data["tickSeconds"], data["stale"]) == (beaten, stale)
+        assert response.status_code == (503 if stale else 200)
+        client.put_beat(beat(beaten))
+        scraped = requests.get(web.url + "/metrics", timeout=10).text  # what FlexgateSnapshotsStale judges by
+        assert float(re.search(r"^flexgate_stream_tick_period_seconds (\S+)$", scraped, re.M)[1]) == beaten
+    finally:
+        client.close()

@@ -12,7 +12,7 @@ import pytest
 
 from flexgate_stream.devstack.servers import NatsServer
 from flexgate_stream.settings import Settings
-from workers.nats_link import NatsLink
+from workers.jetstream_link import JetStreamLink
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,9 +32,9 @@ def test_the_publisher_notices_a_hung_nats_within_10_s_and_reconnects(tmp_path):
     pid = server.proc.pid
 
     async def scenario() -> tuple[float, float]:
-        link = NatsLink(Settings(nats_servers=(server.url,)), "hang")
-        await link.run()
-        assert link.ready
+        link = JetStreamLink(Settings(nats_servers=(server.url,)), "hang")
+        keeper = asyncio.create_task(link.run())
+        await until(lambda: link.ready, 10, "the first connection")
         os.kill(pid, signal.SIGSTOP)
         try:
             lost = await until(lambda: not link.ready, 10, "the link to call the connection lost")
@@ -42,6 +42,7 @@ def test_the_publisher_notices_a_hung_nats_within_10_s_and_reconnects(tmp_path):
             os.kill(pid, signal.SIGCONT)
         back = await until(lambda: link.ready, 20, "the link to reconnect")
         await link.close()
+        await asyncio.wait_for(keeper, 5)
         return lost, back
 
     try:

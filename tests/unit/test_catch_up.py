@@ -10,7 +10,7 @@ import pytest
 from nats.js.errors import NotFoundError
 
 from flexgate_stream.settings import Settings
-from workers.outbox import CATCH_UP_BATCH, Publishing
+from workers.outbox import CATCH_UP_BATCH, Outbox
 
 pytestmark = pytest.mark.timeout(10)
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -30,7 +30,7 @@ class Stream:
 
 
 def due(newest: datetime | None, tick: float = 5.0, published: datetime | None = None) -> list[datetime]:
-    out = Publishing(Settings(tick_seconds=tick), [], "p")
+    out = Outbox(Settings(tick_seconds=tick), [], "p")
     out.published = published
     return asyncio.run(out.due_windows(Stream(newest), NOW))
 

@@ -9,7 +9,7 @@ from nats.js.api import PubAck
 from nats.js.errors import APIError
 
 from flexgate_stream.settings import Settings
-from workers.outbox import Publishing
+from workers.outbox import Outbox
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -29,7 +29,7 @@ class ClusterJetStream:
 
 
 def send(js: ClusterJetStream):
-    out = Publishing(Settings(), [], "p1")
+    out = Outbox(Settings(), [], "p1")
     return asyncio.run(out._send(js, "metrics.summary", {"type": "metrics"}, "metrics.summary@t"))
 
 

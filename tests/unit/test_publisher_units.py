@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from flexgate_stream.backoff import Backoff, StateLog
 from flexgate_stream.messages import Snapshot, Summary, encode
 from flexgate_stream.settings import Settings
 from flexgate_stream.tick.figures import Stats, WindowFigures
 from flexgate_stream.tick.routes import fold_route
 from flexgate_stream.tick.snapshot import summary_snapshot
-from workers.connections import Backoff, StateLog
 from workers.publisher import publisher_id, window_end_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +38,7 @@ def test_backoff_doubles_up_to_its_cap():
 
 
 def test_state_log_says_each_change_once(caplog):
-    state = StateLog("p1", "PostgreSQL")
+    state = StateLog(logging.getLogger("workers.publisher"), "publisher[p1]", "PostgreSQL")
     with caplog.at_level(logging.INFO, logger="workers.publisher"):
         for _ in range(5):
             state.down(ConnectionRefusedError("connection refused"))

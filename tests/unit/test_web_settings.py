@@ -10,10 +10,10 @@ import pytest
 
 from flexgate_stream.errors import ConfigError
 from flexgate_stream.fanout.feeds import SUMMARY
+from flexgate_stream.liveness import Liveness, LivePublisher, is_stale, snapshot_age, tick_period
 from flexgate_stream.server import gunicorn_hooks
 from flexgate_stream.settings import Settings
 from flexgate_stream.web.extension import StreamService
-from flexgate_stream.web.freshness import is_stale, snapshot_age
 
 
 def test_send_timeout_and_metrics_dir(tmp_path):
@@ -75,3 +75,20 @@ def test_snapshot_age_and_staleness():
     assert snapshot_age(b'{"timestamp":"2026-01-01T12:00:04Z"}', now) == 6.0
     assert snapshot_age(b"not json", now) is None
     assert not is_stale(14.9, 5.0) and is_stale(15.1, 5.0) and is_stale(None, 5.0)
+
+
+def test_the_tick_period_is_the_live_publishers_else_the_setting():
+    def publisher(tick: float | None, live: bool) -> LivePublisher:
+        beat = {"publisher": f"p{tick}", "tickSeconds": tick} if tick is not None else {"publisher": "old"}
+        return LivePublisher(beat=beat, age=0.0, live=live)
+
+    def liveness(*publishers: LivePublisher) -> Liveness:
+        return Liveness(newestWindowEnd=None, snapshotAge=None, publishers=list(publishers),
+                        live=any(p["live"] for p in publishers))
+
+    assert tick_period(None, 5.0) == 5.0  # NATS did not answer
+    assert tick_period(liveness(), 5.0) == 5.0
+    assert tick_period(liveness(publisher(1.0, True)), 5.0) == 1.0
+    assert tick_period(liveness(publisher(1.0, True), publisher(30.0, False)), 5.0) == 1.0  # a dead one counts not
+    assert tick_period(liveness(publisher(1.0, True), publisher(2.0, True)), 5.0) == 2.0  # the longest live one
+    assert tick_period(liveness(publisher(None, True)), 1.0) == 5.0  # a beat without tickSeconds: the default
