@@ -131,11 +131,13 @@ def timed_ticks(conn, aggregation, start: datetime, tick: float, new: int, args)
             late = share // 50
             arrive(conn, share - late, at, tick, args.kind, args.paths_now)
             arrive(conn, late, at, 60, args.kind, args.paths_now)  # rows timestamped up to 60 s in the past
-            if part < parts - 1:  # a fold between ticks
+            if part < parts - 1:  # a fold between ticks, at its time (it may move the windows into a new minute)
+                aggregation.ahead = at - timedelta(seconds=tick * (parts - 1 - part) / parts)
                 c0 = clock.now()
                 aggregation.tick(conn, [])
                 spent += (clock.now() - c0) / 1e6
         fold_cpu.append(spent)
+        aggregation.ahead = None
         t0, c0 = time.perf_counter(), clock.now()
         (figures,) = aggregation.tick(conn, [at])
         size, summary_size = shape(figures, args.top)

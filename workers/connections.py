@@ -62,6 +62,7 @@ class Database:
         self.settings = settings
         self.budget = 60_000  # bytes a summary may take: under 64 KB and the server's max_payload (Publisher sets it)
         self.published: datetime | None = None  # the newest window stored in JetStream (Publisher sets it)
+        self.ahead: datetime | None = None  # how far a fold may move the windows (Publisher sets it)
         self.zone = settings.requests_timezone
         self.ident = ident
         self.state = StateLog(log, f"publisher[{ident}]", "PostgreSQL")
@@ -197,6 +198,7 @@ class Database:
     def _aggregate(self, window_ends: list[datetime], index: bool = False) -> list[WindowFigures]:
         conn, aggregation = self._connected()
         aggregation.budget, aggregation.published = self.budget, self.published
+        aggregation.ahead = self.ahead if not window_ends else None
         return aggregation.tick(conn, window_ends, index)
 
     def _backfill_step(self) -> bool:

@@ -124,6 +124,7 @@ class Publisher:
             return  # while PostgreSQL is down, only ticks try it again
         self.fold_task = asyncio.current_task()
         try:
+            self.db.ahead = self._live_bound()
             if not await self._index():
                 await self.db.aggregate([])
         except asyncio.CancelledError:
@@ -135,12 +136,9 @@ class Publisher:
 
     async def _index(self) -> bool:
         """When due, fold and publish the index of every tracked route and upstream; False when not due."""
-        js, last = self.nats.js if self.nats.ready else None, self.last_window_end
-        if js is None or last is None or not self._index_due():
+        js, at = self.nats.js if self.nats.ready else None, self._live_bound()
+        if js is None or at is None or not self._index_due():
             return False
-        # As of now, but not past the minute of the last tick, so the next tick's windows never lie behind it.
-        bound = (math.ceil(last.timestamp() / 60)) * 60.0
-        at = datetime.fromtimestamp(math.floor(min(time.time(), bound) * 1000) / 1000, UTC)
         figures = await self.db.aggregate([at], index=True)
         if figures:
             try:
@@ -148,6 +146,15 @@ class Publisher:
             except (TimeoutError, nats.errors.Error) as exc:
                 self.nats.lost(exc)
         return True
+
+    def _live_bound(self) -> datetime | None:
+        """Now, but not past the next tick's window end, so that tick's windows never lie behind the running
+        totals; None unless ticks publish live (a catch-up may still need older minutes)."""
+        last, tick = self.last_window_end, self.settings.tick_seconds
+        if last is None or time.time() > last.timestamp() + 2 * tick:
+            return None
+        bound = min(time.time(), last.timestamp() + tick)
+        return datetime.fromtimestamp(math.floor(bound * 1000) / 1000, UTC)
 
     def _index_due(self) -> bool:
         """True every INDEX_TICKS ticks' time."""

@@ -66,6 +66,7 @@ class IncrementalAggregation:
         self.budget = 60_000  # bytes a summary's lists may take (the publisher lowers it to the server's limit)
         self.slot_ms = slots.slot_ms(tick_seconds)
         self.tick_ms = round(tick_seconds * 1000)
+        self.ahead: datetime | None = None  # a fold may move the windows to this instant's minute (Publisher sets it)
         self.published: datetime | None = None  # the newest window stored in JetStream, as the publisher knows it
         self.chunk_ids = BACKFILL_IDS  # the publisher makes it smaller while chunks run past its statement timeout
 
@@ -101,7 +102,14 @@ class IncrementalAggregation:
             out = []
             for i, end in enumerate(window_ends):
                 out.append(self._figures(cur, end, index and i == len(window_ends) - 1))
+            if not window_ends and self.ahead is not None:
+                self._move_to(cur, minute_of(self.ahead))
         return out
+
+    def _move_to(self, cur: psycopg2.extensions.cursor, minute: int) -> None:
+        """Between ticks, move the windows into a new minute, so the next tick adds only its own rows."""
+        if self.tally is not None and 0 < minute - self.tally.minute <= HOUR_MINUTES // 2:
+            self.tally.advance(minute, lambda a, b: rollups.load_cells(cur, a, b))
 
     def _labels(self, cur: psycopg2.extensions.cursor) -> None:
         """Read the gateway's route patterns again when due; know the labels already tracked."""

@@ -66,3 +66,21 @@ def test_the_live_window_leaves_out_rows_stamped_after_its_end_that_were_folded_
     (figures,) = aggregation.tick(db, [end])
     assert figures.summary.requests == 3
     assert figures.all_time == 3
+
+
+def test_a_fold_moves_the_windows_into_a_new_minute_and_the_next_window_still_counts_only_its_rows(db):
+    schema.upgrade(db)
+    aggregation = IncrementalAggregation(TimeColumn(None), tick_seconds=5)
+    minute = _minute_start()
+    aggregation.published = minute - timedelta(seconds=5)
+    aggregation.tick(db, [minute - timedelta(seconds=5)])
+    _insert(db, [minute - timedelta(seconds=10), minute + timedelta(seconds=2), minute + timedelta(seconds=8)])
+    (before,) = aggregation.tick(db, [minute])  # the window ending on the minute: the old minute's rows only
+    assert before.summary.requests == 1
+    tally = aggregation.tally
+    aggregation.ahead = minute + timedelta(seconds=3)  # a fold between ticks, 3 s into the new minute
+    aggregation.tick(db, [])
+    assert aggregation.tally is tally and tally.minute == int(minute.timestamp()) // 60  # moved, not rebuilt
+    aggregation.ahead = None
+    (figures,) = aggregation.tick(db, [minute + timedelta(seconds=5)])
+    assert figures.summary.requests == 2 and aggregation.tally is tally
