@@ -152,12 +152,33 @@ def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict[str, Any],
     route_of = label or _route
     admit_route, admit_upstream = admit or (_as_is, _as_is)
     slot_ms, first = (slots.slot_ms, slots.first) if slots is not None else (1, 1 << 62)
+    # A path's label and a label's admission do not change within one read: each is asked once per read.
+    routes: dict[str | None, str] = {}
+    upstreams: dict[str, str] = {}
     for minute, path, upstream, status, lat, bin_key, ms in cur.fetchall():
-        route = admit_route(route_of(path), minute)
-        upstream = admit_upstream(upstream, minute)
-        _count(cells, (minute, route, upstream), status, lat, bin_key)
+        route = routes.get(path)
+        if route is None:
+            route = routes[path] = admit_route(route_of(path), minute)
+        up = upstreams.get(upstream)
+        if up is None:
+            up = upstreams[upstream] = admit_upstream(upstream, minute)
+        key = (minute, route, up)
+        cell = cells.get(key)
+        if cell is None:
+            cell = cells[key] = Cell(minute, route, up)
+        cell.requests += 1
+        codes = cell.status_codes
+        codes[status] = codes.get(status, 0) + 1
+        if lat is not None:
+            cell.latency_count += 1
+            cell.latency_sum += lat
+            bins = cell.sketch.bins
+            bins[bin_key] = bins.get(bin_key, 0) + 1
         if ms >= first:
-            _count(slots.cells, (ms // slot_ms, route, upstream), status, lat, bin_key)  # type: ignore[union-attr]
+            _count(slots.cells, (ms // slot_ms, route, up), status, lat, bin_key)  # type: ignore[union-attr]
+    for minute, route, up in cells:  # each label counted in the newest of its minutes
+        admit_route(route, minute)
+        admit_upstream(up, minute)
     for cell in (*cells.values(), *(slots.cells.values() if slots is not None else ())):
         cell.sketch.count = cell.latency_count
     return list(cells.values())
