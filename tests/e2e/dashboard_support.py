@@ -94,7 +94,7 @@ class Bus:
 
 
 def launch_chromium() -> Iterator:
-    """Debian's Chromium, headless, driven by Playwright (a generator for module fixtures)."""
+    """Debian's Chromium, headless, driven by Playwright (a generator for the session fixture in conftest.py)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

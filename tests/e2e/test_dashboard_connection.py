@@ -20,7 +20,6 @@ from tests.e2e.dashboard_support import (
     Bus,
     assert_clean,
     by_testid,
-    launch_chromium,
     new_page,
     save_screenshot,
 )
@@ -33,11 +32,6 @@ pytestmark = [
 ]
 
 expect = pytest.importorskip("playwright.sync_api").expect
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_chromium()
 
 
 @pytest.fixture
