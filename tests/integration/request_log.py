@@ -7,6 +7,8 @@ import random
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from flexgate_stream.requestlog import schema
+
 END = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)  # the night Europe/Berlin moves its clocks
 PATHS = ["/api/users/42", "/api/users/7?expand=1", "/api/users", "/api/orders/123/items/9",
          "/api/inventory/0b5f2a3c-1d2e-4f50-8a9b-0c1d2e3f4a5b", "/api/blobs/deadbeefdeadbeef01", "/",
@@ -35,3 +37,11 @@ def insert(db, rows: list[tuple], zone: str | None = None) -> None:
         for at, *rest in rows:
             stamp = at.astimezone(ZoneInfo(zone)).replace(tzinfo=None) if zone else at
             cur.execute(INSERT, (stamp, *rest))
+
+
+def seeded(db, count: int, seed: int = 11) -> list[tuple]:
+    """The schema, then ``count`` rows ending now; the rows."""
+    schema.upgrade(db)
+    rows = make_rows(seed, count, end=datetime.now(UTC))
+    insert(db, rows)
+    return rows
