@@ -4,7 +4,7 @@ Usage, for any e2e test (the dashboard's browser tests included)::
 
     def test_page(web_server, nats_client):
         # a shared server for the session: 2 workers, the session nats_server, short timings
-        # (FLEXGATE_HEARTBEAT_SECONDS=1, FLEXGATE_TICK_SECONDS=1, FLEXGATE_RETRY_MS=500), and
+        # (FLEXGATE_HEARTBEAT_SECONDS=1, FLEXGATE_TICK_SECONDS=1, FLEXGATE_RETRY_MS=500, FLEXGATE_BODY_TIMEOUT=1), and
         # FLEXGATE_EVENTS_OPEN=true so tests post gateway events without a token
         seq = nats_client.publish_snapshot()            # like the publisher: encode() + Nats-Msg-Id
         stream = SSEClient(web_server.url + "/api/stream/metrics")
