@@ -20,7 +20,8 @@ from tests.waiting import wait_until
 class Launcher:
     def __init__(self, data_dir: Path, port: int) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "NATS_", "FLEXGATE_"))}
-        env.update(PORT=str(port), FLEXGATE_DATA_DIR=str(data_dir), FLEXGATE_DEMO_RPS="100")
+        # Ticks of 1 s (the default is 5): the first snapshot that counts the demo rows comes within a second.
+        env.update(PORT=str(port), FLEXGATE_DATA_DIR=str(data_dir), FLEXGATE_DEMO_RPS="100", FLEXGATE_TICK_SECONDS="1")
         self.port = port
         self.log = data_dir.parent / f"launcher-{port}.log"
         with open(self.log, "wb") as out:
