@@ -1,9 +1,10 @@
-# The two commands: `make run` (everything on this machine) and `make test` (the whole suite).
+# The two commands: `make run` (everything on this machine) and `make test` (the whole suite);
+# `make test-fast` runs the unit tests and the integration tests on the suite's one nats-server and PostgreSQL.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint clean image pod pod-down
+.PHONY: run test test-fast lint clean image pod pod-down
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +16,9 @@ run: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest tests/unit tests/integration -m "not own_servers" $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

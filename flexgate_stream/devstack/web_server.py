@@ -24,6 +24,7 @@ FAST_ENV = {
     "FLEXGATE_HEARTBEAT_SECONDS": "1",
     "FLEXGATE_TICK_SECONDS": "1",
     "FLEXGATE_RETRY_MS": "500",
+    "FLEXGATE_BODY_TIMEOUT": "1",
     "FLEXGATE_LOG_LEVEL": "INFO",
     "FLEXGATE_EVENTS_OPEN": "true",  # POST /api/events without a token: tests and benchmarks post gateway events
 }

@@ -4,7 +4,7 @@ Usage, for any e2e test (the dashboard's browser tests included)::
 
     def test_page(web_server, nats_client):
         # a shared server for the session: 2 workers, the session nats_server, short timings
-        # (FLEXGATE_HEARTBEAT_SECONDS=1, FLEXGATE_TICK_SECONDS=1, FLEXGATE_RETRY_MS=500), and
+        # (FLEXGATE_HEARTBEAT_SECONDS=1, FLEXGATE_TICK_SECONDS=1, FLEXGATE_RETRY_MS=500, FLEXGATE_BODY_TIMEOUT=1), and
         # FLEXGATE_EVENTS_OPEN=true so tests post gateway events without a token
         seq = nats_client.publish_snapshot()            # like the publisher: encode() + Nats-Msg-Id
         stream = SSEClient(web_server.url + "/api/stream/metrics")
@@ -29,6 +29,10 @@ streams over both workers. All in tests/e2e/support.py.
         # or in front of a server of your own, with a short proxy_read_timeout
         front = start_nginx(start_web(), read_timeout="2s")
 
+    def test_dashboard(web_server, browser):
+        # the run's one Chromium (tests using it run last); the contexts this test opens close after it
+        page = new_page(browser, web_server.url)      # tests/e2e/dashboard_support.py
+
 Status: /api/stream/metrics (and ?route=, ?upstream=), /api/stream/alerts, /api/stream/stats, /api/metrics/live,
 /api/metrics/routes and /upstreams, POST /api/events, /healthz, /readyz and /metrics work end to end against these
 fixtures (tests/e2e/test_stream_*.py, test_stats_health.py, test_security.py, test_lifecycle.py).
@@ -42,8 +46,34 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.e2e.dashboard_support import launch_chromium
 from tests.e2e.nginx_server import NginxServer
 from tests.e2e.support import NatsClient, WebServer
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tests in Chromium last, in their collected order.
+
+    Playwright's sync API marks its event loop as running on the main thread for as long as the browser
+    lives, so any ``asyncio.run`` on that thread fails until the session's Chromium closes at the end.
+    """
+    items.sort(key=lambda item: "chromium" in getattr(item, "fixturenames", ()))
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Chromium (Playwright) for the whole run; tests open their own contexts in it."""
+    yield from launch_chromium()
+
+
+@pytest.fixture
+def browser(chromium):
+    """The session's Chromium; every context (with its pages) the test opened is closed after it."""
+    before = set(chromium.contexts)
+    yield chromium
+    for context in chromium.contexts:
+        if context not in before:
+            context.close()
 
 
 @pytest.fixture(scope="session")

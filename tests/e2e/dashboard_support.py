@@ -97,7 +97,7 @@ class Bus:
 
 
 def launch_chromium() -> Iterator:
-    """Debian's Chromium, headless, driven by Playwright (a generator for module fixtures)."""
+    """Debian's Chromium, headless, driven by Playwright (a generator for the session fixture in conftest.py)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -106,9 +106,12 @@ def launch_chromium() -> Iterator:
         chromium.close()
 
 
-def new_page(browser, base_url: str, *, width: int = 1280, height: int = 900, path: str = "/"):
-    """A page in a fresh context (own sessionStorage), with uncaught errors and CSP reports collected."""
+def new_page(browser, base_url: str, *, width: int = 1280, height: int = 900, path: str = "/", clock: bool = False):
+    """A page in a fresh context (own sessionStorage), with uncaught errors and CSP reports collected; with
+    ``clock``, Playwright's clock drives its timers (time flows as usual until the test moves it on)."""
     context = browser.new_context(viewport={"width": width, "height": height})
+    if clock:
+        context.clock.install()
     page = context.new_page()
     page.set_default_timeout(10000)
     errors: list[str] = []

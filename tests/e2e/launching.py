@@ -21,6 +21,8 @@ class Launcher:
     def __init__(self, data_dir: Path, port: int, env: dict[str, str] | None = None) -> None:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "NATS_", "FLEXGATE_"))}
         env = {**base, "PORT": str(port), "FLEXGATE_DATA_DIR": str(data_dir), "FLEXGATE_DEMO_RPS": "100",
+               # Ticks of 1 s (the default is 5): the first snapshot that counts the demo rows comes within a second.
+               "FLEXGATE_TICK_SECONDS": "1",
                **(env or {})}
         self.data_dir = data_dir
         self.port = port

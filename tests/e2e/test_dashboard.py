@@ -21,7 +21,6 @@ from tests.e2e.dashboard_support import (
     Bus,
     assert_clean,
     by_testid,
-    launch_chromium,
     new_page,
     save_screenshot,
 )
@@ -37,11 +36,6 @@ expect = pytest.importorskip("playwright.sync_api").expect
 
 ROUTE_A = "/api/orders"
 ROUTE_B = "/api/users/:id"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_chromium()
 
 
 @pytest.fixture(scope="module")

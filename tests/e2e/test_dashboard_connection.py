@@ -20,7 +20,6 @@ from tests.e2e.dashboard_support import (
     Bus,
     assert_clean,
     by_testid,
-    launch_chromium,
     new_page,
     save_screenshot,
 )
@@ -33,11 +32,6 @@ pytestmark = [
 ]
 
 expect = pytest.importorskip("playwright.sync_api").expect
-
-
-@pytest.fixture(scope="module")
-def browser():
-    yield from launch_chromium()
 
 
 @pytest.fixture
@@ -91,7 +85,7 @@ def test_chip_follows_the_web_process_and_resumes_with_last_event_id(own_stack, 
     bus.publish_snapshot(sample_snapshot(333_000))
     before = f"before_{secrets.token_hex(3)}"
     bus.publish_alert(sample_alert(before, "firing"))
-    page = new_page(browser, web.url)
+    page = new_page(browser, web.url, clock=True)
     expect(by_testid(page, "value-requests")).to_have_text("333K", timeout=8000)
     expect(page.locator(f"[data-testid=alert-item][data-rule='{before}']")).to_have_count(1)
     expect(by_testid(page, "connection-chip")).to_have_attribute("data-state", "live")
@@ -108,6 +102,7 @@ def test_chip_follows_the_web_process_and_resumes_with_last_event_id(own_stack, 
     bus.publish_snapshot(sample_snapshot(444_000))
     rule = f"latency_{secrets.token_hex(3)}"
     bus.publish_alert(sample_alert(rule, "firing", severity="warning", value=900.0, threshold=500.0))
+    page.clock.fast_forward(10_000)  # away 10 s, when the chip turns Disconnected (DISCONNECTED_AFTER_MS)
     expect(by_testid(page, "connection-chip")).to_have_attribute("data-state", "disconnected", timeout=20000)
 
     web.start()

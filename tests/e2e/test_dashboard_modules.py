@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.dashboard_support import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.dashboard_support import CHROMIUM
 
 STATIC = Path(__file__).resolve().parents[2] / "flexgate_stream" / "static"
 ORIGIN = "http://dashboard.test"
@@ -20,30 +20,30 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: apt-get install chromium"),
 ]
 
-sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
-def page():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page()
+def page(chromium):
+    """A page in the session's Chromium whose origin serves the package's static files."""
+    context = chromium.new_context()
+    page = context.new_page()
 
-        def serve(route):
-            path = route.request.url.removeprefix(ORIGIN + "/static/")
-            file = (STATIC / path).resolve()
-            if STATIC not in file.parents or not file.is_file():
-                route.fulfill(status=404, body="not found")
-                return
-            kind = "text/javascript" if file.suffix == ".js" else "text/html"
-            route.fulfill(status=200, body=file.read_bytes(), headers={"Content-Type": kind})
+    def serve(route):
+        path = route.request.url.removeprefix(ORIGIN + "/static/")
+        file = (STATIC / path).resolve()
+        if STATIC not in file.parents or not file.is_file():
+            route.fulfill(status=404, body="not found")
+            return
+        kind = "text/javascript" if file.suffix == ".js" else "text/html"
+        route.fulfill(status=200, body=file.read_bytes(), headers={"Content-Type": kind})
 
-        page.route(f"{ORIGIN}/**", lambda route: serve(route) if "/static/" in route.request.url
-                   else route.fulfill(status=200, body="<!doctype html><title>t</title>",
-                                      headers={"Content-Type": "text/html"}))
-        page.goto(ORIGIN + "/")
-        yield page
-        browser.close()
+    page.route(f"{ORIGIN}/**", lambda route: serve(route) if "/static/" in route.request.url
+               else route.fulfill(status=200, body="<!doctype html><title>t</title>",
+                                  headers={"Content-Type": "text/html"}))
+    page.goto(ORIGIN + "/")
+    yield page
+    context.close()
 
 
 def run(page, module: str, body: str):

@@ -147,7 +147,7 @@ def test_killed_worker_clients_resume_with_last_event_id_and_miss_nothing(start_
     clients = open_spread(url, 10)
     for client in clients:
         client.data_events(1)
-    victim = int(clients[0].worker)
+    victim, before = int(clients[0].worker), set(web.worker_pids())
     web.kill_worker(victim)
     published = [nats_client.publish_snapshot() for _ in range(5)]
     wait_until(lambda: len(web.worker_pids()) == 2 and victim not in web.worker_pids(), 15, "a new worker")
@@ -162,6 +162,10 @@ def test_killed_worker_clients_resume_with_last_event_id_and_miss_nothing(start_
     assert moved >= 1
     for client in clients:
         client.close()
+    # A SIGTERM that reaches a worker in its first moments, before its handlers are set, is lost: the stop at
+    # teardown would then wait out graceful_timeout (10 s). Let the replacement finish booting first.
+    (replacement,) = set(web.worker_pids()) - before
+    wait_until(lambda: f"bridge[{replacement}]: NATS connected" in web.log_text(), 15, "the new worker to be up")
 
 
 def test_route_consumer_exists_only_while_someone_reads_the_route(own_nats, start_web):

@@ -171,10 +171,10 @@ def run_failover(cluster: NatsCluster, tmp_path: Path, db, database_url: str) ->
               f"kill; {last - first + 1} snapshots to each of {len(recorders)} clients, none lost or repeated; "
               f"{gaps} tick(s) not published during the election")
     finally:
+        for web in webs or []:
+            web.stop()  # ends every stream first: closing a stream that a reader is blocked on waits for its next frame
         for rec in recorders or []:
             rec.close()
-        for web in webs or []:
-            web.stop()
         for proc in publishers:
             stop_process(proc, signal.SIGTERM, timeout=10)
         if probe is not None:

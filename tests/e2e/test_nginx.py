@@ -82,18 +82,18 @@ def test_last_event_id_passes_through_nginx(nginx_server, nats_client):
 
 
 def test_heartbeats_keep_a_quiet_stream_open_past_nginx_read_timeout(start_web, start_nginx, nats_client):
-    # Heartbeats every second (FAST_ENV), nginx gives up after 2 s of silence.
-    web = start_web(workers=1)
-    front = start_nginx(web, read_timeout="2s")
+    # Heartbeats every 0.25 s, nginx gives up after 1 s of silence.
+    web = start_web({"FLEXGATE_HEARTBEAT_SECONDS": "0.25"}, workers=1)
+    front = start_nginx(web, read_timeout="1s")
     client = SSEClient(front.url + STREAM, read_timeout=5)
     try:
         client.next()
-        quiet_until = time.monotonic() + 3 * 2
+        quiet_until = time.monotonic() + 3 * 1
         beats = 0
         while time.monotonic() < quiet_until:  # the stream must outlive three read timeouts
             if client.next(include_comments=True).comment == "heartbeat":
                 beats += 1
-        assert beats >= 4
+        assert beats >= 8
         seq = nats_client.publish_snapshot()
         assert int(client.data_events(1)[0].id) == seq  # still the same live stream
     finally:

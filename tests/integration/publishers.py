@@ -41,6 +41,10 @@ class Worker:
     def count(self, text: str) -> int:
         return self.log().count(text)
 
+    def ticked(self) -> bool:
+        """Whether it has logged a tick."""
+        return self.count("took") > 0
+
 
 def nats_call(url: str, work):
     """Run ``work(js)`` on a short-lived connection."""

@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 
 import psycopg2
 
+from flexgate_stream.requestlog import schema
+
 END = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)  # the night Europe/Berlin moves its clocks
 PATHS = ["/api/users/42", "/api/users/7?expand=1", "/api/users", "/api/orders/123/items/9",
          "/api/inventory/0b5f2a3c-1d2e-4f50-8a9b-0c1d2e3f4a5b", "/api/blobs/deadbeefdeadbeef01", "/",
@@ -65,3 +67,11 @@ class Gateway(threading.Thread):
                     self.count += 1
                 self.stop.wait(0.02)
         conn.close()
+
+
+def seeded(db, count: int, seed: int = 11) -> list[tuple]:
+    """The schema, then ``count`` rows ending now; the rows."""
+    schema.upgrade(db)
+    rows = make_rows(seed, count, end=datetime.now(UTC))
+    insert(db, rows)
+    return rows

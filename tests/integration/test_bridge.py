@@ -68,6 +68,7 @@ def own_nats(tmp_path) -> Iterator[NatsServer]:
     server.stop()
 
 
+@pytest.mark.own_servers
 def test_every_message_reaches_its_channel_in_order_across_a_nats_restart(own_nats):
     publisher = NatsClient(own_nats.url)  # creates the streams, as the publisher does
     driver = Driver(own_nats.url)

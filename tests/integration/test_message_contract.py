@@ -60,6 +60,7 @@ def test_a_gateway_event_as_the_web_tier_stores_it_matches():
     assert problems("GatewayEvent", event) == []
 
 
+@pytest.mark.own_servers
 def test_everything_a_real_publisher_stores_matches_the_contract(db, database_url, tmp_path):
     schema.upgrade(db)
     now = datetime.now(UTC)

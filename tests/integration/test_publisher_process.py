@@ -13,8 +13,6 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from flexgate_stream.devstack.processes import free_port, stop_process
-from flexgate_stream.devstack.servers import NatsServer
 from flexgate_stream.devstack.traffic import RowWriter, TrafficModel
 from flexgate_stream.liveness import read_liveness
 from flexgate_stream.messages import ALERTS_STREAM, METRICS_STREAM, ROUTES_STREAM
@@ -23,22 +21,15 @@ from flexgate_stream.tick.stream_setup import ensure_streams
 from flexgate_stream.timestamps import parse_iso
 from tests.integration.expected_figures import assert_rollup_snapshot
 from tests.integration.publishers import Worker, nats_call, purge, stored, tick_stuck_on_lock
-from tests.integration.request_log import insert, make_rows
+from tests.integration.request_log import insert, make_rows, seeded
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(120)
 
 
-def seeded(db, count: int = 1500) -> list[tuple]:
-    schema.upgrade(db)
-    rows = make_rows(11, count, end=datetime.now(UTC))
-    insert(db, rows)
-    return rows
-
-
 def test_two_publishers_store_each_window_once_and_figures_are_right(workers, db, database_url, nats_server):
-    seeded(db)
+    seeded(db, 1500)
     nats_call(nats_server.url, purge)
     first = workers(database_url, nats_server.url, FLEXGATE_TOP_ROUTES="3")
     second = workers(database_url, nats_server.url, FLEXGATE_TOP_ROUTES="3")
@@ -122,14 +113,10 @@ def test_streams_have_the_original_limits(nats_server):
         ["alerts.>"], 7 * 86400, 100 << 20, 10_000, "file")
 
 
-def _ticked(worker: Worker) -> bool:
-    return worker.count("took") > 0
-
-
 def test_sigterm_finishes_quickly_and_exits_zero_even_with_a_stuck_query(workers, db, database_url, nats_server):
     seeded(db, 100)
     worker = workers(database_url, nats_server.url)
-    wait_until(lambda: _ticked(worker), 30, "the first tick")
+    wait_until(worker.ticked, 30, "the first tick")
     with tick_stuck_on_lock(database_url, waited=1.0):
         started = time.monotonic()
         worker.proc.send_signal(signal.SIGTERM)
@@ -146,7 +133,7 @@ def test_sigterm_finishes_quickly_and_exits_zero_even_with_a_stuck_query(workers
 def test_second_sigterm_is_a_cold_stop(workers, db, database_url, nats_server):
     seeded(db, 100)
     worker = workers(database_url, nats_server.url)
-    wait_until(lambda: _ticked(worker), 30, "the first tick")
+    wait_until(worker.ticked, 30, "the first tick")
     with tick_stuck_on_lock(database_url, waited=1.0):
         worker.proc.send_signal(signal.SIGTERM)
         wait_until(lambda: "warm stop" in worker.log(), 5, "the warm stop to begin")
@@ -156,62 +143,6 @@ def test_second_sigterm_is_a_cold_stop(workers, db, database_url, nats_server):
         elapsed = time.monotonic() - started
     assert code == 1 and "cold stop" in worker.log()
     assert elapsed < 2.0, f"cold stop took {elapsed:.2f} s"
-
-
-def test_database_down_is_one_log_line_then_recovers(workers, postgres_server, nats_server):
-    name = f"late_{os.getpid()}_{int(time.time())}"
-    worker = workers(postgres_server.admin_url(name), nats_server.url, FLEXGATE_TICK_SECONDS="0.5")
-    admin = psycopg2.connect(postgres_server.admin_url())
-    admin.autocommit = True
-    try:
-        wait_until(lambda: worker.count("PostgreSQL is unavailable"), 20, "the database-down line")
-        time.sleep(3)  # several ticks pass while it is down: the assertion below is about them
-        assert worker.count("PostgreSQL is unavailable") == 1 and worker.proc.poll() is None
-        beats = [p for p in nats_call(nats_server.url, read_liveness)["publishers"]
-                 if p["beat"]["pid"] == worker.proc.pid]
-        assert [(p["live"], p["beat"]["database"], p["beat"]["lastTickAt"]) for p in beats] == [
-            (True, "unavailable", None)]  # alive, says why nothing is published
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        conn = psycopg2.connect(postgres_server.admin_url(name))
-        schema.upgrade(conn)
-        conn.close()
-        wait_until(lambda: worker.count("PostgreSQL is back"), 30, "the database-back line")
-        wait_until(lambda: _ticked(worker), 30, "a tick after recovery")
-        assert worker.count("PostgreSQL is unavailable") == 1
-    finally:
-        stop_process(worker.proc)
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-    assert worker.proc.returncode == 0
-
-
-def test_nats_down_at_start_and_restarted_later(workers, db, database_url, tmp_path):
-    seeded(db, 100)
-    port = free_port()
-    server = NatsServer(tmp_path / "nats-store", port=port, log_file=tmp_path / "nats.log")
-    worker = workers(database_url, server.url, FLEXGATE_TICK_SECONDS="0.5")
-    try:
-        wait_until(lambda: worker.count("NATS is unavailable"), 20, "the NATS-down line")
-        time.sleep(2)  # several ticks while NATS is down must not add log lines
-        assert worker.count("NATS is unavailable") == 1 and worker.proc.poll() is None
-        server.start()
-        wait_until(lambda: _ticked(worker), 30, "a tick once NATS is up")
-        server.kill()
-        wait_until(lambda: worker.count("NATS is unavailable") == 2, 20, "the second NATS-down line")
-        ticks = worker.count("took")
-        server.start()
-        wait_until(lambda: worker.count("NATS is back") == 2, 30, "the reconnection")
-        newest = wait_until(lambda: nats_call(server.url, lambda js: stored(js, METRICS_STREAM)), 30, "a snapshot")
-        wait_until(lambda: nats_call(server.url, lambda js: stored(js, METRICS_STREAM))[-1][2]["windowEnd"]
-              > newest[-1][2]["windowEnd"] or None, 30, "snapshots after the restart")
-        assert worker.count("NATS is unavailable") == 2 and ticks >= 1
-        assert worker.proc.poll() is None and "Traceback" not in worker.log() and "failed" not in worker.log()
-    finally:
-        stop_process(worker.proc)
-        server.stop()
-    assert worker.proc.returncode == 0
 
 
 def test_alerts_fire_and_resolve_once_with_two_publishers(workers, db, database_url, nats_server):
@@ -271,31 +202,6 @@ def test_bad_configuration_stops_with_one_sentence(tmp_path, env, variable):
     assert done.stderr.startswith(f"flexgate-stream: {variable}") and done.stderr.count("\n") == 1
 
 
-def test_database_connections_cut_is_one_line_and_reconnects_within_a_tick(workers, db, database_url, nats_server,
-                                                                          postgres_server):
-    """What a PostgreSQL restart does to the publisher: its connection is cut, new ones are refused for a while."""
-    seeded(db, 100)
-    worker = workers(database_url, nats_server.url)
-    wait_until(lambda: _ticked(worker), 30, "the first tick")
-    name = database_url.rsplit("/", 1)[1]
-    admin = psycopg2.connect(postgres_server.admin_url())
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name = 'flexgate-publisher' AND datname = %s", (name,))
-    wait_until(lambda: worker.count("PostgreSQL is unavailable"), 10, "the database-down line")
-    time.sleep(10)  # many ticks (1 s) pass while it is down: a backoff growing past a tick would show below
-    with admin.cursor() as cur:
-        cur.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-    admin.close()
-    back_at = time.monotonic()
-    wait_until(lambda: worker.count("PostgreSQL is back"), 15, "the database-back line")
-    assert time.monotonic() - back_at < 1.0 + 1.5  # one tick, and some time to connect (a grown backoff: 5 s)
-    log = worker.log()
-    assert log.count("PostgreSQL is unavailable") == 1 and "Traceback" not in log
-
-
 def _rollup_version(database_url: str) -> int:
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
         cur.execute("SELECT coalesce(max(version), 0) FROM rollup_state")
@@ -306,7 +212,7 @@ def test_rows_folded_between_ticks_are_counted_once(workers, db, database_url, n
     seeded(db, 300)
     nats_call(nats_server.url, purge)
     worker = workers(database_url, nats_server.url, FLEXGATE_TICK_SECONDS="3")  # folds every second in between
-    wait_until(lambda: _ticked(worker), 30, "the first tick")
+    wait_until(worker.ticked, 30, "the first tick")
     windows_before = len(nats_call(nats_server.url, lambda js: stored(js, METRICS_STREAM)))
     for batch in range(6):  # traffic keeps arriving; each batch is folded before the next comes
         before = _rollup_version(database_url)
@@ -330,27 +236,10 @@ def test_sigterm_while_rows_are_folded_between_ticks_stops_without_a_traceback(w
                                                                                   nats_server):
     seeded(db, 100)
     worker = workers(database_url, nats_server.url, FLEXGATE_TICK_SECONDS="3")  # folds every second in between
-    wait_until(lambda: _ticked(worker), 30, "the first tick")
+    wait_until(worker.ticked, 30, "the first tick")
     with tick_stuck_on_lock(database_url):  # the fold after that tick waits on the lock
         worker.proc.send_signal(signal.SIGTERM)
         code = worker.proc.wait(10)
     assert code == 0
     assert "stopped" in worker.log()
     assert "Traceback" not in worker.log(), worker.log()
-
-
-def test_a_database_without_the_schema_is_one_line_saying_to_run_the_release_step(workers, db, database_url,
-                                                                                     nats_server):
-    # The pod starts the publishers alongside the release step: they may tick before the tables exist.
-    worker = workers(database_url, nats_server.url, FLEXGATE_TICK_SECONDS="0.5")
-    try:
-        wait_until(lambda: worker.count("PostgreSQL is unavailable"), 20, "the database-unavailable line")
-        time.sleep(2)  # several ticks pass without the schema: the assertions below are about them
-        assert worker.count("PostgreSQL is unavailable") == 1 and worker.proc.poll() is None
-        assert "db upgrade" in worker.log() and "Traceback" not in worker.log(), worker.log()
-        schema.upgrade(db)  # the release step
-        wait_until(lambda: worker.count("PostgreSQL is back"), 30, "the database-back line")
-        wait_until(lambda: _ticked(worker), 30, "a tick once the schema exists")
-    finally:
-        stop_process(worker.proc)
-    assert worker.proc.returncode == 0 and "Traceback" not in worker.log()
