@@ -162,7 +162,7 @@ def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict[str, Any],
         up = upstreams.get(upstream)
         if up is None:
             up = upstreams[upstream] = admit_upstream(upstream, minute)
-        key = (minute, route, up)
+        key = (minute, route, up)  # _count, written out: this loop runs once per row
         cell = cells.get(key)
         if cell is None:
             cell = cells[key] = Cell(minute, route, up)
@@ -203,6 +203,16 @@ def _as_is(label: str, _minute: int) -> str:
     return label
 
 
+# An upsert's conflict action that adds a cell into the stored one (rollups and slot cells alike).
+ADD_INTO_EXISTING = ("DO UPDATE SET requests = r.requests + EXCLUDED.requests,"
+                     " latency_count = r.latency_count + EXCLUDED.latency_count,"
+                     " latency_sum = r.latency_sum + EXCLUDED.latency_sum,"
+                     " (status_codes, status_counts) = (SELECT keys, counts FROM flexgate_merge_counts("
+                     "r.status_codes, r.status_counts, EXCLUDED.status_codes, EXCLUDED.status_counts)),"
+                     " (latency_bins, latency_counts) = (SELECT keys, counts FROM flexgate_merge_counts("
+                     "r.latency_bins, r.latency_counts, EXCLUDED.latency_bins, EXCLUDED.latency_counts))")
+
+
 def store_cells(cur: psycopg2.extensions.cursor, cells: list[Cell], version: int) -> None:
     """Log ``cells`` as the changes of ``version`` and add them into the rollups."""
     if not cells:
@@ -216,13 +226,7 @@ def store_cells(cur: psycopg2.extensions.cursor, cells: list[Cell], version: int
         " RETURNING *)"
         " INSERT INTO request_rollups AS r SELECT bucket_start, route, upstream, requests, status_codes,"
         " status_counts, latency_count, latency_sum, latency_bins, latency_counts FROM d"
-        " ON CONFLICT (bucket_start, route, upstream) DO UPDATE SET requests = r.requests + EXCLUDED.requests,"
-        " latency_count = r.latency_count + EXCLUDED.latency_count,"
-        " latency_sum = r.latency_sum + EXCLUDED.latency_sum,"
-        " (status_codes, status_counts) = (SELECT keys, counts FROM flexgate_merge_counts(r.status_codes,"
-        " r.status_counts, EXCLUDED.status_codes, EXCLUDED.status_counts)),"
-        " (latency_bins, latency_counts) = (SELECT keys, counts FROM flexgate_merge_counts(r.latency_bins,"
-        " r.latency_counts, EXCLUDED.latency_bins, EXCLUDED.latency_counts))",
+        " ON CONFLICT (bucket_start, route, upstream) " + ADD_INTO_EXISTING,
         rows, page_size=len(rows),
     )
 

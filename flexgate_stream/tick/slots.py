@@ -14,7 +14,14 @@ from datetime import datetime
 import psycopg2.extensions
 import psycopg2.extras
 
-from flexgate_stream.tick.rollups import CELL_COLUMNS, MINUTE_SECONDS, Cell, cell_from_row, merge_cell
+from flexgate_stream.tick.rollups import (
+    ADD_INTO_EXISTING,
+    CELL_COLUMNS,
+    MINUTE_SECONDS,
+    Cell,
+    cell_from_row,
+    merge_cell,
+)
 
 
 def slot_ms(tick_seconds: float) -> int:
@@ -32,13 +39,7 @@ def store_slots(cur: psycopg2.extensions.cursor, cells: list[Cell], length_ms: i
         "INSERT INTO request_rollup_slots AS r SELECT to_timestamp(v.s), v.route, v.up, v.n, v.codes::int[],"
         " v.counts::bigint[], v.lat_n, v.lat_sum, v.bins::int[], v.bin_counts::bigint[]"
         " FROM (VALUES %s) AS v(s, route, up, n, codes, counts, lat_n, lat_sum, bins, bin_counts)"
-        " ON CONFLICT (slot_start, route, upstream) DO UPDATE SET requests = r.requests + EXCLUDED.requests,"
-        " latency_count = r.latency_count + EXCLUDED.latency_count,"
-        " latency_sum = r.latency_sum + EXCLUDED.latency_sum,"
-        " (status_codes, status_counts) = (SELECT keys, counts FROM flexgate_merge_counts(r.status_codes,"
-        " r.status_counts, EXCLUDED.status_codes, EXCLUDED.status_counts)),"
-        " (latency_bins, latency_counts) = (SELECT keys, counts FROM flexgate_merge_counts(r.latency_bins,"
-        " r.latency_counts, EXCLUDED.latency_bins, EXCLUDED.latency_counts))",
+        " ON CONFLICT (slot_start, route, upstream) " + ADD_INTO_EXISTING,
         rows, page_size=len(rows),
     )
 
