@@ -47,7 +47,7 @@ from workers.outbox import Outbox  # noqa: E402
 def shape(figures, top: int) -> tuple[int, int]:
     """Every message of a tick, encoded: (all their bytes, the summary's bytes)."""
     out = Outbox(Settings(top_routes=top), [], "bench")
-    sizes = [len(encode(message)) for _subject, message in out.messages(figures)]
+    sizes = [len(encode(message)) for _subject, message in out.messages(figures) + out.index_messages(figures)]
     return sum(sizes), sizes[0]
 
 

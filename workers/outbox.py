@@ -118,15 +118,14 @@ class Outbox:
         return missed if len(missed) == CATCH_UP_BATCH else [*missed, window_end]
 
     def messages(self, figures: WindowFigures) -> list[tuple[str, Mapping[str, Any]]]:
-        """The snapshots of ``figures``: summary, the busiest routes' and upstreams', and the index when it was
-        read."""
+        """The snapshots of ``figures``: summary, the busiest routes' and upstreams' (the index is apart)."""
         top = self.settings.top_routes
         out: list[tuple[str, Mapping[str, Any]]] = [(SUMMARY_SUBJECT, summary_snapshot(figures, top))]
         out += [(route_subject(name), route_snapshot(figures, name, entry, top))
                 for name, entry in busiest_routes(figures, top)]
         out += [(upstream_subject(name), upstream_snapshot(figures, name, entry, top))
                 for name, entry in busiest_upstreams(figures, top)]
-        return out + self.index_messages(figures)
+        return out
 
     def index_messages(self, figures: WindowFigures) -> list[tuple[str, Mapping[str, Any]]]:
         """The index pages of every tracked route and upstream, when ``figures`` has the index."""
@@ -160,9 +159,8 @@ class Outbox:
         """Publish the tick's snapshots and alert changes, then the heartbeat."""
         end = iso(figures.window_end)
         busiest = busiest_routes(figures, self.settings.top_routes)
-        snapshots = [item for item in self.messages(figures) if not item[0].startswith("index.")]
         sent = await asyncio.gather(*(self._send(js, subject, message, message_id(subject, end))
-                                      for subject, message in snapshots))
+                                      for subject, message in self.messages(figures)))
         acks = [ack for ack in sent if ack is not None]
         if figures.index is not None:
             await self.publish_index(js, figures)

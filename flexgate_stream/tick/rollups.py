@@ -15,7 +15,6 @@ from typing import Any
 import psycopg2.extensions
 import psycopg2.extras
 
-from flexgate_stream.tick.routes import fold_route
 from flexgate_stream.tick.sketch import LatencySketch, bin_sql
 
 MINUTE_SECONDS = 60  # the length of a rollup cell
@@ -103,7 +102,7 @@ def rows_sql(instant: str, where: str) -> str:
     """The request rows matching ``where``, ready to fold in Python: minute, path, upstream, status, latency, bin,
     and the instant in epoch milliseconds.
 
-    Route folding is done in Python (``fold_route``): PostgreSQL's regular expressions cost ~3 us a row,
+    Route labels are given in Python (``labels.Labeller``): PostgreSQL's regular expressions cost ~3 us a row,
     Python's well under 1 us, and a tick's time is per row.
     """
     # date_part, not numeric arithmetic (it costs as much as the rest); OFFSET 0 keeps the subquery from being
@@ -114,18 +113,6 @@ def rows_sql(instant: str, where: str) -> str:
             f" coalesce(upstream, '{UNKNOWN_UPSTREAM}') AS up, coalesce(status_code, 0) AS status,"
             f" {LATENCY} AS lat"
             f" FROM requests WHERE {where} OFFSET 0) AS r")
-
-
-_routes: dict[str | None, str] = {}
-
-
-def _route(path: str | None) -> str:
-    route = _routes.get(path)
-    if route is None:
-        if len(_routes) > 100_000:
-            _routes.clear()  # paths with ids rarely repeat: keep the memo small
-        route = _routes[path] = fold_route(path)
-    return route
 
 
 class Slots:
@@ -141,16 +128,15 @@ class Slots:
         self.cells: dict[tuple[int, str, str], Cell] = {}
 
 
-def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict[str, Any],
-              label: Callable[[str | None], str] | None = None,
-              admit: tuple[Admit, Admit] | None = None, slots: Slots | None = None) -> list[Cell]:
-    """Run a ``rows_sql`` query and fold its rows into cells, each path under its ``label`` (default: folded);
-    ``admit``: (route, upstream) label filters taking the label and the minute (the cardinality limits);
-    ``slots``: also fold recent rows into slot cells (their ``minute`` is the slot's number)."""
+def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict[str, Any], label: Callable[[str | None], str],
+              admit: tuple[Admit, Admit], slots: Slots | None = None) -> list[Cell]:
+    """Run a ``rows_sql`` query and fold its rows into cells, each path under its ``label``; ``admit``: (route,
+    upstream) label filters taking the label and the minute (the cardinality limits); ``slots``: also fold
+    recent rows into slot cells (their ``minute`` is the slot's number)."""
     cur.execute(sql, params)
     cells: dict[tuple[int, str, str], Cell] = {}
-    route_of = label or _route
-    admit_route, admit_upstream = admit or (_as_is, _as_is)
+    admit_route, admit_upstream = admit
+    slot_cells: dict[tuple[int, str, str], Cell] = slots.cells if slots is not None else {}
     slot_ms, first = (slots.slot_ms, slots.first) if slots is not None else (1, 1 << 62)
     # A path's label and a label's admission do not change within one read: each is asked once per read.
     routes: dict[str | None, str] = {}
@@ -158,7 +144,7 @@ def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict[str, Any],
     for minute, path, upstream, status, lat, bin_key, ms in cur.fetchall():
         route = routes.get(path)
         if route is None:
-            route = routes[path] = admit_route(route_of(path), minute)
+            route = routes[path] = admit_route(label(path), minute)
         up = upstreams.get(upstream)
         if up is None:
             up = upstreams[upstream] = admit_upstream(upstream, minute)
@@ -175,11 +161,11 @@ def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict[str, Any],
             bins = cell.sketch.bins
             bins[bin_key] = bins.get(bin_key, 0) + 1
         if ms >= first:
-            _count(slots.cells, (ms // slot_ms, route, up), status, lat, bin_key)  # type: ignore[union-attr]
+            _count(slot_cells, (ms // slot_ms, route, up), status, lat, bin_key)
     for minute, route, up in cells:  # each label counted in the newest of its minutes
         admit_route(route, minute)
         admit_upstream(up, minute)
-    for cell in (*cells.values(), *(slots.cells.values() if slots is not None else ())):
+    for cell in (*cells.values(), *slot_cells.values()):
         cell.sketch.count = cell.latency_count
     return list(cells.values())
 
@@ -197,10 +183,6 @@ def _count(cells: dict[tuple[int, str, str], Cell], key: tuple[int, str, str], s
         cell.latency_sum += lat
         bins = cell.sketch.bins
         bins[bin_key] = bins.get(bin_key, 0) + 1
-
-
-def _as_is(label: str, _minute: int) -> str:
-    return label
 
 
 # An upsert's conflict action that adds a cell into the stored one (rollups and slot cells alike).

@@ -53,11 +53,8 @@ def after(cur: psycopg2.extensions.cursor, end: datetime, minute: int) -> list[C
         cell = cell_from_row(row)
         into = merged.get((cell.route, cell.upstream))
         if into is None:
-            merged[(cell.route, cell.upstream)] = Cell(minute, cell.route, cell.upstream)
-            into = merged[(cell.route, cell.upstream)]
-        merge_cell(into, cell)
-    for cell in merged.values():
-        cell.sketch.count = cell.latency_count
+            into = merged[(cell.route, cell.upstream)] = Cell(minute, cell.route, cell.upstream)
+        merge_cell(into, cell)  # the sketch's count too
     return list(merged.values())
 
 

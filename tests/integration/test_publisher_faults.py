@@ -142,6 +142,7 @@ def hung(server: PostgresServer) -> Iterator[None]:
 HANG = 4.0  # seconds, with a tick of one second
 
 
+@pytest.mark.own_servers
 def test_postgres_hung_is_one_line_each_way_within_a_tick_and_its_windows_follow(  # noqa: F811
         forget_beats, workers, own_postgres, nats_server):
     conn = psycopg2.connect(own_postgres.url)
