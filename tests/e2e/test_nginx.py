@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import selectors
 import signal
 import socket
@@ -182,3 +183,41 @@ def test_event_streams_are_never_gzipped_while_json_is(nginx_server, nats_client
         assert raw.raw.read(7, decode_content=False) == b"retry: "  # the hello frame, as plain text
     finally:
         raw.close()
+
+
+def _raw(port: int, request: bytes) -> tuple[str, dict[str, str], bytes]:
+    """Send ``request`` as it is and read the whole answer: status line, headers and body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    return status, headers, body
+
+
+def _json_error(status: str, headers: dict[str, str], body: bytes, code: int) -> str:
+    """The error text of an nginx answer that must be the app's JSON error shape with ``code``."""
+    assert status.split()[1] == str(code), status
+    assert headers["content-type"].startswith("application/json"), headers
+    answer = json.loads(body)
+    assert answer["success"] is False and answer["error"], answer
+    return str(answer["error"])
+
+
+def test_the_answers_nginx_gives_itself_are_json_errors_not_html_pages(start_web, start_nginx):
+    web = start_web(workers=1)
+    front = start_nginx(web)
+    big = b"x" * 100_000
+    status, headers, body = _raw(front.port, b"POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                                 b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(big) + big)
+    assert "64 KiB" in _json_error(status, headers, body, 413)
+    status, headers, body = _raw(front.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 20_000
+                                 + b"\r\nConnection: close\r\n\r\n")
+    assert "header" in _json_error(status, headers, body, 400)
+    web.stop()
+    for path in (b"/api/metrics/live", STREAM.encode()):
+        status, headers, body = _raw(front.port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert "not reachable" in _json_error(status, headers, body, 502)
