@@ -92,6 +92,25 @@ def test_a_new_snapshot_client_gets_the_newest_snapshot_at_once():
     assert frames[1] == ("message", '3|{"n": 3}')
 
 
+def test_a_caught_up_channel_gives_the_newest_snapshot_from_the_ring_with_the_hello_in_one_write():
+    host = Host({jetstream_api.last_message: StoredMsg(9, "metrics.summary", b'{"n": 9}')})
+    channel = channel_with(host, feeds.SUMMARY, [1, 2, 3])
+    channel.caught_up = True  # the consumer's last delivery left nothing pending in JetStream
+    stream = ClientStream(host, feeds.SUMMARY, channel)
+    first = next(iter(stream))
+    stream.close()
+    assert b'"type":"connected"' in first and first.endswith(b'id: 3\ndata: {"n": 3}\n\n')
+    assert host.calls == []  # JetStream was not asked
+
+
+def test_a_channel_not_caught_up_asks_jetstream_for_the_newest_snapshot():
+    host = Host({jetstream_api.last_message: StoredMsg(9, "metrics.summary", b'{"n": 9}')})
+    channel = channel_with(host, feeds.SUMMARY, [1, 2, 3])
+    frames = frames_of(ClientStream(host, feeds.SUMMARY, channel), host, 2)
+    assert frames[1] == ("message", '9|{"n": 9}')
+    assert host.calls == ["last_message"]
+
+
 def test_a_new_alerts_client_gets_only_what_comes_next():
     host = Host()
     channel = channel_with(host, feeds.ALERTS, [1, 2])
