@@ -5,7 +5,8 @@
 
 The web tier as bench.fanout_vs_nchan starts it (2 gevent workers, their own nats-server, a newest snapshot
 stored), ``py-spy record`` sampling one worker 250 times a second: first while the load client opens the streams
-at ``--open-rate`` (the ramp), then while every client closes its stream and reconnects within 2 s (the storm).
+at ``--open-rate`` (the ramp), then while every client closes its stream and reconnects within 2 s (the storm;
+a snapshot is published every second, so the server notices the closed streams as in bench.storm).
 Each sample is put in one part of the connect path by the deepest frame on its stack that names one (PARTS);
 idle samples are left out by py-spy. Prints, for each phase, the worker's CPU seconds and the share of each part.
 """
@@ -24,6 +25,7 @@ from bench.fanout_vs_nchan import raise_open_files
 from bench.load_driver import Driver
 from bench.profile_fanout import py_spy
 from bench.servers import OurServer, cpu_seconds
+from bench.storm import Ticker
 
 RATE = 250  # samples a second
 
@@ -128,9 +130,12 @@ def main() -> None:
             show("ramp", out / "ramp.txt", cpu_seconds([worker]) - cpu0,
                  f"{opened} streams opened at {args.open_rate:g}/s, the last {seconds:.1f} s after the first")
             time.sleep(1)
+            ticker = Ticker(server)  # as in bench.storm: a snapshot a second, so the ended streams are noticed
+            ticker.start()
             cpu0, proc = cpu_seconds([worker]), spy(worker, 6, out / "storm.txt")
             streaming, seconds, _, _ = driver.storm(2.0, 30)
             proc.wait()
+            ticker.stopping.set()
             show("storm", out / "storm.txt", cpu_seconds([worker]) - cpu0,
                  f"{streaming} streams reconnected within 2 s, the last began {seconds:.1f} s after the first")
         finally:
