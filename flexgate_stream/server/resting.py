@@ -57,6 +57,9 @@ class RestingStream:
     def resume(self) -> None:
         """Go on writing the stream (in its own greenlet) until it rests again or ends."""
         writer = self.writer
+        if writer.gone:  # nothing can be written any more: end it now, without taking and writing the frame
+            self.end()
+            return
         try:
             writer.finish()  # the end of a chunk the channel began: nothing may come between
             for item in self.frames:
