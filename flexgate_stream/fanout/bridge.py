@@ -186,8 +186,6 @@ class Bridge:
                 await self._repair_stuck(nc)
         finally:
             self._subs.clear()
-            for _feed, channel in self._feeds.values():
-                channel.caught_up = False  # until a consumer on the next connection delivers
             self.hub.set_connected(False)
             # nats-py leaves a request on a lost connection waiting for its own timeout: fail it now, so a
             # stream opening (or /api/stream/stats) goes on at once rather than seconds later.
@@ -257,8 +255,6 @@ class Bridge:
 
     async def _unfollow(self, key: str) -> None:
         sub = self._subs.pop(key, None)
-        if key in self._feeds:
-            self._feeds[key][1].caught_up = False  # until its next consumer delivers
         if key not in self._feeds:
             self._watchdog.forget(key)
             self._resuming.discard(key)
@@ -273,7 +269,6 @@ def _deliver_to(channel: Channel) -> Callable[[Any], Awaitable[None]]:
     async def deliver(msg: Any) -> None:
         meta = msg.metadata  # parsed from the reply subject: the stream sequence and when JetStream stored it
         channel.publish(meta.sequence.stream, msg.data, meta.timestamp.timestamp())
-        channel.caught_up = meta.num_pending == 0  # new clients then take the newest from the ring
 
     return deliver
 

@@ -74,9 +74,6 @@ class Channel:
         self.on_delivered: Callable[[Frame, int], None] | None = None  # each frame, and how many clients it went to
         self.written: DelayTally | None = None  # stored -> written to a client, one count per client
         self.newest_lookup: SharedLookup[Any] = SharedLookup()  # what new clients ask JetStream, shared
-        # Set by the bridge: its consumer's last delivery left nothing pending in JetStream, so the ring's newest
-        # frame is the newest stored (but for one stored since, on its way like any live frame).
-        self.caught_up = False
         self._wakeup = Event()
 
     @property

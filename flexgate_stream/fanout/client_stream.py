@@ -84,16 +84,17 @@ class ClientStream:
             hello = sse.connected(str(uuid.uuid4()), self.service.settings.retry_ms)  # the id is only ever told
             if not self._told:
                 hello += sse.status(False)
-            if self._waits_for_jetstream():  # the hello goes first: the client knows it is connected meanwhile
+            if self.needs_history:  # the hello goes first: the client knows it is connected meanwhile
                 writer.writing()
                 yield hello
                 writer.wrote()
                 hello = b""
-                for chunk in self._catch_up(sub):
-                    writer.writing()
-                    yield chunk  # resumed once the server has written it, so a client that stops reading shows here
-                    writer.wrote()
-                chunk = b""  # not kept alive while the stream is parked
+            for chunk in self._catch_up(sub, hello):
+                writer.writing()
+                yield chunk  # resumed once the server has written it, so a client that stops reading shows here
+                writer.wrote()
+                hello = b""  # the first chunk began with it
+            chunk = b""  # not kept alive while the stream is parked
             # The live part runs in this generator, not a nested one: a parked stream's greenlet keeps a copy
             # of its C stack, and every generator level it is suspended in adds to it, for every open stream.
             self._next_beat = time.monotonic() + self.service.settings.heartbeat_seconds
@@ -120,23 +121,14 @@ class ClientStream:
         finally:
             self.close()
 
-    def _waits_for_jetstream(self) -> bool:
-        """Whether the opening reads JetStream: to replay what the client missed, or for the newest snapshot
-        while this worker's consumer may not have delivered it (the ring's newest is the newest stored when the
-        consumer's last delivery left nothing pending; one stored since follows as a live frame)."""
-        if self.needs_history:
-            return True
-        if self.last_id is not None or self.channel.policy is not Policy.LATEST:
-            return False
-        return self.service.hub.connected and not self.channel.caught_up
-
-    def _catch_up(self, sub: Subscriber) -> Iterator[bytes]:
-        """What the client missed (resume, ?since=), or the newest snapshot from JetStream."""
+    def _catch_up(self, sub: Subscriber, hello: bytes) -> Iterator[bytes]:
+        """What the client missed (resume, ?since=), or the newest snapshot from JetStream when the ring may not
+        have it yet (its first chunk then begins with ``hello``; nothing when the ring has it)."""
         if self.needs_history:
             yield from CatchUp(self.service, self.feed, self.channel, last_id=self.last_id,
                                since=self.since).catch_up(sub)
-        else:
-            yield from CatchUp(self.service, self.feed, self.channel, last_id=None, since=None).newest(sub)
+        elif self.last_id is None and self.channel.policy is Policy.LATEST:
+            yield from CatchUp(self.service, self.feed, self.channel, last_id=None, since=None).newest(sub, hello)
 
     def _start(self) -> tuple[int, bool]:
         """Where the client enters the ring, and whether JetStream must fill in what the ring lacks."""

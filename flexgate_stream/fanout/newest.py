@@ -26,14 +26,18 @@ class SharedLookup(Generic[T]):
 
     def get(self, fetch: Callable[[], T]) -> T:
         """The answer of a ``fetch`` begun after this call, shared with the callers that wait alongside."""
+        value: T = self.join(fetch).get()
+        return value
+
+    def join(self, fetch: Callable[[], T]) -> AsyncResult[T]:
+        """Where the answer of a ``fetch`` begun after this call will be (shared with the other callers)."""
         batch = self._waiting
         if batch is None:
             batch = self._waiting = AsyncResult()
             if not self._running:
                 self._running = True
                 gevent.spawn(self._run, fetch)
-        value: T = batch.get()
-        return value
+        return batch
 
     def _run(self, fetch: Callable[[], T]) -> None:
         try:
