@@ -31,7 +31,7 @@ from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker
 
 from flexgate_stream.fanout.stream_writer import REST
-from flexgate_stream.server.resting import RestingStream
+from flexgate_stream.server.resting import Ending, RestingStream
 from flexgate_stream.web.request_body import CLOSE_CONNECTION
 
 
@@ -39,6 +39,7 @@ class StreamingGeventWorker(GeventWorker):
     """gunicorn's gevent worker, with streams that rest without a greenlet while they wait."""
 
     resumed: Group | None = None  # the greenlets of resumed streams (gunicorn's pool does not hold them)
+    ending: Ending | None = None  # ends the streams whose clients are gone, in batches
     alive: bool  # gunicorn's: False once the worker is stopping
     servers: list[StreamServer]  # one per listener, kept from run()
 
@@ -163,7 +164,8 @@ class StreamingGeventWorker(GeventWorker):
             return False
         if self.resumed is None:
             self.resumed = Group()
-        RestingStream.take_over(stream, frames, resp, req, environ, started, self.resumed, self.log)
+            self.ending = Ending(self.resumed, self.log)
+        RestingStream.take_over(stream, frames, resp, req, environ, started, self.resumed, self.log, self.ending)
         return True
 
 
