@@ -63,6 +63,8 @@ SIMPLE_ATOMS: dict[str, Callable[[Any, dict[str, Any], timedelta], Any]] = {
     "D": lambda resp, environ, took: took.seconds * 1000000 + took.microseconds,
 }
 
+OWN_ATOMS = frozenset("sbMD")  # status, bytes sent, times: the server's own numbers, nothing to escape or redact
+
 
 class JsonErrorGeventWorker(StreamingGeventWorker):
     """conf/gunicorn.conf.py ``worker_class``: gevent with resting streams, gunicorn's own error pages as JSON,
@@ -133,7 +135,8 @@ class GunicornLogger(Logger):
         # request header, response header and environ entry, and escaping them all was most of a line's cost.
         used = self.format_atoms()
         if used <= SIMPLE_ATOMS.keys():  # the default format: built here, without gunicorn's every-field dict
-            found = {key: safe(SIMPLE_ATOMS[key](resp, environ, request_time)) for key in used}
+            found = {key: SIMPLE_ATOMS[key](resp, environ, request_time) if key in OWN_ATOMS
+                     else safe(SIMPLE_ATOMS[key](resp, environ, request_time)) for key in used}
         else:
             found = {key: safe(value) for key, value in super().atoms(resp, req, environ, request_time).items()
                      if key in used}
