@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -81,20 +81,7 @@ class ClientStream:
         writer = self.writer
         self._told = self.service.hub.connected
         try:
-            hello = sse.connected(str(uuid.uuid4()), self.service.settings.retry_ms)  # the id is only ever told
-            if not self._told:
-                hello += sse.status(False)
-            if self.needs_history:  # the hello goes first: the client knows it is connected meanwhile
-                writer.writing()
-                yield hello
-                writer.wrote()
-                hello = b""
-            for chunk in self._catch_up(sub, hello):
-                writer.writing()
-                yield chunk  # resumed once the server has written it, so a client that stops reading shows here
-                writer.wrote()
-                hello = b""  # the first chunk began with it
-            chunk = b""  # not kept alive while the stream is parked
+            hello = yield from self._opening(sub)
             # The live part runs in this generator, not a nested one: a parked stream's greenlet keeps a copy
             # of its C stack, and every generator level it is suspended in adds to it, for every open stream.
             self._next_beat = time.monotonic() + self.service.settings.heartbeat_seconds
@@ -120,6 +107,25 @@ class ClientStream:
                 first, step = step, None
         finally:
             self.close()
+
+    def _opening(self, sub: Subscriber) -> Generator[bytes, None, bytes]:
+        """The hello, then what the client missed or JetStream's newest snapshot; returns the hello when it is
+        still to be written (with the ring's newest frame, in the same write)."""
+        writer = self.writer
+        hello = sse.connected(str(uuid.uuid4()), self.service.settings.retry_ms)  # the id is only ever told
+        if not self._told:
+            hello += sse.status(False)
+        if self.needs_history:  # the hello goes first: the client knows it is connected meanwhile
+            writer.writing()
+            yield hello
+            writer.wrote()
+            hello = b""
+        for chunk in self._catch_up(sub, hello):
+            writer.writing()
+            yield chunk  # resumed once the server has written it, so a client that stops reading shows here
+            writer.wrote()
+            hello = b""  # the first chunk began with it
+        return hello
 
     def _catch_up(self, sub: Subscriber, hello: bytes) -> Iterator[bytes]:
         """What the client missed (resume, ?since=), or the newest snapshot from JetStream when the ring may not
