@@ -105,7 +105,8 @@ def report(ours: dict[str, float], nchan: dict[str, float]) -> None:
         print(f"{name:8} {r['p50']:8.1f} {r['p99']:8.1f} {r['max']:8.1f} {r['cpu_us']:13.1f} {r['kib']:11.1f} "
               f"{r['delivery']:9.2f}% {r['open_s']:7.1f} {r['open_cpu']:10.1f}")
     print(f"ratio ours/nchan: p50 {ours['p50'] / nchan['p50']:.2f}x, p99 {ours['p99'] / nchan['p99']:.2f}x, "
-          f"CPU/event {ours['cpu_us'] / nchan['cpu_us']:.2f}x, memory/stream {ours['kib'] / nchan['kib']:.2f}x")
+          f"CPU/event {ours['cpu_us'] / nchan['cpu_us']:.2f}x, memory/stream {ours['kib'] / nchan['kib']:.2f}x, "
+          f"CPU to open the streams {ours['open_cpu'] / max(0.01, nchan['open_cpu']):.1f}x")
     print(f"(ours: nats-server {ours['aux_us']:.1f} us/event besides; out of order: ours {ours['out_of_order']:.0f}, "
           f"nchan {nchan['out_of_order']:.0f}; load client CPU: ours {ours['client_cpu']:.1f} s, "
           f"nchan {nchan['client_cpu']:.1f} s over {ours['client_s']:.0f} / {nchan['client_s']:.0f} s)")
@@ -118,7 +119,7 @@ def compare(args: argparse.Namespace) -> None:
         results = {}
         for kind in args.order:
             server: NchanServer | OurServer = (NchanServer(base / f"nchan{streams}") if kind == "nchan"
-                                               else OurServer(base / f"ours{streams}", streams))
+                                               else OurServer(base / f"ours{streams}", streams, args.workers))
             server.start()
             try:
                 results[kind] = run_one(server, streams, args.clients, args.open_rate)
@@ -133,7 +134,7 @@ def storm(args: argparse.Namespace) -> None:
     from bench.storm import reconnect_storm
 
     base = Path(tempfile.mkdtemp(prefix="flexgate-storm-"))
-    server = OurServer(base / "ours", args.storm)
+    server = OurServer(base / "ours", args.storm, args.workers)
     server.start()
     try:
         reconnect_storm(server, args.storm, args.clients, args.open_rate, args.deploy)
@@ -146,6 +147,7 @@ def main() -> None:
     parser.add_argument("--setup", action="store_true", help="install nginx-light and libnginx-mod-nchan (root)")
     parser.add_argument("--streams", type=int, nargs="+", default=[1000, 5000, 10000])
     parser.add_argument("--clients", type=int, default=2, help="load client processes")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of ours (Nchan keeps 2)")
     parser.add_argument("--open-rate", type=float, default=1000.0, help="streams opened per second")
     parser.add_argument("--order", nargs=2, default=["nchan", "ours"], choices=["nchan", "ours"])
     parser.add_argument("--storm", type=int, default=0, help="reconnect storm of this many streams (ours)")

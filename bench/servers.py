@@ -162,14 +162,16 @@ class NchanServer:
 
 
 class OurServer:
-    """The web tier as deployed: gunicorn with conf/gunicorn.conf.py (2 gevent workers) and its own nats-server."""
+    """The web tier as deployed: gunicorn with conf/gunicorn.conf.py (2 gevent workers unless told) and its own
+    nats-server."""
 
     name = "ours"
     path = "/api/stream/metrics"
 
-    def __init__(self, workdir: Path, streams: int) -> None:
+    def __init__(self, workdir: Path, streams: int, workers: int = 2) -> None:
         self.workdir = workdir
         self.streams = streams
+        self.workers = workers
         self.nats: NatsServer | None = None
         self.client: NatsClient | None = None
         self.web: WebServer | None = None
@@ -180,8 +182,8 @@ class OurServer:
         self.nats = NatsServer(self.workdir / "nats").start()
         self.client = NatsClient(self.nats.url)
         env = {"FLEXGATE_HEARTBEAT_SECONDS": "30", "FLEXGATE_LOG_LEVEL": "WARNING",
-               "FLEXGATE_MAX_CLIENTS": str(self.streams + 100), "WEB_CONCURRENCY": "2"}
-        self.web = WebServer(self.nats.url, self.workdir, env, workers=2).start()
+               "FLEXGATE_MAX_CLIENTS": str(self.streams + 100), "WEB_CONCURRENCY": str(self.workers)}
+        self.web = WebServer(self.nats.url, self.workdir, env, workers=self.workers).start()
         self.port = self.web.port
         return self
 

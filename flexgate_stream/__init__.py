@@ -9,7 +9,8 @@ from flexgate_stream import logs
 from flexgate_stream.settings import Settings, load_or_exit
 
 if TYPE_CHECKING:  # Flask is imported by create_app only, so the publisher worker never loads it
-    from flask import Flask, Response
+    from flask import Flask, Request, Response
+    from flask.sessions import SessionInterface
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web application and its CLI from ``settings``, or from the environment."""
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = request_body.MAX_BODY
+    app.session_interface = _no_sessions()  # no cookies: not even the check for a secret key, on every request
     if isinstance(app.json, DefaultJSONProvider):
         app.json.sort_keys = False  # fields in the order the original sent them
 
@@ -50,6 +52,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.cli.add_command(db_cli)
     app.cli.add_command(demo_cli)
     return app
+
+
+def _no_sessions() -> SessionInterface:
+    """A session interface for an app that keeps no sessions: every request shares one empty, read-only session."""
+    from flask.sessions import NullSession, SessionInterface
+
+    class NoSessions(SessionInterface):
+        none = NullSession()
+
+        def open_session(self, app: Flask, request: Request) -> NullSession:
+            return self.none
+
+    return NoSessions()
 
 
 def _name_worker(response: Response) -> Response:

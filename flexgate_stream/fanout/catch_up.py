@@ -6,6 +6,8 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import gevent
+
 from flexgate_stream import sse
 from flexgate_stream.errors import NatsUnavailable
 from flexgate_stream.fanout import jetstream_api
@@ -15,6 +17,9 @@ from flexgate_stream.fanout.host import StreamHost
 
 REPLAY_BATCH = 100
 BUS_WAIT_SECONDS = 60.0  # how long a resume waits for NATS before it gives up with event: reset
+# How long a new client's hello waits for JetStream's newest snapshot, to leave with it in one write; the hello goes
+# alone after that (NATS hangs), so the client knows it is connected.
+HELLO_WAIT_SECONDS = 0.25
 
 
 class CatchUp:
@@ -30,22 +35,29 @@ class CatchUp:
         self.last_id = last_id
         self.since = since
 
-    def newest(self, sub: Subscriber) -> Iterator[bytes]:
-        """The newest snapshot from JetStream when this worker's consumer has not delivered it yet."""
+    def newest(self, sub: Subscriber, hello: bytes = b"") -> Iterator[bytes]:
+        """The newest snapshot from JetStream when this worker's consumer has not delivered it yet; the first
+        chunk yielded begins with ``hello``, which goes alone only when JetStream is slow to answer (nothing is
+        yielded when the ring has the newest: the hello then goes with the ring's frame)."""
         try:
-            stored = self.channel.newest_lookup.get(
+            answer = self.channel.newest_lookup.join(
                 lambda: self.host.call(jetstream_api.last_message, self.feed.stream, self.feed.subject))
+            try:
+                stored = answer.get(timeout=HELLO_WAIT_SECONDS)
+            except gevent.Timeout:
+                if hello:
+                    yield hello
+                    hello = b""
+                stored = answer.get()
         except NatsUnavailable:
-            return  # the ring's newest (if any) is the best there is
-        if stored is None:
-            return
+            stored = None  # the ring's newest (if any) is the best there is
         known = self.channel.latest
-        if known is not None and known.seq >= stored.seq:
+        if stored is not None and known is not None and known.seq >= stored.seq:
             sub.last_seq = max(sub.last_seq, stored.seq - 1)  # the ring has it: skip what is older
-            return
-        sub.last_seq = stored.seq  # the ring's older frames are skipped, later ones follow
-        self.host.metrics.sent(self.feed.label)
-        yield sse.frame(stored.data, id=stored.seq)
+        elif stored is not None:
+            sub.last_seq = stored.seq  # the ring's older frames are skipped, later ones follow
+            self.host.metrics.sent(self.feed.label)
+            yield hello + sse.frame(stored.data, id=stored.seq)
 
     def catch_up(self, sub: Subscriber) -> Iterator[bytes]:
         """Replay what the client missed; while NATS cannot be read, hold the stream open and try again."""

@@ -31,6 +31,9 @@ from flexgate_stream.fanout.delays import DelayTally
 from flexgate_stream.fanout.newest import SharedLookup
 from flexgate_stream.fanout.stream_writer import WRITTEN, StreamWriter, chunk, record_written
 
+# How long a lookup of the newest snapshot waits for more new clients to share it (their first frame waits as long).
+NEWEST_GATHER_SECONDS = 0.005
+
 
 class Policy(enum.Enum):
     """What a client that fell behind the ring gets."""
@@ -73,7 +76,7 @@ class Channel:
         self.parked: dict[Subscriber, None] = {}  # clients waiting for frames, in the order they parked
         self.on_delivered: Callable[[Frame, int], None] | None = None  # each frame, and how many clients it went to
         self.written: DelayTally | None = None  # stored -> written to a client, one count per client
-        self.newest_lookup: SharedLookup[Any] = SharedLookup()  # what new clients ask JetStream, shared
+        self.newest_lookup: SharedLookup[Any] = SharedLookup(NEWEST_GATHER_SECONDS)  # what new clients ask JetStream
         self._wakeup = Event()
 
     @property

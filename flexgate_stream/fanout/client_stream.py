@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -81,41 +81,60 @@ class ClientStream:
         writer = self.writer
         self._told = self.service.hub.connected
         try:
-            for chunk in self._opening(sub, self._told):
-                writer.writing()
-                yield chunk  # resumed once the server has written it, so a client that stops reading shows here
-                writer.wrote()
-            chunk = b""  # not kept alive while the stream is parked
+            hello = yield from self._opening(sub)
             # The live part runs in this generator, not a nested one: a parked stream's greenlet keeps a copy
             # of its C stack, and every generator level it is suspended in adds to it, for every open stream.
             self._next_beat = time.monotonic() + self.service.settings.heartbeat_seconds
+            step, last = self._live_step(sub, wait=False)
+            first = hello + step if step else hello  # the opening in one write: hello and the ring's newest
+            hello = step = b""
             while True:
+                if first:
+                    writer.writing()
+                    yield first
+                    writer.wrote()
+                    first = b""
+                    if self._writing:
+                        self._tally_written()  # in a method: the generator keeps no frame alive while it waits
+                    if last:
+                        return
                 step, last = self._live_step(sub)
                 if step is None:
                     continue
                 if step is REST:
                     yield step  # the server rests this stream and resumes it when it must run again
                     continue
-                writer.writing()
-                yield step
-                writer.wrote()
-                step = None
-                if self._writing:
-                    self._tally_written()  # in a method: the generator keeps no frame alive while it waits
-                if last:
-                    return
+                first, step = step, None
         finally:
             self.close()
 
-    def _opening(self, sub: Subscriber, told: bool) -> Iterator[bytes]:
-        """The hello, then what the client missed (resume, ?since=) or the newest snapshot."""
+    def _opening(self, sub: Subscriber) -> Generator[bytes, None, bytes]:
+        """The hello, then what the client missed or JetStream's newest snapshot; returns the hello when it is
+        still to be written (with the ring's newest frame, in the same write)."""
+        writer = self.writer
         hello = sse.connected(str(uuid.uuid4()), self.service.settings.retry_ms)  # the id is only ever told
-        yield hello if told else hello + sse.status(False)
+        if not self._told:
+            hello += sse.status(False)
+        if self.needs_history:  # the hello goes first: the client knows it is connected meanwhile
+            writer.writing()
+            yield hello
+            writer.wrote()
+            hello = b""
+        for chunk in self._catch_up(sub, hello):
+            writer.writing()
+            yield chunk  # resumed once the server has written it, so a client that stops reading shows here
+            writer.wrote()
+            hello = b""  # the first chunk began with it
+        return hello
+
+    def _catch_up(self, sub: Subscriber, hello: bytes) -> Iterator[bytes]:
+        """What the client missed (resume, ?since=), or the newest snapshot from JetStream when the ring may not
+        have it yet (its first chunk then begins with ``hello``; nothing when the ring has it)."""
         if self.needs_history:
             yield from CatchUp(self.service, self.feed, self.channel, last_id=self.last_id,
                                since=self.since).catch_up(sub)
         elif self.last_id is None and self.channel.policy is Policy.LATEST:
-            yield from CatchUp(self.service, self.feed, self.channel, last_id=None, since=None).newest(sub)
+            yield from CatchUp(self.service, self.feed, self.channel, last_id=None, since=None).newest(sub, hello)
 
     def _start(self) -> tuple[int, bool]:
         """Where the client enters the ring, and whether JetStream must fill in what the ring lacks."""
@@ -136,10 +155,10 @@ class ClientStream:
             return channel.next_index, False
         return channel.first_index, True
 
-    def _live_step(self, sub: Subscriber) -> tuple[bytes | None, bool]:
+    def _live_step(self, sub: Subscriber, wait: bool = True) -> tuple[bytes | None, bool]:
         """The next live chunk (a frame, a status event on NATS changes, a heartbeat, the last frame at
         shutdown) and whether it is the last; (None, False) after waiting for the channel, or (REST, False)
-        when a resting stream has nothing to write."""
+        when a resting stream has nothing to write; without ``wait``, (b"", False) for nothing."""
         hub = self.service.hub
         if hub.closing:
             return sse.shutdown("the server is restarting", self._jittered_retry()), True
@@ -163,6 +182,8 @@ class ClientStream:
         if now >= self._next_beat:
             self._next_beat = now + self.service.settings.heartbeat_seconds
             return sse.HEARTBEAT, False
+        if not wait:
+            return b"", False
         if self.rests:
             return REST, False
         sub.park(self._next_beat - now)

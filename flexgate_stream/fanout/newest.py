@@ -3,7 +3,9 @@
 When thousands of clients connect at once (a deploy), each wants the newest snapshot from JetStream.
 A client never gets an answer to a request sent before it arrived (it could miss a message stored
 just before it connected), but every client that arrives while a request is in flight joins the next
-one, so a storm costs a handful of requests instead of one per client.
+one, so a storm costs a handful of requests instead of one per client. A lookup may wait a few milliseconds before
+it begins for more clients to join it: while streams open at a steady pace (hundreds a second per worker) each
+JetStream request, and the bridge's loop waking for it, cost as much as the rest of a stream's opening.
 """
 
 from __future__ import annotations
@@ -20,24 +22,31 @@ T = TypeVar("T")
 class SharedLookup(Generic[T]):
     """Runs ``fetch`` for batches of callers: those that arrived before each run share its answer."""
 
-    def __init__(self) -> None:
+    def __init__(self, gather_seconds: float = 0.0) -> None:
+        self.gather_seconds = gather_seconds  # how long a lookup waits for more callers before it begins
         self._waiting: AsyncResult[T] | None = None
         self._running = False
 
     def get(self, fetch: Callable[[], T]) -> T:
         """The answer of a ``fetch`` begun after this call, shared with the callers that wait alongside."""
+        value: T = self.join(fetch).get()
+        return value
+
+    def join(self, fetch: Callable[[], T]) -> AsyncResult[T]:
+        """Where the answer of a ``fetch`` begun after this call will be (shared with the other callers)."""
         batch = self._waiting
         if batch is None:
             batch = self._waiting = AsyncResult()
             if not self._running:
                 self._running = True
                 gevent.spawn(self._run, fetch)
-        value: T = batch.get()
-        return value
+        return batch
 
     def _run(self, fetch: Callable[[], T]) -> None:
         try:
             while self._waiting is not None:
+                if self.gather_seconds:
+                    gevent.sleep(self.gather_seconds)  # those who arrive meanwhile join: the lookup begins after them
                 batch, self._waiting = self._waiting, None
                 try:
                     batch.set(fetch())

@@ -60,7 +60,7 @@ class StreamWriter:
     """The socket of one SSE response: who writes to it, what is left of a chunk, and the bytes written here."""
 
     # One per open stream: slots keep it small.
-    __slots__ = ("sock", "chunked", "direct", "pending", "pending_stored", "writing_since", "sent", "tally")
+    __slots__ = ("sock", "chunked", "direct", "pending", "pending_stored", "writing_since", "sent", "tally", "gone")
 
     def __init__(self, sock: Any = None, *, chunked: bool = False, tally: DelayTally | None = None) -> None:
         self.sock = sock  # the response's socket (None: a stream without one), cut by ``cut`` at shutdown
@@ -71,6 +71,7 @@ class StreamWriter:
         self.writing_since: float | None = None  # monotonic time the write under way began, if one is
         self.sent = 0  # body bytes (SSE frames) written here rather than through the server's response
         self.tally = tally  # the feed's freshness histogram: stored -> written whole
+        self.gone = False  # a send failed (the client closed or reset the connection): the stream can only end
 
     def writing(self) -> None:
         """A write of this stream began (the server writes what its iterator yielded)."""
@@ -97,7 +98,10 @@ class StreamWriter:
         REFUSED, BEGUN (the rest is pending) or WRITTEN. The one write of the channel's pass over its clients."""
         try:
             sent = self.direct.send(data)
-        except OSError:  # BlockingIOError: the socket is full; any other: the stream's own write fails and ends it
+        except BlockingIOError:  # the socket is full: the stream writes the frame itself, bounded by the timeout
+            return REFUSED
+        except OSError:  # the connection is gone (in a reconnect storm, for thousands of streams at once)
+            self.gone = True
             return REFUSED
         if sent == len(data):  # the common case first: this runs once per client per frame
             self.sent += payload

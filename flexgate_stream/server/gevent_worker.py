@@ -31,7 +31,7 @@ from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker
 
 from flexgate_stream.fanout.stream_writer import REST
-from flexgate_stream.server.resting import RestingStream
+from flexgate_stream.server.resting import Ending, RestingStream
 from flexgate_stream.web.request_body import CLOSE_CONNECTION
 
 
@@ -39,6 +39,7 @@ class StreamingGeventWorker(GeventWorker):
     """gunicorn's gevent worker, with streams that rest without a greenlet while they wait."""
 
     resumed: Group | None = None  # the greenlets of resumed streams (gunicorn's pool does not hold them)
+    ending: Ending | None = None  # ends the streams whose clients are gone, in batches
     alive: bool  # gunicorn's: False once the worker is stopping
     servers: list[StreamServer]  # one per listener, kept from run()
 
@@ -155,10 +156,38 @@ class StreamingGeventWorker(GeventWorker):
         for item in frames:
             if item is REST:
                 break
-            resp.write(item)
+            if resp.headers_sent:
+                resp.write(item)
+            else:
+                _write_gathered(resp, item)
         else:
             return False
         if self.resumed is None:
             self.resumed = Group()
-        RestingStream.take_over(stream, frames, resp, req, environ, started, self.resumed, self.log)
+            self.ending = Ending(self.resumed, self.log)
+        RestingStream.take_over(stream, frames, resp, req, environ, started, self.resumed, self.log, self.ending)
         return True
+
+
+class _Gather:
+    """Stands in for a response's socket: keeps what gunicorn writes, to be sent in one system call."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def sendall(self, data: bytes) -> None:
+        self.parts.append(data)
+
+
+def _write_gathered(resp: Any, item: bytes) -> None:
+    """gunicorn's ``resp.write(item)`` with the headers it sends first, in one send rather than two: on a new
+    loopback connection each send costs about as much as the rest of opening the stream."""
+    sock, gather = resp.sock, _Gather()
+    resp.sock = gather
+    try:
+        resp.write(item)
+    finally:
+        resp.sock = sock
+    sock.sendall(b"".join(gather.parts))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from ssl import SSLError
 from typing import Any
@@ -43,6 +45,25 @@ CLIENT_ERRORS: tuple[tuple[type[BaseException] | tuple[type[BaseException], ...]
     ((http.InvalidProxyLine, http.ConfigurationProblem, http.ParseException), 400, "Bad Request",
      "the request is malformed."),
 )
+
+
+# The access log atoms computed as gunicorn's Logger.atoms computes them, for a format that uses no others.
+SIMPLE_ATOMS: dict[str, Callable[[Any, dict[str, Any], timedelta], Any]] = {
+    "h": lambda resp, environ, took: environ.get("REMOTE_ADDR", "-"),
+    "m": lambda resp, environ, took: environ.get("REQUEST_METHOD"),
+    "U": lambda resp, environ, took: environ.get("PATH_INFO"),
+    "q": lambda resp, environ, took: environ.get("QUERY_STRING"),
+    "H": lambda resp, environ, took: environ.get("SERVER_PROTOCOL"),
+    "s": lambda resp, environ, took: (resp.status.split(None, 1)[0] if isinstance(resp.status, str)
+                                      else resp.status),
+    "b": lambda resp, environ, took: getattr(resp, "sent", None) is not None and str(resp.sent) or "-",
+    "f": lambda resp, environ, took: environ.get("HTTP_REFERER", "-"),
+    "a": lambda resp, environ, took: environ.get("HTTP_USER_AGENT", "-"),
+    "M": lambda resp, environ, took: took.seconds * 1000 + int(took.microseconds / 1000),
+    "D": lambda resp, environ, took: took.seconds * 1000000 + took.microseconds,
+}
+
+OWN_ATOMS = frozenset("sbMD")  # status, bytes sent, times: the server's own numbers, nothing to escape or redact
 
 
 class JsonErrorGeventWorker(StreamingGeventWorker):
@@ -106,13 +127,33 @@ class JsonErrorGeventWorker(StreamingGeventWorker):
 class GunicornLogger(Logger):
     """gunicorn's logger with every field of the access log escaped and every handler's message made safe."""
 
+    _format: str | None = None  # the access log format whose atoms ``_atoms`` holds
+    _atoms: frozenset[str] = frozenset()
+
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> dict[str, Any]:
-        found = {key: safe(value) for key, value in super().atoms(resp, req, environ, request_time).items()}
+        # Only the atoms the access log format names are escaped (and kept): gunicorn's atoms also hold every
+        # request header, response header and environ entry, and escaping them all was most of a line's cost.
+        used = self.format_atoms()
+        if used <= SIMPLE_ATOMS.keys():  # the default format: built here, without gunicorn's every-field dict
+            found = {key: SIMPLE_ATOMS[key](resp, environ, request_time) if key in OWN_ATOMS
+                     else safe(SIMPLE_ATOMS[key](resp, environ, request_time)) for key in used}
+        else:
+            found = {key: safe(value) for key, value in super().atoms(resp, req, environ, request_time).items()
+                     if key in used}
         client = forwarded_client(environ.get("REMOTE_ADDR", ""), environ.get("HTTP_X_FORWARDED_FOR", ""),
                                   self.cfg.forwarded_allow_ips)
         if client is not None:  # behind a trusted proxy: the address it saw (an IP address, so nothing to escape)
             found["h"] = client
         return found
+
+    def format_atoms(self) -> frozenset[str]:
+        """The atom names the access log format uses, lower-cased as gunicorn looks them up (e.g. ``{host}i``)."""
+        log_format = self.cfg.access_log_format
+        if self._format != log_format:
+            self._format = log_format
+            names = re.findall(r"%\(([^)]*)\)", log_format)
+            self._atoms = frozenset(n if len(n) == 1 else n.lower() for n in names)
+        return self._atoms
 
     def _set_handler(self, log: logging.Logger, output: str | None, fmt: logging.Formatter,
                      stream: Any = None) -> None:

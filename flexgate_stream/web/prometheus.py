@@ -63,6 +63,9 @@ class WebMetrics:
         for label in FEED_LABELS:  # every series exists from the start, so dashboards show 0 rather than nothing
             for family in (self.clients, self.events_sent, self.resets, self.stored_to_written):
                 family.labels(label)
+        # Each stream's opening updates these: the series looked up once, not on every call (a lock and a tuple).
+        self.clients_of = {label: self.clients.labels(label) for label in FEED_LABELS}
+        self._sent_of = {label: self.events_sent.labels(label) for label in FEED_LABELS}
         self.stored_tally = DelayTally()
         self.written = {label: DelayTally() for label in FEED_LABELS}
         for tally in (self.stored_tally, *self.written.values()):
@@ -73,7 +76,7 @@ class WebMetrics:
 
     def sent(self, label: str, count: int = 1) -> None:
         """``count`` messages written to one client of feed ``label``."""
-        self.events_sent.labels(label).inc(count)
+        self._sent_of[label].inc(count)
 
     def reset(self, label: str) -> None:
         """One ``event: reset`` sent to a client of feed ``label``."""

@@ -92,6 +92,32 @@ def test_a_new_snapshot_client_gets_the_newest_snapshot_at_once():
     assert frames[1] == ("message", '3|{"n": 3}')
 
 
+@pytest.mark.parametrize(("stored", "newest"), [(3, 3), (9, 9)])  # JetStream's newest is the ring's, or newer
+def test_the_hello_and_the_newest_snapshot_leave_in_one_write(stored, newest):
+    host = Host({jetstream_api.last_message: StoredMsg(stored, "metrics.summary", b'{"n": %d}' % stored)})
+    channel = channel_with(host, feeds.SUMMARY, [1, 2, 3])
+    stream = ClientStream(host, feeds.SUMMARY, channel)
+    first = next(iter(stream))
+    stream.close()
+    assert b'"type":"connected"' in first and first.endswith(b'id: %d\ndata: {"n": %d}\n\n' % (newest, newest))
+    assert host.calls == ["last_message"]  # asked after the client arrived: nothing stored before it is missed
+
+
+def test_the_hello_goes_alone_when_jetstream_is_slow_to_give_the_newest_snapshot():
+    def slow(stream: str, subject: str) -> StoredMsg:
+        gevent.sleep(1.0)
+        return StoredMsg(9, "metrics.summary", b'{"n": 9}')
+
+    host = Host({jetstream_api.last_message: slow})
+    channel = channel_with(host, feeds.SUMMARY, [1, 2, 3])
+    frames = iter(ClientStream(host, feeds.SUMMARY, channel))
+    with gevent.Timeout(0.6):
+        hello = next(frames)
+    assert b'"type":"connected"' in hello and b"id:" not in hello
+    assert next(frames).endswith(b'id: 9\ndata: {"n": 9}\n\n')
+    frames.close()
+
+
 def test_a_new_alerts_client_gets_only_what_comes_next():
     host = Host()
     channel = channel_with(host, feeds.ALERTS, [1, 2])
@@ -173,8 +199,8 @@ def test_a_direct_stream_rests_instead_of_parking_and_goes_on_where_it_rested_wh
     stream = ClientStream(host, feeds.SUMMARY, channel, writer=StreamWriter(ours, chunked=True))
     assert stream.allow_rest()
     frames = iter(stream)
-    opening = [next(frames), next(frames)]
-    assert b'"type":"connected"' in opening[0] and opening[1].startswith(b"id: 1\n")
+    opening = next(frames)  # the hello and the newest snapshot, in one write
+    assert opening.startswith(b"retry: ") and b'"type":"connected"' in opening and b"\n\nid: 1\n" in opening
     assert next(frames) is REST  # nothing to write: the server may end its greenlet
     held = stream.writer.hold()  # the server hands the connection to the writer, on a duplicate of its socket
     resumed: list[bool] = []

@@ -1,10 +1,16 @@
-"""The access log's client address behind a trusted proxy."""
+"""The access log: the client address behind a trusted proxy, and every field escaped whichever way it is built."""
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
+from types import SimpleNamespace
 
-from flexgate_stream.server.http_edge import forwarded_client
+import pytest
+from gunicorn.config import Config
+from gunicorn.glogging import Logger
+
+from flexgate_stream.logs import safe
+from flexgate_stream.server.http_edge import GunicornLogger, forwarded_client
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -27,3 +33,24 @@ def test_networks_and_star_are_trusted():
 def test_text_that_is_not_an_address_never_reaches_the_log():
     assert forwarded_client("127.0.0.1", "1.2.3.4, evil\nline", LOOPBACK) is None
     assert forwarded_client("127.0.0.1", "", LOOPBACK) is None
+
+
+@pytest.mark.parametrize("log_format", ['%(h)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(M)sms "%(a)s"',  # the conf's
+                                        '%(h)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({host}i)s %(D)s'])
+@pytest.mark.parametrize(("status", "sent"), [("200 OK", 1234), ("503 Service Unavailable", None)])
+def test_the_atoms_a_format_prints_are_gunicorns_escaped(log_format, status, sent):
+    cfg = Config()
+    cfg.set("access_log_format", log_format)
+    logger = GunicornLogger(cfg)
+    environ = {"REMOTE_ADDR": "127.0.0.1", "REQUEST_METHOD": "GET", "PATH_INFO": "/api/stream/metrics",
+               "RAW_URI": "/api/stream/metrics", "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1",
+               "HTTP_USER_AGENT": 'ev"il\x1b[31m', "HTTP_HOST": "example.test"}
+    resp = SimpleNamespace(status=status, sent=sent, headers=[("Content-Type", "text/event-stream")])
+    req = SimpleNamespace(headers=[("HOST", "example.test"), ("USER-AGENT", 'ev"il\x1b[31m')])
+    took = timedelta(seconds=3, microseconds=456_789)
+    found = logger.atoms(resp, req, environ, took)
+    gunicorns = Logger.atoms(logger, resp, req, environ, took)
+    assert set(found) == logger.format_atoms()
+    assert "\\x1b" in found["a"] and "\x1b" not in found["a"]
+    found.pop("t", None)  # the time of day: read twice, it may differ
+    assert found == {key: safe(gunicorns[key]) for key in found}

@@ -46,3 +46,18 @@ def test_a_failed_lookup_is_raised_to_every_caller_and_the_next_one_runs_again()
     gevent.joinall(callers, timeout=5)
     assert all(isinstance(g.exception, NatsUnavailable) for g in callers)
     assert lookup.get(lambda: 7) == 7
+
+
+def test_a_lookup_that_gathers_serves_every_caller_that_came_while_it_waited_to_begin():
+    lookup: SharedLookup[int] = SharedLookup(gather_seconds=0.05)
+    runs: list[int] = []
+
+    def fetch() -> int:
+        runs.append(len(runs))
+        return len(runs)
+
+    callers = [gevent.spawn(lookup.get, fetch)]
+    gevent.sleep(0.02)  # within the gathering time: joins the lookup that has not begun
+    callers += [gevent.spawn(lookup.get, fetch) for _ in range(10)]
+    assert [g.get(timeout=5) for g in callers] == [1] * 11
+    assert runs == [0]

@@ -42,3 +42,8 @@ def test_headers_disable_caching_and_proxy_buffering():
     assert sse.HEADERS["Content-Type"].startswith("text/event-stream")
     assert sse.HEADERS["Cache-Control"] == "no-cache"
     assert sse.HEADERS["X-Accel-Buffering"] == "no"
+
+
+@pytest.mark.parametrize("client_id", ["0b7f3c1e-9d2a-4c5b-8e6f-1a2b3c4d5e6f", 'a"b\nc'])
+def test_the_hello_is_the_json_frame_of_its_fields(client_id):
+    assert sse.connected(client_id, 500) == sse.json_frame({"type": "connected", "clientId": client_id}, retry=500)

@@ -86,3 +86,14 @@ def test_a_chunk_the_socket_takes_whole_is_written_and_counted_without_blocking(
     writer.close()
     assert writer.sock is None and writer.direct is None
     theirs.close()
+
+
+def test_a_chunk_offered_to_a_closed_connection_marks_the_writer_gone():
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    writer = StreamWriter()
+    writer.own(ours)
+    theirs.close()  # the client went away (a reconnect storm)
+    assert writer.offer(chunk(b"data: 1\n\n"), 9, 0.0) == REFUSED
+    assert writer.gone and writer.sent == 0
+    writer.close()
