@@ -41,6 +41,7 @@ from flexgate_stream.tick.rollups import LATENCY, UNKNOWN_UPSTREAM  # noqa: E402
 from flexgate_stream.tick.routes import route_sql  # noqa: E402
 from flexgate_stream.tick.snapshot import summary_snapshot  # noqa: E402
 from flexgate_stream.tick.time_column import TimeColumn  # noqa: E402
+from workers.collector import Collector  # noqa: E402
 from workers.outbox import Outbox  # noqa: E402
 
 
@@ -120,7 +121,7 @@ def timed_ticks(conn, aggregation, start: datetime, tick: float, new: int, args)
     As the publisher does, rows are folded every ``args.fold`` seconds between ticks (when the tick is at least
     twice as long), so the timed tick folds only the last part; the folds' CPU is reported apart."""
     times, cpu, fold_cpu, size, index_ms, index_bytes = [], [], [], 0, [], 0
-    clock = CpuClock(conn)
+    clock, collector = CpuClock(conn), Collector()
     parts = round(tick / args.fold) if args.fold and tick >= 2 * args.fold else 1
     for i in range(1, args.ticks + 1):
         at = start + timedelta(seconds=i * tick)
@@ -135,6 +136,7 @@ def timed_ticks(conn, aggregation, start: datetime, tick: float, new: int, args)
                 aggregation.ahead = at - timedelta(seconds=tick * (parts - 1 - part) / parts)
                 c0 = clock.now()
                 aggregation.tick(conn, [])
+                collector.between_ticks()  # as the publisher's fold does
                 spent += (clock.now() - c0) / 1e6
         fold_cpu.append(spent)
         aggregation.ahead = None
