@@ -140,11 +140,12 @@ def timed_ticks(conn, aggregation, start: datetime, tick: float, new: int, args)
                 spent += (clock.now() - c0) / 1e6
         fold_cpu.append(spent)
         aggregation.ahead = None
-        t0, c0 = time.perf_counter(), clock.now()
-        (figures,) = aggregation.tick(conn, [at])
-        size, summary_size = shape(figures, args.top)
-        times.append((time.perf_counter() - t0) * 1000)
-        cpu.append((clock.now() - c0) / 1e6)
+        with collector.paused():  # as the publisher's tick runs
+            t0, c0 = time.perf_counter(), clock.now()
+            (figures,) = aggregation.tick(conn, [at])
+            size, summary_size = shape(figures, args.top)
+            times.append((time.perf_counter() - t0) * 1000)
+            cpu.append((clock.now() - c0) / 1e6)
         if i % 3 == 0:  # the index of every route and upstream, published every three ticks, off the tick
             t0 = time.perf_counter()
             (indexed,) = aggregation.tick(conn, [at], index=True)

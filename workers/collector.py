@@ -5,13 +5,15 @@ latency bins for every route, upstream and pair of each window). A full automati
 and took ~90 ms, landing on whichever tick allocated past the threshold: the tick's p99. So each fold between
 ticks collects the young generations and freezes what survives (``gc.freeze``: moved out of the automatic
 passes, still freed by reference counting), and every FULL_FOLDS folds it unfreezes everything and runs a full
-pass, so cycles among older objects are still collected, also between ticks. A tick's automatic passes then
-only scan the objects made since the last fold.
+pass, so cycles among older objects are still collected, also between ticks. During a tick the automatic
+passes are off (``paused``): what the tick leaves is collected by the next fold.
 """
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 FULL_FOLDS = 60  # folds between two full passes over every object (a fold runs every second between ticks)
 
@@ -32,3 +34,14 @@ class Collector:
             gc.collect(1)
         gc.freeze()
         self.folds += 1
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """No automatic pass while the block (a tick) runs; back as it was after."""
+        was = gc.isenabled()
+        gc.disable()
+        try:
+            yield
+        finally:
+            if was:
+                gc.enable()

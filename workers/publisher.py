@@ -173,7 +173,8 @@ class Publisher:
             return
         self.tick_task = asyncio.current_task()
         try:
-            await self._tick(window_end, time.perf_counter())
+            with self.collector.paused():  # the folds collect what the tick leaves
+                await self._tick(window_end, time.perf_counter())
         except asyncio.CancelledError:
             log.warning("publisher[%s]: tick %s cancelled by the stop", self.ident, window_end.isoformat())
         except Exception:  # the loop boundary: log and carry on with the next tick
