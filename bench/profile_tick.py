@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg2  # noqa: E402
 
-from bench.bench_tick import cold_start, shape  # noqa: E402
+from bench.bench_tick import cold_start, segments, shape  # noqa: E402
 from bench.traffic_sql import arrive, seed  # noqa: E402
 from flexgate_stream.devstack.servers import PostgresServer  # noqa: E402
 from workers.collector import Collector  # noqa: E402
@@ -51,12 +51,14 @@ def ticks(conn, aggregation, end: datetime, args, profiler: cProfile.Profile | N
     for i in range(1, args.ticks + 1):
         at = end + timedelta(seconds=i * 5)
         aggregation.published = at - timedelta(seconds=5)
-        for part in range(5):
-            share = args.new // 5
+        spans, elapsed = segments(5, 1), 0.0
+        for part, span in enumerate(spans):
+            share = round(args.new * span / 5)
             arrive(conn, share - share // 50, at, 5, "demo", args.paths)
             arrive(conn, share // 50, at, 60, "demo", args.paths)
-            if part < 4:
-                aggregation.ahead = at - timedelta(seconds=5 * (4 - part) / 5)
+            elapsed += span
+            if part < len(spans) - 1:
+                aggregation.ahead = at - timedelta(seconds=5 - elapsed)
                 aggregation.tick(conn, [])
                 if not args.no_collector:
                     collector.between_ticks()
