@@ -94,7 +94,7 @@ class IncrementalAggregation:
         with locked(conn) as cur:
             state = self._state(cur)
             self._follow(cur, state)
-            self._labels(cur)
+            self._labels(cur, on_tick=bool(window_ends))
             cells, slot_cells = self._read_new(cur, state)
             if cells:
                 state.version += 1
@@ -116,10 +116,11 @@ class IncrementalAggregation:
         if self.tally is not None and 0 < minute - self.tally.minute <= HOUR_MINUTES // 2:
             self.tally.advance(minute, lambda a, b: rollups.load_cells(cur, a, b))
 
-    def _labels(self, cur: psycopg2.extensions.cursor) -> None:
-        """Read the gateway's route patterns again when due; know the labels already tracked."""
+    def _labels(self, cur: psycopg2.extensions.cursor, on_tick: bool = False) -> None:
+        """Read the gateway's route patterns again when due (a tick only when no fold did for a while); know the
+        labels already tracked."""
         now = time.monotonic()
-        if now - self.patterns_read_at >= PATTERNS_SECONDS:
+        if now - self.patterns_read_at >= PATTERNS_SECONDS * (1.5 if on_tick else 1.0):
             self.patterns_read_at = now
             table = table_patterns(cur)
             if self.labeller.use(RoutePatterns([*(table or []), *self.own_patterns])):

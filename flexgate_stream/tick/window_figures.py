@@ -122,8 +122,9 @@ def _members(tally: Tally, names: Iterable[str], upstream_side: bool,
     sides = tally.day.members["upstreams" if upstream_side else "routes"]
     out = {}
     for owner in names:
-        members = {name: agg for name, agg in sides.get(owner, {}).items() if agg.requests}
-        out[owner] = ({name: members[name].stats() for name in busiest(members, limit)}, len(members))
+        members = sides.get(owner, {})
+        top, count = ranked(members, limit)
+        out[owner] = ({name: members[name].stats() for name in top}, count)
     return out
 
 
