@@ -31,6 +31,23 @@ from flexgate_stream.devstack.servers import PostgresServer  # noqa: E402
 from workers.collector import Collector  # noqa: E402
 
 
+class TimingCursor(psycopg2.extensions.cursor):
+    """Wall time per statement kind (its first 60 characters), while ``on``."""
+
+    on = False
+    spent: dict[str, list[float]] = {}
+
+    def execute(self, query, vars=None):  # noqa: A002 - psycopg2's name
+        if not TimingCursor.on:
+            return super().execute(query, vars)
+        t0 = time.perf_counter()
+        try:
+            return super().execute(query, vars)
+        finally:
+            key = (query.decode() if isinstance(query, bytes) else query)[:60]
+            TimingCursor.spent.setdefault(key, []).append((time.perf_counter() - t0) * 1000)
+
+
 class GcPauses:
     """The garbage collector's pauses while ``on`` (ms, with the generation collected)."""
 
@@ -64,6 +81,7 @@ def ticks(conn, aggregation, end: datetime, args, profiler: cProfile.Profile | N
                     collector.between_ticks()
         aggregation.ahead = None
         pauses.on, before = True, len(pauses.pauses)
+        TimingCursor.on = profiler is None
         if profiler:
             profiler.enable()
         with collector.paused() if not args.no_collector else contextlib.nullcontext():
@@ -72,6 +90,7 @@ def ticks(conn, aggregation, end: datetime, args, profiler: cProfile.Profile | N
             t1 = time.thread_time() if args.cpu else time.perf_counter()
             shape(figures, 20)
             t2 = time.thread_time() if args.cpu else time.perf_counter()
+        TimingCursor.on = False
         if profiler:
             profiler.disable()
         pauses.on = False
@@ -98,7 +117,7 @@ def main() -> None:
     base.chmod(0o755)
     server = PostgresServer(base / "data", log_file=base / "postgres.log").start()
     try:
-        conn = psycopg2.connect(server.admin_url())
+        conn = psycopg2.connect(server.admin_url(), cursor_factory=TimingCursor)
         end = datetime.fromtimestamp(time.time() // 5 * 5, UTC)
         seed(conn, args.rows, end, "demo", paths=args.paths)
         aggregation = cold_start(conn, end, 20)[0]
@@ -115,6 +134,9 @@ def main() -> None:
         print(f"  {row[0]:.1f} / {row[1]:.1f} / {row[2]:.1f} / {row[3]:.1f} ({row[4]})")
     medians = [sorted(r[i] for r in plain)[len(plain) // 2] for i in range(3)]
     print(f"median {medians[0]:.1f} ms; median aggregate {medians[1]:.1f}, shape {medians[2]:.1f}")
+    print("statements on the ticks (without the profiler): ms per tick, calls")
+    for key, times in sorted(TimingCursor.spent.items(), key=lambda kv: -sum(kv[1])):
+        print(f"  {sum(times) / len(plain):6.2f} {len(times):4d}  {key}")
     stats = pstats.Stats(profiler)
     stats.sort_stats("tottime").print_stats(args.top)
     stats.sort_stats("cumulative").print_stats(args.top)
