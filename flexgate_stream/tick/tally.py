@@ -45,6 +45,14 @@ class Agg:
         self.sketch.merge(cell.sketch, sign)
         self._stats = None
 
+    def copy(self) -> Agg:
+        """A new aggregate with the same requests (copied at C speed, not added one bin at a time)."""
+        out = Agg()
+        out.requests, out.latency_count, out.latency_sum = self.requests, self.latency_count, self.latency_sum
+        out.status_codes = dict(self.status_codes)
+        out.sketch = LatencySketch(self.sketch.bins)
+        return out
+
     def stats(self) -> Stats:
         """Counts by class, latency count/sum and percentiles (from the sketch)."""
         if self._stats is None:

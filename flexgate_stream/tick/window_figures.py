@@ -58,8 +58,7 @@ def ranking(groups: dict[str, Agg], total: Agg, names: list[str], count: int) ->
     ``rest``."""
     rest = None
     if count > len(names):
-        others = Agg()
-        others.add(total)
+        others = total.copy()
         for name in names:
             others.add(groups[name], -1)
         rest = others.stats()
