@@ -10,8 +10,9 @@ For each size it starts from a fresh database holding ``rows`` requests over the
   exact ``percentile_cont`` over the same rows and window.
 
     .venv/bin/python bench/bench_tick.py --rows 100000,1000000,10000000 [--ticks 60] [--new 10000] [--tick 5]
-        [--fold 1]  (0 folds only at ticks, as before) [--paths 0,1000,10000,100000] (the cardinality axis: 0 is
-        the demo's 12 routes, N > 0 that many distinct slug paths) [--no-reference]
+        [--fold 1]  (0 folds only at ticks, as before; folds run half a period off the tick's phase, as the
+        publisher's) [--paths 0,1000,10000,100000] (the cardinality axis: 0 is the demo's 12 routes, N > 0 that
+        many distinct slug paths) [--no-reference]
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from flexgate_stream.tick.rollups import LATENCY, UNKNOWN_UPSTREAM  # noqa: E402
 from flexgate_stream.tick.routes import route_sql  # noqa: E402
 from flexgate_stream.tick.snapshot import summary_snapshot  # noqa: E402
 from flexgate_stream.tick.time_column import TimeColumn  # noqa: E402
+from workers.collector import Collector  # noqa: E402
 from workers.outbox import Outbox  # noqa: E402
 
 
@@ -114,35 +116,48 @@ def cold_start(conn, end: datetime, top: int) -> tuple[IncrementalAggregation, f
     return aggregation, first_tick, time.perf_counter() - started
 
 
+def segments(tick: float, fold: float) -> list[float]:
+    """The spans (s) between the publisher's folds over one tick: it folds every ``fold`` s half a period off the
+    tick's phase (``workers/publisher.py``), so the tick itself folds the last ``fold / 2`` s of rows."""
+    if not fold or tick < 2 * fold:
+        return [tick]
+    parts = round(tick / fold)
+    return [fold / 2] + [fold] * (parts - 1) + [tick - fold / 2 - (parts - 1) * fold]
+
+
 def timed_ticks(conn, aggregation, start: datetime, tick: float, new: int, args) -> dict:
     """``args.ticks`` ticks of ``tick`` s with ``new`` rows arriving before each (2 % up to 60 s late).
 
-    As the publisher does, rows are folded every ``args.fold`` seconds between ticks (when the tick is at least
-    twice as long), so the timed tick folds only the last part; the folds' CPU is reported apart."""
+    As the publisher does, rows are folded every ``args.fold`` seconds between ticks, half a period off the tick's
+    phase, so the timed tick folds only the rows of the last half period; the folds' CPU is reported apart."""
     times, cpu, fold_cpu, size, index_ms, index_bytes = [], [], [], 0, [], 0
-    clock = CpuClock(conn)
-    parts = round(tick / args.fold) if args.fold and tick >= 2 * args.fold else 1
+    clock, collector = CpuClock(conn), Collector()
+    spans = segments(tick, args.fold)
     for i in range(1, args.ticks + 1):
         at = start + timedelta(seconds=i * tick)
         aggregation.published = at - timedelta(seconds=tick)  # as the publisher tells it: slot cells from there on
-        spent = 0.0
-        for part in range(parts):
-            share = new // parts + (new % parts if part == parts - 1 else 0)
+        spent, elapsed, left = 0.0, 0.0, new
+        for part, span in enumerate(spans):
+            share = left if part == len(spans) - 1 else round(new * span / tick)
+            left -= share
             late = share // 50
             arrive(conn, share - late, at, tick, args.kind, args.paths_now)
             arrive(conn, late, at, 60, args.kind, args.paths_now)  # rows timestamped up to 60 s in the past
-            if part < parts - 1:  # a fold between ticks, at its time (it may move the windows into a new minute)
-                aggregation.ahead = at - timedelta(seconds=tick * (parts - 1 - part) / parts)
+            elapsed += span
+            if part < len(spans) - 1:  # a fold between ticks, at its time (it may move the windows into a new minute)
+                aggregation.ahead = at - timedelta(seconds=tick - elapsed)
                 c0 = clock.now()
                 aggregation.tick(conn, [])
+                collector.between_ticks()  # as the publisher's fold does
                 spent += (clock.now() - c0) / 1e6
         fold_cpu.append(spent)
         aggregation.ahead = None
-        t0, c0 = time.perf_counter(), clock.now()
-        (figures,) = aggregation.tick(conn, [at])
-        size, summary_size = shape(figures, args.top)
-        times.append((time.perf_counter() - t0) * 1000)
-        cpu.append((clock.now() - c0) / 1e6)
+        with collector.paused():  # as the publisher's tick runs
+            t0, c0 = time.perf_counter(), clock.now()
+            (figures,) = aggregation.tick(conn, [at])
+            size, summary_size = shape(figures, args.top)
+            times.append((time.perf_counter() - t0) * 1000)
+            cpu.append((clock.now() - c0) / 1e6)
         if i % 3 == 0:  # the index of every route and upstream, published every three ticks, off the tick
             t0 = time.perf_counter()
             (indexed,) = aggregation.tick(conn, [at], index=True)

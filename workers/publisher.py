@@ -35,6 +35,7 @@ from flexgate_stream.messages import SUMMARY_MAX_BYTES
 from flexgate_stream.requestlog import database
 from flexgate_stream.settings import Settings, load_or_exit
 from flexgate_stream.tick.alerts import Rule, load_rules
+from workers.collector import Collector
 from workers.connections import Database
 from workers.jetstream_link import JetStreamLink
 from workers.outbox import Outbox
@@ -77,6 +78,7 @@ class Publisher:
         self.backfill: asyncio.Task[None] | None = None
         self.fold_task: asyncio.Task[None] | None = None
         self.index_due = 0.0  # monotonic time of the next index
+        self.collector = Collector()  # the garbage collector's passes, moved off the ticks onto the folds
 
     async def run(self) -> int:
         """Bootstrap, tick until a stop is requested, tear down; the exit status."""
@@ -127,6 +129,7 @@ class Publisher:
             self.db.ahead = self._live_bound()
             if not await self._index():
                 await self.db.aggregate([])
+            self.collector.between_ticks()
         except asyncio.CancelledError:
             pass  # the warm stop ended it (_teardown); a job that raised would be logged as a fault
         except Exception:  # the loop boundary: log and carry on
@@ -170,7 +173,8 @@ class Publisher:
             return
         self.tick_task = asyncio.current_task()
         try:
-            await self._tick(window_end, time.perf_counter())
+            with self.collector.paused():  # the folds collect what the tick leaves
+                await self._tick(window_end, time.perf_counter())
         except asyncio.CancelledError:
             log.warning("publisher[%s]: tick %s cancelled by the stop", self.ident, window_end.isoformat())
         except Exception:  # the loop boundary: log and carry on with the next tick

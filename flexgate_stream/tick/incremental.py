@@ -38,6 +38,8 @@ KEEP_MINUTES = 2 * DAY_MINUTES + 60  # a catch-up window 24 h old still finds it
 KEEP_CHANGES = 120  # versions of the change log kept for a publisher that falls behind (then it rebuilds)
 BACKFILL_IDS = 100_000  # ids per backfill chunk (~0.3 s of work between two ticks)
 FIRST_TICK_IDS = 10_000  # a log this small is folded by the first tick itself, which then publishes it complete
+PRUNE_SECONDS = 10.0  # a tick prunes only when no fold between ticks did for this long
+PRUNE_VERSIONS = 20  # the change log is pruned once this many versions were added
 PATTERNS_SECONDS = 30.0  # how often the gateway's routes table is read again (a change shows within a minute)
 
 
@@ -68,6 +70,8 @@ class IncrementalAggregation:
         self.tick_ms = round(tick_seconds * 1000)
         self.ahead: datetime | None = None  # a fold may move the windows to this instant's minute (Publisher sets it)
         self.published: datetime | None = None  # the newest window stored in JetStream, as the publisher knows it
+        self.pruned_at = -math.inf  # monotonic time of the last prune
+        self.pruned_version = 0  # the change-log version at the last prune of the change log
         self.chunk_ids = BACKFILL_IDS  # the publisher makes it smaller while chunks run past its statement timeout
 
     def tick(self, conn: psycopg2.extensions.connection, window_ends: list[datetime],
@@ -90,13 +94,14 @@ class IncrementalAggregation:
         with locked(conn) as cur:
             state = self._state(cur)
             self._follow(cur, state)
-            self._labels(cur)
+            self._labels(cur, on_tick=bool(window_ends))
             cells, slot_cells = self._read_new(cur, state)
             if cells:
                 state.version += 1
                 rollups.store_cells(cur, cells, state.version)
                 slots.store_slots(cur, slot_cells, self.slot_ms)
-            self._prune(cur, state)
+            if not window_ends or time.monotonic() - self.pruned_at >= PRUNE_SECONDS:
+                self._prune(cur, state)  # between ticks, by the folds: not on the tick
             self._save(cur, state)
             self._apply(cells, state.version)
             out = []
@@ -111,10 +116,11 @@ class IncrementalAggregation:
         if self.tally is not None and 0 < minute - self.tally.minute <= HOUR_MINUTES // 2:
             self.tally.advance(minute, lambda a, b: rollups.load_cells(cur, a, b))
 
-    def _labels(self, cur: psycopg2.extensions.cursor) -> None:
-        """Read the gateway's route patterns again when due; know the labels already tracked."""
+    def _labels(self, cur: psycopg2.extensions.cursor, on_tick: bool = False) -> None:
+        """Read the gateway's route patterns again when due (a tick only when no fold did for a while); know the
+        labels already tracked."""
         now = time.monotonic()
-        if now - self.patterns_read_at >= PATTERNS_SECONDS:
+        if now - self.patterns_read_at >= PATTERNS_SECONDS * (1.5 if on_tick else 1.0):
             self.patterns_read_at = now
             table = table_patterns(cur)
             if self.labeller.use(RoutePatterns([*(table or []), *self.own_patterns])):
@@ -236,7 +242,9 @@ class IncrementalAggregation:
 
     def _prune(self, cur: psycopg2.extensions.cursor, state: RollupState) -> None:
         """Drop the change log beyond KEEP_CHANGES versions, and cells older than KEEP_MINUTES (counted as older)."""
-        if state.version % 20 == 0:
+        self.pruned_at = time.monotonic()
+        if state.version - self.pruned_version >= PRUNE_VERSIONS:
+            self.pruned_version = state.version
             rollups.prune_changes(cur, state.version - KEEP_CHANGES)
         self.cardinality.expire(minute_of(datetime.now(UTC)) - DAY_MINUTES + 1)
         if self.published is not None:

@@ -37,11 +37,14 @@ COLUMNS = "version, max_id, low_id, snapshot, pending, requests_before, backfill
 def load_state(cur: psycopg2.extensions.cursor, column: TimeColumn) -> RollupState:
     """The state as this transaction sees it (made at first start); must open the transaction, whose visibility
     it notes."""
-    cur.execute("SELECT pg_current_snapshot()::text")  # the first statement: the transaction's visibility
-    current = str(scalar(cur))
-    cur.execute(f"SELECT {COLUMNS} FROM rollup_state WHERE id = 1")
-    row = cur.fetchone()
-    if row is None:
+    # The first statement: the transaction's visibility, with the row (one round trip; no row at first start).
+    cur.execute(f"SELECT v.current, {COLUMNS} FROM (SELECT pg_current_snapshot()::text AS current) AS v"
+                " LEFT JOIN rollup_state ON id = 1")
+    first = cur.fetchone()
+    if first is None:
+        raise LookupError("the query returned no row")
+    current, *row = first
+    if row[0] is None:
         return _first_state(cur, column, current)
     version, max_id, low_id, visibility, pending, before, below, backfill = row
     return RollupState(int(version), int(max_id), int(low_id), visibility, [(int(i), int(x)) for i, x in pending],

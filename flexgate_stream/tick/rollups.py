@@ -44,11 +44,18 @@ class Cell:
         return self.minute, self.route, self.upstream
 
     def row(self) -> tuple[Any, ...]:
-        """The cell as a rollup row (bucket start as epoch seconds)."""
+        """The cell as a rollup row (bucket start as epoch seconds), its arrays as PostgreSQL array literals."""
         codes = sorted(self.status_codes)
         bins, counts = self.sketch.to_arrays()
-        return (self.minute * MINUTE_SECONDS, self.route, self.upstream, self.requests, codes,
-                [self.status_codes[c] for c in codes], self.latency_count, self.latency_sum, bins, counts)
+        return (self.minute * MINUTE_SECONDS, self.route, self.upstream, self.requests, array_text(codes),
+                array_text([self.status_codes[c] for c in codes]), self.latency_count, self.latency_sum,
+                array_text(bins), array_text(counts))
+
+
+def array_text(values: list[int]) -> str:
+    """An int array as PostgreSQL's array literal (``{1,2,3}``), cast in SQL: psycopg2 would send
+    ``ARRAY[1,2,3]``, an expression per element that costs the server more to parse and plan than the upsert."""
+    return "{" + ",".join(map(str, values)) + "}"
 
 
 def merge_cell(into: Cell, change: Cell) -> None:

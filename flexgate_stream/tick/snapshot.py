@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from flexgate_stream.messages import (
     OTHER,
@@ -32,12 +33,20 @@ from flexgate_stream.tick.figures import (
     WindowFigures,
 )
 from flexgate_stream.tick.window_figures import route_recent
-from flexgate_stream.timestamps import iso
+from flexgate_stream.timestamps import iso as _iso
 
 RECENT_SPANS = {"1h": timedelta(hours=1), "5m": timedelta(minutes=5)}
 
 DECIMALS = 3  # published floats are rounded to 1 µs / 0.001 %; tests compare with this tolerance
 
+# A tick's messages share their few instants (window end and starts, series buckets): each is written once.
+iso = lru_cache(maxsize=256)(_iso)
+
+
+@lru_cache(maxsize=16)
+def _stamps(start: datetime) -> tuple[str, ...]:
+    """The series' bucket timestamps from ``start``."""
+    return tuple(iso(start + timedelta(seconds=i * SERIES_BUCKET_SECONDS)) for i in range(SERIES_BUCKETS))
 
 
 def percent(part: int, whole: int, empty: float = 0.0) -> float:
@@ -81,7 +90,7 @@ def series_of(buckets: dict[int, Stats], start: datetime,
     A bucket without latencies has latency None (no point), never 0; the last bucket's rate is over
     the ``last_seconds`` it has covered so far.
     """
-    stamps = [iso(start + timedelta(seconds=i * SERIES_BUCKET_SECONDS)) for i in range(SERIES_BUCKETS)]
+    stamps = _stamps(start)
     cells = [buckets.get(i, Stats()) for i in range(SERIES_BUCKETS)]
     spans = [SERIES_BUCKET_SECONDS] * (SERIES_BUCKETS - 1) + [last_seconds]
 

@@ -45,6 +45,14 @@ class Agg:
         self.sketch.merge(cell.sketch, sign)
         self._stats = None
 
+    def copy(self) -> Agg:
+        """A new aggregate with the same requests (copied at C speed, not added one bin at a time)."""
+        out = Agg()
+        out.requests, out.latency_count, out.latency_sum = self.requests, self.latency_count, self.latency_sum
+        out.status_codes = dict(self.status_codes)
+        out.sketch = LatencySketch(self.sketch.bins)
+        return out
+
     def stats(self) -> Stats:
         """Counts by class, latency count/sum and percentiles (from the sketch)."""
         if self._stats is None:
@@ -68,6 +76,9 @@ class Levels:
         self.routes: dict[str, Agg] = {}
         self.upstreams: dict[str, Agg] = {}
         self.pairs: dict[tuple[str, str], Agg] | None = {} if pairs else None
+        # The same pair aggregates by route (its upstreams) and by upstream (its routes), kept with ``pairs``, so
+        # a group's members are read without going over every pair.
+        self.members: dict[str, dict[str, dict[str, Agg]]] = {"routes": {}, "upstreams": {}}
         self.by_upstream = upstreams
 
     def add(self, cell: Cell, sign: int = 1) -> None:
@@ -77,7 +88,24 @@ class Levels:
         if self.by_upstream:
             _add(self.upstreams, cell.upstream, cell, sign)
         if self.pairs is not None:
-            _add(self.pairs, (cell.route, cell.upstream), cell, sign)
+            self._add_pair(cell, sign)
+
+    def _add_pair(self, cell: Cell, sign: int) -> None:
+        assert self.pairs is not None
+        route, upstream = cell.route, cell.upstream
+        agg = self.pairs.get((route, upstream))
+        if agg is None:
+            agg = self.pairs[(route, upstream)] = Agg()
+            self.members["routes"].setdefault(route, {})[upstream] = agg
+            self.members["upstreams"].setdefault(upstream, {})[route] = agg
+        agg.add(cell, sign)
+        if agg.requests == 0 and agg.latency_count == 0:
+            del self.pairs[(route, upstream)]
+            for owner, member, side in ((route, upstream, "routes"), (upstream, route, "upstreams")):
+                group = self.members[side][owner]
+                del group[member]
+                if not group:
+                    del self.members[side][owner]
 
 
 def _add(groups: dict[Any, Any], key: object, cell: Cell, sign: int) -> None:

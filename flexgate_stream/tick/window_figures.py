@@ -44,39 +44,54 @@ def _at(minute: int) -> datetime:
 
 def busiest(groups: dict[str, Agg], limit: int) -> list[str]:
     """The names of the ``limit`` busiest groups, busiest first (ties by name)."""
-    ranked = heapq.nsmallest(limit, ((-agg.requests, name) for name, agg in groups.items() if agg.requests))
-    return [name for _n, name in ranked]
+    return ranked(groups, limit)[0]
 
 
-def ranking(groups: dict[str, Agg], total: Agg, names: list[str]) -> Ranking:
-    """The groups ``names`` (the busiest) and, when there are more, all the others as one ``rest``."""
-    count = sum(1 for agg in groups.values() if agg.requests)
+def ranked(groups: dict[str, Agg], limit: int) -> tuple[list[str], int]:
+    """The ``limit`` busiest groups' names, busiest first (ties by name), and how many groups have requests."""
+    keyed = [(-agg.requests, name) for name, agg in groups.items() if agg.requests]
+    return [name for _n, name in heapq.nsmallest(limit, keyed)], len(keyed)
+
+
+def ranking(groups: dict[str, Agg], total: Agg, names: list[str], count: int) -> Ranking:
+    """The groups ``names`` (the busiest of ``count`` with requests) and, when there are more, the others as one
+    ``rest``."""
     rest = None
     if count > len(names):
-        others = Agg()
-        others.add(total)
+        others = total.copy()
         for name in names:
             others.add(groups[name], -1)
         rest = others.stats()
     return Ranking({name: groups[name].stats() for name in names}, rest, count)
 
 
-def _recent(name: str, start: int, levels: Levels, limit: int) -> RecentFigures:
+Lists = dict[tuple[int, str], tuple[list[str], int]]  # (window: 0 day, 1 hour, 2 five; kind) -> ranked(.., top)
+
+
+def _lists(tally: Tally, top: int) -> Lists:
+    """Each window's ``top`` busiest routes and upstreams, ranked once per tick."""
+    windows = enumerate((tally.day, tally.hour, tally.five))
+    return {(i, kind): ranked(getattr(levels, kind), top) for i, levels in windows for kind in ("routes", "upstreams")}
+
+
+def _ranking(levels: Levels, kind: str, busy: tuple[list[str], int], shown: int) -> Ranking:
+    return ranking(getattr(levels, kind), levels.total, busy[0][:shown], busy[1])
+
+
+def _recent(name: str, start: int, levels: Levels, busy: tuple[tuple[list[str], int], ...],
+            shown: int) -> RecentFigures:
     return RecentFigures(name, _at(start), levels.total.stats(), dict(levels.total.status_codes),
-                         ranking(levels.routes, levels.total, busiest(levels.routes, limit)),
-                         ranking(levels.upstreams, levels.total, busiest(levels.upstreams, limit)))
+                         _ranking(levels, "routes", busy[0], shown), _ranking(levels, "upstreams", busy[1], shown))
 
 
-def fitting(tally: Tally, top: int, budget: int) -> int:
+def fitting(tally: Tally, top: int, budget: int, lists: Lists | None = None) -> int:
     """How many of the busiest groups each list of the summary can show with the message under ``budget`` bytes.
 
     Estimated from the names (the rest of an entry is numbers of bounded width), so the lists are ranked once.
     """
-    lists, codes = [], 0
-    for levels in (tally.day, tally.hour, tally.five):
-        lists += [busiest(levels.routes, top), busiest(levels.upstreams, top)]
-        codes += len(levels.total.status_codes)
-    costs = [[ENTRY_BYTES + len(json.dumps(name)) for name in names] for names in lists]
+    lists = lists if lists is not None else _lists(tally, top)
+    codes = sum(len(levels.total.status_codes) for levels in (tally.day, tally.hour, tally.five))
+    costs = [[ENTRY_BYTES + len(json.dumps(name)) for name in names] for names, _count in lists.values()]
     fixed = BASE_BYTES + CODE_BYTES * codes + ENTRY_BYTES * len(lists)  # the "(other)" entries
     n = top
     while n > 1 and fixed + sum(sum(c[:n]) for c in costs) > budget:
@@ -103,14 +118,13 @@ def _members(tally: Tally, names: Iterable[str], upstream_side: bool,
              limit: int) -> dict[str, tuple[dict[str, Stats], int]]:
     """For each of ``names``: its ``limit`` busiest upstreams (or, ``upstream_side``, routes) over 24 h, and how
     many it has."""
-    wanted = set(names)
-    found: dict[str, dict[str, Agg]] = {name: {} for name in wanted}
-    for (route, upstream), agg in (tally.day.pairs or {}).items():
-        owner, member = (upstream, route) if upstream_side else (route, upstream)
-        if owner in wanted and agg.requests:
-            found[owner][member] = agg
-    return {owner: ({name: members[name].stats() for name in busiest(members, limit)}, len(members))
-            for owner, members in found.items()}
+    sides = tally.day.members["upstreams" if upstream_side else "routes"]
+    out = {}
+    for owner in names:
+        members = sides.get(owner, {})
+        top, count = ranked(members, limit)
+        out[owner] = ({name: members[name].stats() for name in top}, count)
+    return out
 
 
 def figures_of(tally: Tally, end: datetime, all_time: int, complete: bool = True, top: int = 20,
@@ -122,22 +136,23 @@ def figures_of(tally: Tally, end: datetime, all_time: int, complete: bool = True
     upstream tracked over 24 h.
     """
     minute = tally.minute
-    shown = fitting(tally, top, budget)
+    lists = _lists(tally, top)
+    shown = fitting(tally, top, budget, lists)
     groups = tally.series_groups()
     series_start = datetime.fromtimestamp(groups[0][0] * SERIES_BUCKET_SECONDS, UTC)
     last_seconds = max(1.0, end.timestamp() - groups[-1][0] * SERIES_BUCKET_SECONDS)
     buckets = {i: levels.total.stats() for i, (_g, levels) in enumerate(groups)
                if levels is not None and levels.total.requests}
     day = tally.day
-    busy_routes, busy_upstreams = busiest(day.routes, top), busiest(day.upstreams, top)
-    routes_ranked = ranking(day.routes, day.total, busy_routes[:shown])
-    upstreams_ranked = ranking(day.upstreams, day.total, busy_upstreams[:shown])
+    busy_routes, busy_upstreams = lists[(0, "routes")][0], lists[(0, "upstreams")][0]
+    routes_ranked = _ranking(day, "routes", lists[(0, "routes")], shown)
+    upstreams_ranked = _ranking(day, "upstreams", lists[(0, "upstreams")], shown)
     route_members = _members(tally, busy_routes, upstream_side=False, limit=top)
     upstream_members = _members(tally, busy_upstreams, upstream_side=True, limit=top)
     routes = {name: _group(tally, "routes", name, route_members[name]) for name in busy_routes}
     upstreams = {name: _group(tally, "upstreams", name, upstream_members[name]) for name in busy_upstreams}
-    recent = [_recent(name, minute - length + 1, levels, shown)
-              for (name, length), levels in zip(RECENT, (tally.hour, tally.five), strict=True)]
+    recent = [_recent(name, minute - length + 1, levels, (lists[(i, "routes")], lists[(i, "upstreams")]), shown)
+              for i, ((name, length), levels) in enumerate(zip(RECENT, (tally.hour, tally.five), strict=True), 1)]
     return WindowFigures(end, day.total.stats(), all_time, dict(day.total.status_codes), buckets, routes,
                          dict(upstreams_ranked.top), day_start=_at(minute - DAY_MINUTES + 1),
                          series_start=series_start, last_bucket_seconds=last_seconds, recent=recent,
