@@ -15,6 +15,7 @@ tests/unit/test_gunicorn_copies.py fails when the installed gunicorn's originals
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 import time
@@ -23,6 +24,7 @@ from functools import partial
 from typing import Any
 
 import gevent
+from gevent.event import Event
 from gevent.pool import Group, Pool
 from gevent.server import StreamServer
 from gunicorn import util
@@ -41,11 +43,22 @@ class StreamingGeventWorker(GeventWorker):
     resumed: Group | None = None  # the greenlets of resumed streams (gunicorn's pool does not hold them)
     alive: bool  # gunicorn's: False once the worker is stopping
     servers: list[StreamServer]  # one per listener, kept from run()
+    stopping: Event | None = None  # set by stop_accepting: wakes run() from its once-a-second check
+
+    def init_process(self) -> None:
+        """gunicorn's, with SIGTERM heeded from the fork on."""
+        # Until gunicorn's init_signals (after the gevent patching, ~0.2 s), the master's handler inherited
+        # through fork would queue a SIGTERM in this process's copy of the arbiter, where nothing reads it: the
+        # worker would serve on until the master killed it graceful_timeout later.
+        signal.signal(signal.SIGTERM, self.handle_exit)
+        super().init_process()
 
     def run(self) -> None:
         """gunicorn's (27.0) GeventWorker.run for plain HTTP (``server_class`` unset), with its servers kept,
-        so a stopping worker stops accepting at once (``stop_accepting``) rather than at its next
-        once-a-second check, and with resumed streams waited for as gunicorn waits for its pool."""
+        so a stopping worker stops accepting at once (``stop_accepting``) and goes on to its graceful stop then
+        rather than at its next once-a-second check, and with resumed streams waited for as gunicorn waits for
+        its pool."""
+        self.stopping = Event()
         ssl_args = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}
         self.servers = []
         for listener in self.sockets:
@@ -58,7 +71,7 @@ class StreamingGeventWorker(GeventWorker):
             self.servers.append(server)
         while self.alive:
             self.notify()
-            gevent.sleep(1.0)
+            self.stopping.wait(1.0)
         self.stop_accepting()
         deadline = time.monotonic() + self.cfg.graceful_timeout
         while time.monotonic() < deadline:
@@ -66,7 +79,7 @@ class StreamingGeventWorker(GeventWorker):
             if not busy:
                 return
             self.notify()
-            gevent.sleep(0.2)
+            gevent.sleep(0.05)
         self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
         for server in self.servers:
             server.stop(timeout=1)
@@ -76,6 +89,8 @@ class StreamingGeventWorker(GeventWorker):
     def stop_accepting(self) -> None:
         """Close this worker's listeners (the other workers keep theirs): new connections go to them."""
         self.alive = False
+        if self.stopping is not None:
+            self.stopping.set()
         for server in getattr(self, "servers", []):
             if not server.closed:
                 server.close()

@@ -20,7 +20,7 @@ from flexgate_stream.devstack.processes import free_port
 from tests.e2e.support import ROOT, SSEClient
 from tests.waiting import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800), pytest.mark.slow(120)]
 
 POD_YAML = ROOT / "podman" / "flexgate-pod.yaml"
 ENV = {**os.environ, "CONTAINERS_CONF": str(ROOT / "podman" / "containers.conf")}
