@@ -15,7 +15,6 @@ tests/unit/test_gunicorn_copies.py fails when the installed gunicorn's originals
 
 from __future__ import annotations
 
-import signal
 import socket
 import sys
 import time
@@ -33,6 +32,7 @@ from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker
 
 from flexgate_stream.fanout.stream_writer import REST
+from flexgate_stream.server import gunicorn_hooks
 from flexgate_stream.server.resting import RestingStream
 from flexgate_stream.web.request_body import CLOSE_CONNECTION
 
@@ -45,13 +45,11 @@ class StreamingGeventWorker(GeventWorker):
     servers: list[StreamServer]  # one per listener, kept from run()
     stopping: Event | None = None  # set by stop_accepting: wakes run() from its once-a-second check
 
-    def init_process(self) -> None:
-        """gunicorn's, with SIGTERM heeded from the fork on."""
-        # Until gunicorn's init_signals (after the gevent patching, ~0.2 s), the master's handler inherited
-        # through fork would queue a SIGTERM in this process's copy of the arbiter, where nothing reads it: the
-        # worker would serve on until the master killed it graceful_timeout later.
-        signal.signal(signal.SIGTERM, self.handle_exit)
-        super().init_process()
+    def init_signals(self) -> None:
+        """gunicorn's, then a SIGTERM that reached this worker since its fork heeded (it would have been lost)."""
+        super().init_signals()
+        if gunicorn_hooks.sigterm_since_fork():
+            self.alive = False
 
     def run(self) -> None:
         """gunicorn's (27.0) GeventWorker.run for plain HTTP (``server_class`` unset), with its servers kept,
