@@ -14,11 +14,16 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 run: $(BIN)/.installed
 	$(BIN)/python -m flexgate_stream.devstack
 
+# The suite runs on $(TEST_WORKERS) pytest-xdist workers (most tests wait on processes, not on a core); tests/conftest.py
+# keeps on one worker the tests that share a module's server, and the browser tests (one Chromium per run).
+TEST_WORKERS ?= 4
+PARALLEL := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PARALLEL) $(PYTEST_ARGS)
 
 test-fast: $(BIN)/.installed
-	$(BIN)/python -m pytest tests/unit tests/integration -m "not own_servers" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PARALLEL) tests/unit tests/integration -m "not own_servers" $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -51,6 +51,7 @@ wsgi_app = "flexgate_stream:create_app()"
 
 def on_starting(server):
     gunicorn_hooks.clear_metrics_dir(_metrics_dir)
+    gunicorn_hooks.hold_sigterm_across_forks()
 
 
 def when_ready(server):

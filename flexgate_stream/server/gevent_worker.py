@@ -23,6 +23,7 @@ from functools import partial
 from typing import Any
 
 import gevent
+from gevent.event import Event
 from gevent.pool import Group, Pool
 from gevent.server import StreamServer
 from gunicorn import util
@@ -31,6 +32,7 @@ from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker
 
 from flexgate_stream.fanout.stream_writer import REST
+from flexgate_stream.server import gunicorn_hooks
 from flexgate_stream.server.resting import Ending, RestingStream
 from flexgate_stream.web.request_body import CLOSE_CONNECTION
 
@@ -42,11 +44,20 @@ class StreamingGeventWorker(GeventWorker):
     ending: Ending | None = None  # ends the streams whose clients are gone, in batches
     alive: bool  # gunicorn's: False once the worker is stopping
     servers: list[StreamServer]  # one per listener, kept from run()
+    stopping: Event | None = None  # set by stop_accepting: wakes run() from its once-a-second check
+
+    def init_signals(self) -> None:
+        """gunicorn's, then a SIGTERM that reached this worker since its fork heeded (it would have been lost)."""
+        super().init_signals()
+        if gunicorn_hooks.sigterm_since_fork():
+            self.alive = False
 
     def run(self) -> None:
         """gunicorn's (27.0) GeventWorker.run for plain HTTP (``server_class`` unset), with its servers kept,
-        so a stopping worker stops accepting at once (``stop_accepting``) rather than at its next
-        once-a-second check, and with resumed streams waited for as gunicorn waits for its pool."""
+        so a stopping worker stops accepting at once (``stop_accepting``) and goes on to its graceful stop then
+        rather than at its next once-a-second check, and with resumed streams waited for as gunicorn waits for
+        its pool."""
+        self.stopping = Event()
         ssl_args = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}
         self.servers = []
         for listener in self.sockets:
@@ -59,7 +70,7 @@ class StreamingGeventWorker(GeventWorker):
             self.servers.append(server)
         while self.alive:
             self.notify()
-            gevent.sleep(1.0)
+            self.stopping.wait(1.0)
         self.stop_accepting()
         deadline = time.monotonic() + self.cfg.graceful_timeout
         while time.monotonic() < deadline:
@@ -67,7 +78,7 @@ class StreamingGeventWorker(GeventWorker):
             if not busy:
                 return
             self.notify()
-            gevent.sleep(0.2)
+            gevent.sleep(0.05)
         self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
         for server in self.servers:
             server.stop(timeout=1)
@@ -77,6 +88,8 @@ class StreamingGeventWorker(GeventWorker):
     def stop_accepting(self) -> None:
         """Close this worker's listeners (the other workers keep theirs): new connections go to them."""
         self.alive = False
+        if self.stopping is not None:
+            self.stopping.set()
         for server in getattr(self, "servers", []):
             if not server.closed:
                 server.close()

@@ -21,6 +21,40 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 2.0  # seconds a stream has to deliver its last frame before its socket is cut
 # Objects allocated, less those freed, between two collections of the youngest generation (Python's default: 700).
 YOUNG_COLLECTION_AFTER = 50_000
+_sigterm_since_fork = False  # in a new worker: a SIGTERM arrived before gunicorn set its handlers
+
+
+def hold_sigterm_across_forks() -> None:
+    """on_starting (in the master): a SIGTERM sent to a new worker before it has its own handlers is kept for it.
+
+    From the fork to gunicorn's init_signals (after the gevent patching, ~0.2 s) a worker runs the master's
+    handler, which queues the signal in the worker's copy of the arbiter, where nothing reads it: the worker
+    would serve on until the master killed it graceful_timeout later. So SIGTERM is blocked across each fork
+    (the master receives its own right after) and a new process notes one until gunicorn's handler takes over.
+    """
+    os.register_at_fork(before=_block_sigterm, after_in_parent=_unblock_sigterm, after_in_child=_note_sigterm)
+
+
+def sigterm_since_fork() -> bool:
+    """In a worker, once gunicorn set its signal handlers: whether a SIGTERM arrived before it did."""
+    return _sigterm_since_fork
+
+
+def _block_sigterm() -> None:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+def _unblock_sigterm() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+def _note_sigterm() -> None:
+    def noted(_signum: int, _frame: object) -> None:
+        global _sigterm_since_fork
+        _sigterm_since_fork = True
+
+    signal.signal(signal.SIGTERM, noted)
+    _unblock_sigterm()  # one sent since the fork is noted now
 
 
 def metrics_dir(configured: str | None) -> tuple[str, bool]:

@@ -51,15 +51,6 @@ from tests.e2e.nginx_server import NginxServer
 from tests.e2e.support import NatsClient, WebServer
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the tests in Chromium last, in their collected order.
-
-    Playwright's sync API marks its event loop as running on the main thread for as long as the browser
-    lives, so any ``asyncio.run`` on that thread fails until the session's Chromium closes at the end.
-    """
-    items.sort(key=lambda item: "chromium" in getattr(item, "fixturenames", ()))
-
-
 @pytest.fixture(scope="session")
 def chromium():
     """One headless Chromium (Playwright) for the whole run; tests open their own contexts in it."""

@@ -11,7 +11,7 @@ from flexgate_stream.devstack.servers import NatsServer
 from flexgate_stream.messages import ALERTS_STREAM, METRICS_STREAM
 from tests.e2e.support import NatsClient, SSEClient
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90), pytest.mark.slow(15)]
 
 
 @pytest.fixture

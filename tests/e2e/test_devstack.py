@@ -22,7 +22,7 @@ from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180), pytest.mark.slow(10)]
 
 
 def _counted_snapshot(stream: SSEClient) -> dict | None:
@@ -109,6 +109,9 @@ def test_an_ordinary_stop_logs_no_warning_even_after_the_servers_were_started_ag
         wait_until(launcher.healthy, 60, "/healthz to answer 200")
         wait_until(lambda: re.search(r"publisher\[.*\]: tick .* took", launcher.output()), 30,
                    "the publisher's first tick")
+        # Both web workers on NATS before it dies: one still booting would connect only once, and never be "back".
+        wait_until(lambda: len(set(re.findall(r"bridge\[(\d+)\]: NATS connected", launcher.output()))) >= 2, 30,
+                   "both web workers connected to NATS")
         # A server the launcher's keeper started again is what a stop used to end before the programs using it.
         killed_at = len(launcher.output())
         for name, sig in (("nats-server", signal.SIGKILL), ("postgres", signal.SIGINT)):

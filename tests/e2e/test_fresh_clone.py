@@ -26,7 +26,7 @@ from tests.e2e.launching import row_count
 from tests.e2e.support import ROOT, SSEClient, alive, descendants
 from tests.waiting import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420), pytest.mark.slow(45)]
 
 
 def _ignore_sigint_and_die_with_parent() -> None:

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from tests.e2e.support import WebServer
 from tests.waiting import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240), pytest.mark.slow(20)]
 
 TOKEN = "fuzz-token-51c7"
 EXAMPLES = int(os.environ.get("FLEXGATE_FUZZ_EXAMPLES", "300"))

@@ -162,8 +162,7 @@ def test_killed_worker_clients_resume_with_last_event_id_and_miss_nothing(start_
     assert moved >= 1
     for client in clients:
         client.close()
-    # A SIGTERM that reaches a worker in its first moments, before its handlers are set, is lost: the stop at
-    # teardown would then wait out graceful_timeout (10 s). Let the replacement finish booting first.
+    # A stop while a worker boots makes the others wait for it (handover): let the replacement finish booting.
     (replacement,) = set(web.worker_pids()) - before
     wait_until(lambda: f"bridge[{replacement}]: NATS connected" in web.log_text(), 15, "the new worker to be up")
 

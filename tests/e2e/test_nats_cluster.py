@@ -27,7 +27,7 @@ from tests.e2e.nats_cluster import ClusterProbe, NatsCluster, Secure, make_certi
 from tests.e2e.support import ROOT, SSEClient, WebServer, open_spread
 from tests.waiting import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), pytest.mark.slow(25)]
 
 CLIENTS = 50
 

@@ -15,7 +15,7 @@ from flexgate_stream.devstack.servers import NatsServer
 from tests.e2e.support import NatsClient, WebServer
 from tests.waiting import wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120), pytest.mark.slow(9)]
 
 PROBES = ("/healthz", "/readyz", "/api/stream/stats")
 CLIENT_TIMEOUT = 1.0  # a monitoring probe's timeout

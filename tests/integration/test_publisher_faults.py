@@ -26,7 +26,7 @@ from tests.integration.request_log import Gateway, seeded
 from tests.servers import temporary_postgres
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow(12)]
 # Six ticks of 1 s: long enough for the NATS reconnect delay (0.25 s, doubling) to grow past a tick (4 s)
 # and for the publisher's PostgreSQL retries to fail on several ticks: longer outages only repeat the same steps.
 OUTAGE = 6.0

@@ -25,7 +25,7 @@ from tests.integration.request_log import insert, make_rows, seeded
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow(10)]
 
 
 def test_two_publishers_store_each_window_once_and_figures_are_right(workers, db, database_url, nats_server):

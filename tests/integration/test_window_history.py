@@ -19,7 +19,7 @@ from tests.integration.publishers import Worker, nats_call, stored
 from tests.integration.request_log import Gateway
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.timeout(150)
+pytestmark = [pytest.mark.timeout(150), pytest.mark.slow(15)]
 HANG = 4.0  # seconds nats-server is stopped: longer than a publish's 2 s timeout, so windows are missed
 
 
