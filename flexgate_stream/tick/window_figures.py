@@ -84,12 +84,12 @@ def _recent(name: str, start: int, levels: Levels, busy: tuple[tuple[list[str], 
                          _ranking(levels, "routes", busy[0], shown), _ranking(levels, "upstreams", busy[1], shown))
 
 
-def fitting(tally: Tally, top: int, budget: int, lists: Lists | None = None) -> int:
+def fitting(tally: Tally, top: int, budget: int, lists: Lists) -> int:
     """How many of the busiest groups each list of the summary can show with the message under ``budget`` bytes.
 
-    Estimated from the names (the rest of an entry is numbers of bounded width), so the lists are ranked once.
+    Estimated from the names in ``lists`` (each window's busiest, ``_lists``; the rest of an entry is numbers of
+    bounded width), so the lists are ranked once.
     """
-    lists = lists if lists is not None else _lists(tally, top)
     codes = sum(len(levels.total.status_codes) for levels in (tally.day, tally.hour, tally.five))
     costs = [[ENTRY_BYTES + len(json.dumps(name)) for name in names] for names, _count in lists.values()]
     fixed = BASE_BYTES + CODE_BYTES * codes + ENTRY_BYTES * len(lists)  # the "(other)" entries

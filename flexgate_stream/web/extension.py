@@ -128,12 +128,12 @@ class StreamService:
 
     def attach(self, feed: Feed, channel: Channel, cursor: int, writer: StreamWriter | None = None) -> Subscriber:
         """Register one client stream (and its socket's writer, so shutdown can cut it if it stalls)."""
-        self.metrics.clients_of[feed.label].inc()
+        self.metrics.opened(feed.label)
         return self.hub.attach(channel, cursor, writer)
 
     def release(self, feed: Feed, sub: Subscriber) -> None:
         """Forget one client stream; a per-route or per-upstream feed nobody reads any more is dropped."""
-        self.metrics.clients_of[feed.label].dec()
+        self.metrics.closed(feed.label)
         if self.hub.detach(sub) and not feed.shared:
             self.hub.drop(feed.key)
             if self.bridge is not None:

@@ -64,7 +64,7 @@ class WebMetrics:
             for family in (self.clients, self.events_sent, self.resets, self.stored_to_written):
                 family.labels(label)
         # Each stream's opening updates these: the series looked up once, not on every call (a lock and a tuple).
-        self.clients_of = {label: self.clients.labels(label) for label in FEED_LABELS}
+        self._clients_of = {label: self.clients.labels(label) for label in FEED_LABELS}
         self._sent_of = {label: self.events_sent.labels(label) for label in FEED_LABELS}
         self.stored_tally = DelayTally()
         self.written = {label: DelayTally() for label in FEED_LABELS}
@@ -73,6 +73,14 @@ class WebMetrics:
         self._flush_due = False
         self.max_clients = settings.max_clients
         self._live: Collector | None = None
+
+    def opened(self, label: str) -> None:
+        """One more client streams feed ``label``."""
+        self._clients_of[label].inc()
+
+    def closed(self, label: str) -> None:
+        """One client of feed ``label`` went away."""
+        self._clients_of[label].dec()
 
     def sent(self, label: str, count: int = 1) -> None:
         """``count`` messages written to one client of feed ``label``."""

@@ -76,11 +76,17 @@ def test_a_chunk_the_socket_took_in_part_is_finished_before_the_next_write_and_t
     theirs.close()
 
 
-def test_a_chunk_the_socket_takes_whole_is_written_and_counted_without_blocking():
+def _owning_a_socket() -> tuple[StreamWriter, socket.socket]:
+    """A writer owning one end of a non-blocking socket pair, and the client's end."""
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
     writer = StreamWriter()
     writer.own(ours)
+    return writer, theirs
+
+
+def test_a_chunk_the_socket_takes_whole_is_written_and_counted_without_blocking():
+    writer, theirs = _owning_a_socket()
     assert writer.offer(chunk(b"data: 1\n\n"), 9, 0.0) == WRITTEN
     assert theirs.recv(100) == b"9\r\ndata: 1\n\n\r\n" and writer.sent == 9 and writer.pending is None
     writer.close()
@@ -89,10 +95,7 @@ def test_a_chunk_the_socket_takes_whole_is_written_and_counted_without_blocking(
 
 
 def test_a_chunk_offered_to_a_closed_connection_marks_the_writer_gone():
-    ours, theirs = socket.socketpair()
-    ours.setblocking(False)
-    writer = StreamWriter()
-    writer.own(ours)
+    writer, theirs = _owning_a_socket()
     theirs.close()  # the client went away (a reconnect storm)
     assert writer.offer(chunk(b"data: 1\n\n"), 9, 0.0) == REFUSED
     assert writer.gone and writer.sent == 0
