@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import sys
 from datetime import timedelta
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -15,6 +18,7 @@ from flexgate_stream.server.http_edge import GunicornLogger, forwarded_client
 pytestmark = pytest.mark.timeout(10)
 
 LOOPBACK = ["127.0.0.1", "::1"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_address_the_proxy_appended_is_the_client():
@@ -54,3 +58,21 @@ def test_the_atoms_a_format_prints_are_gunicorns_escaped(log_format, status, sen
     assert "\\x1b" in found["a"] and "\x1b" not in found["a"]
     found.pop("t", None)  # the time of day: read twice, it may differ
     assert found == {key: safe(gunicorns[key]) for key in found}
+
+
+def test_requests_are_parsed_by_gunicorns_own_parser_even_where_its_c_parser_is_installed(monkeypatch):
+    # With the C parser (gunicorn_h1c, "auto" picks it when installed) a request refused for its Content-Length is
+    # no longer logged with its method and path: conf/gunicorn.conf.py names the parser.
+    from gunicorn.http import message
+
+    conf = ast.parse((ROOT / "conf" / "gunicorn.conf.py").read_text())
+    chosen = [node.value.value for node in conf.body if isinstance(node, ast.Assign)
+              and [getattr(t, "id", None) for t in node.targets] == ["http_parser"]
+              and isinstance(node.value, ast.Constant)]
+    cfg = Config()
+    if chosen:
+        cfg.set("http_parser", chosen[0])
+    monkeypatch.setitem(sys.modules, "gunicorn_h1c", SimpleNamespace(LimitRequestLine=ValueError))
+    monkeypatch.setattr(message, "_fast_parser_available", None)
+    monkeypatch.setattr(message, "_fast_parser_module", None)
+    assert message._check_fast_parser(cfg) is False
