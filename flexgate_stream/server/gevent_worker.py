@@ -55,9 +55,10 @@ class StreamingGeventWorker(GeventWorker):
     def run(self) -> None:
         """gunicorn's (27.0) GeventWorker.run for plain HTTP (``server_class`` unset), with its servers kept,
         so a stopping worker stops accepting at once (``stop_accepting``) and goes on to its graceful stop then
-        rather than at its next once-a-second check, and with resumed streams waited for as gunicorn waits for
-        its pool."""
+        rather than at its next once-a-second check, with resumed streams waited for as gunicorn waits for
+        its pool, and with the Date header's text made once a second (``dates_once_a_second``)."""
         self.stopping = Event()
+        dates_once_a_second()
         ssl_args = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}
         self.servers = []
         for listener in self.sockets:
@@ -180,6 +181,26 @@ class StreamingGeventWorker(GeventWorker):
             self.ending = Ending(self.resumed, self.log)
         RestingStream.take_over(stream, frames, resp, req, environ, started, self.resumed, self.log, self.ending)
         return True
+
+
+def dates_once_a_second() -> None:
+    """Make gunicorn's ``util.http_date`` (the Date header of every response) format the time once a second, not
+    once a response: the text only changes with the second, and formatting it was 2 % of a stream's opening."""
+    if getattr(util.http_date, "once_a_second", False):
+        return
+    formatted = util.http_date
+    last: list[Any] = [None, ""]
+
+    def http_date(timestamp: float | None = None) -> str:
+        if timestamp is not None:
+            return str(formatted(timestamp))
+        second = int(time.time())
+        if last[0] != second:
+            last[:] = [second, formatted(second)]
+        return str(last[1])
+
+    http_date.once_a_second = True  # type: ignore[attr-defined]
+    util.http_date = http_date
 
 
 class _Gather:
