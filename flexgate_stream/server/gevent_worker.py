@@ -27,7 +27,7 @@ from gevent.event import Event
 from gevent.pool import Group, Pool
 from gevent.server import StreamServer
 from gunicorn import util
-from gunicorn.http import wsgi
+from gunicorn.http import message, wsgi
 from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker
 
@@ -56,9 +56,11 @@ class StreamingGeventWorker(GeventWorker):
         """gunicorn's (27.0) GeventWorker.run for plain HTTP (``server_class`` unset), with its servers kept,
         so a stopping worker stops accepting at once (``stop_accepting``) and goes on to its graceful stop then
         rather than at its next once-a-second check, with resumed streams waited for as gunicorn waits for
-        its pool, and with the Date header's text made once a second (``dates_once_a_second``)."""
+        its pool, with the Date header's text made once a second (``dates_once_a_second``) and the peer's trust
+        remembered (``peers_remembered``)."""
         self.stopping = Event()
         dates_once_a_second()
+        peers_remembered()
         ssl_args = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}
         self.servers = []
         for listener in self.sockets:
@@ -201,6 +203,33 @@ def dates_once_a_second() -> None:
 
     http_date.once_a_second = True  # type: ignore[attr-defined]
     util.http_date = http_date
+
+
+PEERS_KEPT = 1024  # peer addresses whose trust is remembered (behind nginx, one)
+
+
+def peers_remembered() -> None:
+    """Make gunicorn's check of a request's peer against ``forwarded_allow_ips`` (every request, to know whether it
+    may set X-Forwarded-* headers) remember its answer per address: it parsed the address again for every request,
+    3 % of a stream's opening. The same answers."""
+    if getattr(message._ip_in_allow_list, "remembered", False):
+        return
+    check = message._ip_in_allow_list
+    known: dict[tuple[str, int, int], tuple[Any, Any, bool]] = {}
+
+    def ip_in_allow_list(ip_str: str, allow_list: Any, networks: Any) -> bool:
+        key = (ip_str, id(allow_list), id(networks))
+        found = known.get(key)
+        if found is not None and found[0] is allow_list and found[1] is networks:  # the same config's lists
+            return found[2]
+        trusted = bool(check(ip_str, allow_list, networks))
+        if len(known) >= PEERS_KEPT:
+            known.clear()
+        known[key] = (allow_list, networks, trusted)
+        return trusted
+
+    ip_in_allow_list.remembered = True  # type: ignore[attr-defined]
+    message._ip_in_allow_list = ip_in_allow_list
 
 
 class _Gather:

@@ -7,6 +7,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from gunicorn.config import Config
@@ -76,3 +77,28 @@ def test_requests_are_parsed_by_gunicorns_own_parser_even_where_its_c_parser_is_
     monkeypatch.setattr(message, "_fast_parser_available", None)
     monkeypatch.setattr(message, "_fast_parser_module", None)
     assert message._check_fast_parser(cfg) is False
+
+
+def test_a_peers_trust_is_gunicorns_answer_remembered_per_address(monkeypatch):
+    from gunicorn.http import message
+
+    from flexgate_stream.server.gevent_worker import peers_remembered
+
+    original = message._ip_in_allow_list
+    asked: list[str] = []
+
+    def counted(ip_str: str, allow_list: Any, networks: Any) -> bool:
+        asked.append(ip_str)
+        return bool(original(ip_str, allow_list, networks))
+
+    monkeypatch.setattr(message, "_ip_in_allow_list", counted)
+    peers_remembered()
+    cfg = Config()
+    cfg.set("forwarded_allow_ips", "127.0.0.1,10.0.0.0/8")
+    allowed, networks = cfg.forwarded_allow_ips, cfg.forwarded_allow_networks()
+    for peer in ("127.0.0.1", "10.2.3.4", "192.0.2.1", "not an address") * 3:
+        assert message._ip_in_allow_list(peer, allowed, networks) == original(peer, allowed, networks)
+    assert asked == ["127.0.0.1", "10.2.3.4", "192.0.2.1", "not an address"]  # each address checked once
+    anyone = Config()
+    anyone.set("forwarded_allow_ips", "*")
+    assert message._ip_in_allow_list("192.0.2.1", anyone.forwarded_allow_ips, anyone.forwarded_allow_networks())
