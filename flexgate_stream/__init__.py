@@ -16,7 +16,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     """Build the web application and its CLI from ``settings``, or from the environment."""
     # Imported here, not at the top: every process imports this package (the worker too), and only the web
     # process and the CLI may load Flask.
-    from flask import Flask
     from flask.json.provider import DefaultJSONProvider
 
     from flexgate_stream.cli import db_cli, demo_cli
@@ -33,10 +32,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         sse_views,
         stats,
     )
+    from flexgate_stream.web.flask_app import App
 
     settings = settings or load_or_exit()
     logs.configure(settings.log_level, settings.secrets)
-    app = Flask(__name__)
+    app = App(__name__)
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = request_body.MAX_BODY
     app.session_interface = _no_sessions()  # no cookies: not even the check for a secret key, on every request
@@ -69,5 +69,6 @@ def _no_sessions() -> SessionInterface:
 
 def _name_worker(response: Response) -> Response:
     """Say which worker process answered (load balancing and restarts are visible to operators and tests)."""
-    response.headers["X-Flexgate-Worker"] = str(os.getpid())
+    response.headers.add("X-Flexgate-Worker", str(os.getpid()))  # no other code sets it: nothing to replace
     return response
+

@@ -25,6 +25,10 @@ UNSAFE = re.compile(r"[^\x20-\x7e\xa0-\U0010ffff]|[\u2028\u2029\u200b-\u200f\u20
 # A stretch of a request line, path or query that holds a percent-escape: it is decoded to look for secrets.
 ENCODED = re.compile(r"[^\s\"']*%[0-9A-Fa-f]{2}[^\s\"']*")
 NOTHING = re.compile(r"(?!)")
+# Request-derived values whose safe form is remembered: an access log line's method, path, protocol, address and
+# user agent mostly repeat from line to line, and each costs three regular-expression passes. Short ones only.
+SAFE_KEPT = 1024
+SAFE_KEPT_LENGTH = 512
 
 
 class _Known:
@@ -32,6 +36,7 @@ class _Known:
 
     values: frozenset[str] = frozenset()
     pattern: re.Pattern[str] = NOTHING
+    safe: dict[str, str] = {}  # value -> ``safe(value)`` under these secrets
 
 
 def add_secrets(values: Iterable[str | None]) -> None:
@@ -47,6 +52,7 @@ def add_secrets(values: Iterable[str | None]) -> None:
     # as a message may lower-case what it quotes (a media type, a header name).
     alternatives = "|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True))
     _Known.pattern = re.compile(alternatives, re.IGNORECASE) if alternatives else NOTHING
+    _Known.safe = {}  # made under the secrets known before
 
 
 def redact(text: str) -> str:
@@ -84,7 +90,15 @@ def safe(value: Any) -> Any:
         value = value.decode("latin-1")
     if not isinstance(value, str):
         return value
-    return escape(redact(value))
+    kept = _Known.safe
+    found = kept.get(value)
+    if found is None:
+        found = escape(redact(value))
+        if len(value) <= SAFE_KEPT_LENGTH:
+            if len(kept) >= SAFE_KEPT:
+                kept.clear()  # a client sending ever new values gets no further than the next thousand
+            kept[value] = found
+    return found
 
 
 def _escaped(match: re.Match[str]) -> str:

@@ -31,8 +31,10 @@ from flexgate_stream.fanout.delays import DelayTally
 from flexgate_stream.fanout.newest import SharedLookup
 from flexgate_stream.fanout.stream_writer import WRITTEN, StreamWriter, chunk, record_written
 
-# How long a lookup of the newest snapshot waits for more new clients to share it (their first frame waits as long).
+# How long a lookup of the newest snapshot waits for more new clients to share it (their first frame waits as long),
+# and for how long in all it waits again while more keep coming (streams opening by the hundred a second).
 NEWEST_GATHER_SECONDS = 0.005
+NEWEST_GATHER_MOST_SECONDS = 0.025
 
 
 class Policy(enum.Enum):
@@ -76,7 +78,8 @@ class Channel:
         self.parked: dict[Subscriber, None] = {}  # clients waiting for frames, in the order they parked
         self.on_delivered: Callable[[Frame, int], None] | None = None  # each frame, and how many clients it went to
         self.written: DelayTally | None = None  # stored -> written to a client, one count per client
-        self.newest_lookup: SharedLookup[Any] = SharedLookup(NEWEST_GATHER_SECONDS)  # what new clients ask JetStream
+        self.newest_lookup: SharedLookup[Any] = SharedLookup(NEWEST_GATHER_SECONDS,
+                                                                NEWEST_GATHER_MOST_SECONDS)  # new clients ask JetStream
         self._wakeup = Event()
 
     @property

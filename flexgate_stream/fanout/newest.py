@@ -4,8 +4,10 @@ When thousands of clients connect at once (a deploy), each wants the newest snap
 A client never gets an answer to a request sent before it arrived (it could miss a message stored
 just before it connected), but every client that arrives while a request is in flight joins the next
 one, so a storm costs a handful of requests instead of one per client. A lookup may wait a few milliseconds before
-it begins for more clients to join it: while streams open at a steady pace (hundreds a second per worker) each
-JetStream request, and the bridge's loop waking for it, cost as much as the rest of a stream's opening.
+it begins for more clients to join it, and a few more each time some did, up to a bound: while streams open at a
+steady pace (hundreds a second per worker) each JetStream request, and the bridge's loop waking for it, cost as
+much as the rest of a stream's opening, so under load a lookup serves tens of clients; a lone client waits only the
+first few milliseconds.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ T = TypeVar("T")
 class SharedLookup(Generic[T]):
     """Runs ``fetch`` for batches of callers: those that arrived before each run share its answer."""
 
-    def __init__(self, gather_seconds: float = 0.0) -> None:
+    def __init__(self, gather_seconds: float = 0.0, most_seconds: float = 0.0) -> None:
         self.gather_seconds = gather_seconds  # how long a lookup waits for more callers before it begins
+        self.most_seconds = max(most_seconds, gather_seconds)  # ... waiting again while more come, up to this in all
+        self.callers = 0  # callers so far (each joined one lookup)
         self._waiting: AsyncResult[T] | None = None
         self._running = False
 
@@ -34,6 +38,7 @@ class SharedLookup(Generic[T]):
 
     def join(self, fetch: Callable[[], T]) -> AsyncResult[T]:
         """Where the answer of a ``fetch`` begun after this call will be (shared with the other callers)."""
+        self.callers += 1
         batch = self._waiting
         if batch is None:
             batch = self._waiting = AsyncResult()
@@ -45,8 +50,7 @@ class SharedLookup(Generic[T]):
     def _run(self, fetch: Callable[[], T]) -> None:
         try:
             while self._waiting is not None:
-                if self.gather_seconds:
-                    gevent.sleep(self.gather_seconds)  # those who arrive meanwhile join: the lookup begins after them
+                self._gather()
                 batch, self._waiting = self._waiting, None
                 try:
                     batch.set(fetch())
@@ -54,3 +58,14 @@ class SharedLookup(Generic[T]):
                     batch.set_exception(exc)
         finally:
             self._running = False
+
+    def _gather(self) -> None:
+        """Wait for more callers before a lookup begins (they join it): ``gather_seconds``, and as long again each
+        time some came, up to ``most_seconds`` in all."""
+        waited = 0.0
+        while self.gather_seconds and waited < self.most_seconds:
+            before = self.callers
+            gevent.sleep(self.gather_seconds)
+            waited += self.gather_seconds
+            if self.callers == before:
+                return

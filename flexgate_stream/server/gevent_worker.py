@@ -27,7 +27,7 @@ from gevent.event import Event
 from gevent.pool import Group, Pool
 from gevent.server import StreamServer
 from gunicorn import util
-from gunicorn.http import wsgi
+from gunicorn.http import message, wsgi
 from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker
 
@@ -55,9 +55,12 @@ class StreamingGeventWorker(GeventWorker):
     def run(self) -> None:
         """gunicorn's (27.0) GeventWorker.run for plain HTTP (``server_class`` unset), with its servers kept,
         so a stopping worker stops accepting at once (``stop_accepting``) and goes on to its graceful stop then
-        rather than at its next once-a-second check, and with resumed streams waited for as gunicorn waits for
-        its pool."""
+        rather than at its next once-a-second check, with resumed streams waited for as gunicorn waits for
+        its pool, with the Date header's text made once a second (``dates_once_a_second``) and the peer's trust
+        remembered (``peers_remembered``)."""
         self.stopping = Event()
+        dates_once_a_second()
+        peers_remembered()
         ssl_args = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}
         self.servers = []
         for listener in self.sockets:
@@ -180,6 +183,53 @@ class StreamingGeventWorker(GeventWorker):
             self.ending = Ending(self.resumed, self.log)
         RestingStream.take_over(stream, frames, resp, req, environ, started, self.resumed, self.log, self.ending)
         return True
+
+
+def dates_once_a_second() -> None:
+    """Make gunicorn's ``util.http_date`` (the Date header of every response) format the time once a second, not
+    once a response: the text only changes with the second, and formatting it was 2 % of a stream's opening."""
+    if getattr(util.http_date, "once_a_second", False):
+        return
+    formatted = util.http_date
+    last: list[Any] = [None, ""]
+
+    def http_date(timestamp: float | None = None) -> str:
+        if timestamp is not None:
+            return str(formatted(timestamp))
+        second = int(time.time())
+        if last[0] != second:
+            last[:] = [second, formatted(second)]
+        return str(last[1])
+
+    http_date.once_a_second = True  # type: ignore[attr-defined]
+    util.http_date = http_date
+
+
+PEERS_KEPT = 1024  # peer addresses whose trust is remembered (behind nginx, one)
+
+
+def peers_remembered() -> None:
+    """Make gunicorn's check of a request's peer against ``forwarded_allow_ips`` (every request, to know whether it
+    may set X-Forwarded-* headers) remember its answer per address: it parsed the address again for every request,
+    3 % of a stream's opening. The same answers."""
+    if getattr(message._ip_in_allow_list, "remembered", False):
+        return
+    check = message._ip_in_allow_list
+    known: dict[tuple[str, int, int], tuple[Any, Any, bool]] = {}
+
+    def ip_in_allow_list(ip_str: str, allow_list: Any, networks: Any) -> bool:
+        key = (ip_str, id(allow_list), id(networks))
+        found = known.get(key)
+        if found is not None and found[0] is allow_list and found[1] is networks:  # the same config's lists
+            return found[2]
+        trusted = bool(check(ip_str, allow_list, networks))
+        if len(known) >= PEERS_KEPT:
+            known.clear()
+        known[key] = (allow_list, networks, trusted)
+        return trusted
+
+    ip_in_allow_list.remembered = True  # type: ignore[attr-defined]
+    message._ip_in_allow_list = ip_in_allow_list
 
 
 class _Gather:

@@ -58,9 +58,10 @@ def allowed_origin(origin: str | None, settings: Settings) -> str | None:
 
 def _before() -> Response | None:
     settings: Settings = current_app.config["SETTINGS"]
-    if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+    req = request._get_current_object()  # type: ignore[attr-defined]  # once, not through the proxy each time
+    if req.method == "OPTIONS" and req.environ.get("HTTP_ACCESS_CONTROL_REQUEST_METHOD"):
         return _preflight(settings)
-    if protected(request.path, settings) and not token_ok(presented_token(request), settings.api_tokens):
+    if protected(req.path, settings) and not token_ok(presented_token(req), settings.api_tokens):
         raise Unauthorized("a valid API token is required: send Authorization: Bearer <token> or ?access_token=.",
                            headers={"WWW-Authenticate": 'Bearer realm="flexgate-stream"'})
     return None
@@ -78,7 +79,9 @@ def _preflight(settings: Settings) -> Response:
 
 def _after(response: Response) -> Response:
     settings: Settings = current_app.config["SETTINGS"]
-    origin = allowed_origin(request.headers.get("Origin"), settings)
+    if not settings.cors_origins:
+        return response
+    origin = allowed_origin(request.environ.get("HTTP_ORIGIN"), settings)
     if origin:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers.add("Vary", "Origin")

@@ -37,8 +37,10 @@ def init_app(app: Flask) -> None:
 def _no_redirect() -> None:
     # Werkzeug redirects /api//x to /api/x (merged slashes) and /x to /x/ (strict slashes) with the query string in
     # Location, and serves //x as /x. No route is reached that way: the path is not one of ours.
-    if isinstance(request.routing_exception, RequestRedirect) or "//" in _asked_path():
-        request.routing_exception = NotFound()
+    # The path as sent: decoding it (as _asked_path does) adds no slash, so the raw one is searched.
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    if isinstance(req.routing_exception, RequestRedirect) or "//" in req.script_root + req.environ.get("PATH_INFO", ""):
+        req.routing_exception = NotFound()
 
 
 def _asked_path() -> str:

@@ -2,7 +2,8 @@
 
 flexgate_stream.server.gevent_worker copies gunicorn 27.0's ``GeventWorker.run`` and ``handle_request`` and
 ``AsyncWorker.handle_request``; server.resting ends a resumed stream as ``AsyncWorker.handle`` ends a request;
-server.http_edge answers what ``Worker.handle_error`` answers; fanout.stream_writer writes the chunks gunicorn's
+server.http_edge answers what ``Worker.handle_error`` answers; the worker makes ``util.http_date``'s text once a
+second and remembers ``message._ip_in_allow_list``'s answers; fanout.stream_writer writes the chunks gunicorn's
 ``Response`` writes. docs/architecture.md, "Where the web process departs from gunicorn", says why. When gunicorn
 changes one of these, this test names it: re-read the new source, carry its change into our copy (or check that
 our writes still match), then record the new hash here.
@@ -14,6 +15,8 @@ import hashlib
 import inspect
 
 import pytest
+from gunicorn import util
+from gunicorn.http import message
 from gunicorn.http.wsgi import Response
 from gunicorn.workers.base import Worker
 from gunicorn.workers.base_async import AsyncWorker
@@ -33,6 +36,10 @@ COPIED = {
     Response.write: ("a13659ff072c00e1", "StreamWriter.write and stream_writer.chunk (fanout/stream_writer.py) "
                                          "write the chunks it writes, and count what it counts in ``sent``"),
     Response.close: ("1e78fc7777ff09ae", "StreamWriter.end writes the last chunk it writes"),
+    util.http_date: ("c67e491c15bd112c", "dates_once_a_second (server/gevent_worker.py) returns its text for "
+                                         "the current second, made once a second"),
+    message._ip_in_allow_list: ("f652338a798ddad4", "peers_remembered (server/gevent_worker.py) keeps its answer per "
+                                           "address"),
     Response.is_chunked: ("741304718d0b52cf", "web.extension._writes_chunks decides as it does which streams "
                                               "gunicorn sends chunked"),
 }

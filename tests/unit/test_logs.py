@@ -62,3 +62,11 @@ def test_formatter_redacts_a_traceback_that_quotes_a_request(caplog):
         record.exc_info = sys.exc_info()
     text = SafeFormatter("%(message)s").format(record)
     assert "tokTRACE" not in text and text.splitlines()[-1] == "ValueError: bad value '[redacted]'"
+
+
+def test_a_value_made_safe_before_a_secret_was_configured_is_redacted_after():
+    path = "/api/x/sekUNIT-7"
+    assert safe(path) == path and safe(path) == path  # seen twice: its safe form is remembered
+    add_secrets(["sekUNIT-7"])
+    assert safe(path) == "/api/x/[redacted]"
+    assert safe("a\x1b" * 600) == "a\\x1b" * 600  # too long to be remembered, made safe all the same

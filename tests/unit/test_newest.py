@@ -61,3 +61,23 @@ def test_a_lookup_that_gathers_serves_every_caller_that_came_while_it_waited_to_
     callers += [gevent.spawn(lookup.get, fetch) for _ in range(10)]
     assert [g.get(timeout=5) for g in callers] == [1] * 11
     assert runs == [0]
+
+
+def test_a_lookup_waits_longer_while_callers_keep_coming_and_a_lone_caller_only_the_first_gathering():
+    lookup: SharedLookup[int] = SharedLookup(gather_seconds=0.04, most_seconds=0.2)
+    runs: list[int] = []
+
+    def fetch() -> int:
+        runs.append(len(runs))
+        return len(runs)
+
+    callers = [gevent.spawn(lookup.get, fetch)]
+    for _ in range(4):  # one more every 30 ms: each within the gathering time of the one before
+        gevent.sleep(0.03)
+        callers.append(gevent.spawn(lookup.get, fetch))
+    assert [g.get(timeout=5) for g in callers] == [1] * 5  # 120 ms after the first, all still shared one lookup
+    assert runs == [0]
+
+    alone = gevent.spawn(lookup.get, fetch)
+    gevent.sleep(0.08)  # two gatherings: a lone caller's lookup began after the first
+    assert alone.ready() and alone.value == 2

@@ -56,3 +56,29 @@ def test_the_headers_and_the_opening_chunk_leave_in_one_send_then_each_chunk_in_
     assert sock.sends[1] == b"4\r\nnext\r\n"
     assert resp.headers_sent and resp.sent == len(b"hello and newest") + len(b"next")
     assert REST not in sock.sends
+
+
+def test_the_date_header_is_gunicorns_text_made_once_a_second(monkeypatch):
+    from gunicorn import util
+
+    from flexgate_stream.server.gevent_worker import dates_once_a_second
+
+    calls: list[Any] = []
+    original = util.http_date
+
+    def counted(timestamp: float | None = None) -> str:
+        calls.append(timestamp)
+        return str(original(timestamp))
+
+    monkeypatch.setattr(util, "http_date", counted)
+    now = [1_780_000_000.25]
+    monkeypatch.setattr("flexgate_stream.server.gevent_worker.time.time", lambda: now[0])
+    dates_once_a_second()
+    first = [util.http_date() for _ in range(5)]
+    now[0] += 0.5  # the same second
+    first.append(util.http_date())
+    now[0] += 1.0
+    later = util.http_date()
+    assert first == [original(1_780_000_000)] * 6 and later == original(1_780_000_001)
+    assert len(calls) == 2  # formatted once for each second
+    assert util.http_date(86400.0) == original(86400.0) == "Fri, 02 Jan 1970 00:00:00 GMT"
