@@ -42,7 +42,17 @@ class Agg:
         self.latency_sum += sign * cell.latency_sum
         if self.latency_count == 0:
             self.latency_sum = 0.0  # no float residue once every latency has left
-        self.sketch.merge(cell.sketch, sign)
+        # The sketch's merge, written out: this runs for every group a batch of cells touches in every window.
+        sketch, other = self.sketch, cell.sketch
+        bins = sketch.bins
+        for key, n in other.bins.items():
+            left = bins.get(key, 0) + sign * n
+            if left:
+                bins[key] = left
+            else:
+                bins.pop(key, None)
+        sketch.count += sign * other.count
+        sketch.forget_order()
         self._stats = None
 
     def copy(self) -> Agg:
@@ -80,6 +90,9 @@ class Levels:
         # a group's members are read without going over every pair.
         self.members: dict[str, dict[str, dict[str, Agg]]] = {"routes": {}, "upstreams": {}}
         self.by_upstream = upstreams
+        # The groups a list last showed, by kind, and the sum of their aggregates, kept up to date as they change:
+        # the rest of a list is then the total less one aggregate, not less each listed group's (``rest``).
+        self.listed: dict[str, tuple[frozenset[str], Agg]] = {}
 
     def add(self, cell: Cell, sign: int = 1) -> None:
         """Add or remove one cell at every level; groups left empty are dropped."""
@@ -89,15 +102,35 @@ class Levels:
             _add(self.upstreams, cell.upstream, cell, sign)
         if self.pairs is not None:
             self.add_pair(cell, sign)
+        for kind, (names, listed) in self.listed.items():
+            if (cell.route if kind == "routes" else cell.upstream) in names:
+                listed.add(cell, sign)
 
     def merge(self, other: Levels, sign: int) -> None:
         """Add or remove the totals, routes and upstreams of ``other`` (not its pairs)."""
         self.total.add(other.total, sign)
-        for key, agg in other.routes.items():
-            _add(self.routes, key, agg, sign)
-        if self.by_upstream:
-            for key, agg in other.upstreams.items():
-                _add(self.upstreams, key, agg, sign)
+        for kind in ("routes", "upstreams") if self.by_upstream else ("routes",):
+            groups = getattr(self, kind)
+            names, listed = self.listed.get(kind, (frozenset(), None))
+            for key, agg in getattr(other, kind).items():
+                _add(groups, key, agg, sign)
+                if key in names:
+                    assert listed is not None
+                    listed.add(agg, sign)
+
+    def rest(self, kind: str, names: list[str]) -> Agg:
+        """The total less the groups ``names`` of ``kind`` ("routes" or "upstreams")."""
+        shown = frozenset(names)
+        known = self.listed.get(kind)
+        if known is None or known[0] != shown:
+            groups, listed = getattr(self, kind), Agg()
+            for name in shown:
+                if name in groups:
+                    listed.add(groups[name])
+            known = self.listed[kind] = (shown, listed)
+        out = self.total.copy()
+        out.add(known[1], -1)
+        return out
 
     def add_pair(self, cell: Cell, sign: int) -> None:
         """Add or remove one cell at the route x upstream level only."""

@@ -53,15 +53,11 @@ def ranked(groups: dict[str, Agg], limit: int) -> tuple[list[str], int]:
     return [name for _n, name in heapq.nsmallest(limit, keyed)], len(keyed)
 
 
-def ranking(groups: dict[str, Agg], total: Agg, names: list[str], count: int) -> Ranking:
-    """The groups ``names`` (the busiest of ``count`` with requests) and, when there are more, the others as one
-    ``rest``."""
-    rest = None
-    if count > len(names):
-        others = total.copy()
-        for name in names:
-            others.add(groups[name], -1)
-        rest = others.stats()
+def ranking(levels: Levels, kind: str, names: list[str], count: int) -> Ranking:
+    """The groups ``names`` of ``kind`` (the busiest of ``count`` with requests) and, when there are more, the
+    others as one ``rest``."""
+    groups: dict[str, Agg] = getattr(levels, kind)
+    rest = levels.rest(kind, names).stats() if count > len(names) else None
     return Ranking({name: groups[name].stats() for name in names}, rest, count)
 
 
@@ -75,7 +71,7 @@ def _lists(tally: Tally, top: int) -> Lists:
 
 
 def _ranking(levels: Levels, kind: str, busy: tuple[list[str], int], shown: int) -> Ranking:
-    return ranking(getattr(levels, kind), levels.total, busy[0][:shown], busy[1])
+    return ranking(levels, kind, busy[0][:shown], busy[1])
 
 
 def _recent(name: str, start: int, levels: Levels, busy: tuple[tuple[list[str], int], ...],
