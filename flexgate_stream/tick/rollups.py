@@ -8,7 +8,7 @@ version, so every publisher applies the same changes in the same order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ WRAP = 1 << 32
 Admit = Callable[[str, int], str]  # a label and its minute -> the label it is counted under
 
 
-@dataclass
+@dataclass(slots=True)
 class Cell:
     """The requests of one minute, route and upstream (or a change to them)."""
 
@@ -133,7 +133,7 @@ def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict[str, Any],
     # A path's label and a label's admission do not change within one read: each is asked once per read.
     routes: dict[str | None, str] = {}
     upstreams: dict[str, str] = {}
-    for minute, path, upstream, status, lat, bin_key, ms in cur.fetchall():
+    for minute, path, upstream, status, lat, bin_key, ms in _rows(cur):
         route = routes.get(path)
         if route is None:
             route = routes[path] = admit_route(label(path), minute)
@@ -160,6 +160,15 @@ def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict[str, Any],
     for cell in (*cells.values(), *slot_cells.values()):
         cell.sketch.count = cell.latency_count
     return list(cells.values())
+
+
+def _rows(cur: psycopg2.extensions.cursor, size: int = 5000) -> Iterator[tuple[Any, ...]]:
+    """The rows of the last query, a few thousand Python tuples at a time (a backfill chunk reads 100,000)."""
+    while True:
+        rows = cur.fetchmany(size)
+        if not rows:
+            return
+        yield from rows
 
 
 def _count(cells: dict[tuple[int, str, str], Cell], key: tuple[int, str, str], status: int, lat: float | None,

@@ -49,8 +49,12 @@ def busiest(groups: dict[str, Agg], limit: int) -> list[str]:
 
 def ranked(groups: dict[str, Agg], limit: int) -> tuple[list[str], int]:
     """The ``limit`` busiest groups' names, busiest first (ties by name), and how many groups have requests."""
-    keyed = [(-agg.requests, name) for name, agg in groups.items() if agg.requests]
-    return [name for _n, name in heapq.nsmallest(limit, keyed)], len(keyed)
+    counts = [agg.requests for agg in groups.values()]
+    busy = len(counts) - counts.count(0)
+    # The limit-th count first (ints, compared in C), then only the groups at or above it sorted by name too.
+    floor = heapq.nlargest(limit, counts)[-1] if busy > limit > 0 else 1
+    keyed = sorted([(-agg.requests, name) for name, agg in groups.items() if agg.requests >= floor])
+    return [name for _n, name in keyed[:limit]], busy
 
 
 def ranking(levels: Levels, kind: str, names: list[str], count: int) -> Ranking:
