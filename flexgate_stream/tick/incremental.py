@@ -96,16 +96,17 @@ class IncrementalAggregation:
             self._follow(cur, state)
             self._labels(cur, on_tick=bool(window_ends))
             cells, slot_cells = self._read_new(cur, state)
+            prune = not window_ends or time.monotonic() - self.pruned_at >= PRUNE_SECONDS  # by the folds, not ticks
             if cells:
                 state.version += 1
-                # A tick that reads no rollups after storing (its windows stay in the tally's minute) only logs its
-                # cells; the next step adds them into request_rollups (``_state``), off the tick.
-                merge = self.tally is None or any(minute_of(end) != self.tally.minute for end in window_ends)
-                cell_store.store_cells(cur, cells, state.version, merge=merge or not window_ends)
-                state.merged = state.version if merge or not window_ends else state.merged
+                # A tick that reads no rollups after storing (no prune, its windows in the tally's minute) only logs
+                # its cells; the next step adds them into request_rollups (``_state``), off the tick.
+                merge = prune or self.tally is None or any(minute_of(end) != self.tally.minute for end in window_ends)
+                cell_store.store_cells(cur, cells, state.version, merge=merge)
+                state.merged = state.version if merge else state.merged
                 cell_store.store_slots(cur, slot_cells, self.slot_ms)
-            if not window_ends or time.monotonic() - self.pruned_at >= PRUNE_SECONDS:
-                self._prune(cur, state)  # between ticks, by the folds: not on the tick
+            if prune:
+                self._prune(cur, state)
             self._save(cur, state)
             self._apply(cells, state.version)
             out = []
