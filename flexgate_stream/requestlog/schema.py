@@ -106,6 +106,12 @@ def _create_slots(cur: psycopg2.extensions.cursor) -> str:
     return "created request_rollup_slots"
 
 
+def _add_merged_version(cur: psycopg2.extensions.cursor) -> str:
+    # NULL in an existing row: every logged change is already in request_rollups.
+    cur.execute("ALTER TABLE rollup_state ADD COLUMN merged_version BIGINT")
+    return "added rollup_state.merged_version (a tick's changes may be merged into the rollups by the next step)"
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -117,6 +123,7 @@ MIGRATIONS: list[Migration] = [
     Migration(1, "requests table", _create_requests),
     Migration(2, "request rollups", _create_rollups),
     Migration(3, "rollup slots", _create_slots),
+    Migration(4, "rollups merged after the tick", _add_merged_version),
 ]
 
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import psycopg2.extensions
 
 from flexgate_stream.messages import OVERFLOW
-from flexgate_stream.tick import rollups, slots
+from flexgate_stream.tick import cell_store, rollups, slots
 from flexgate_stream.tick.figures import WindowFigures
 from flexgate_stream.tick.labels import Cardinality, Labeller, newest_labels, table_patterns
 from flexgate_stream.tick.lock import locked
@@ -96,12 +96,17 @@ class IncrementalAggregation:
             self._follow(cur, state)
             self._labels(cur, on_tick=bool(window_ends))
             cells, slot_cells = self._read_new(cur, state)
+            prune = not window_ends or time.monotonic() - self.pruned_at >= PRUNE_SECONDS  # by the folds, not ticks
             if cells:
                 state.version += 1
-                rollups.store_cells(cur, cells, state.version)
-                slots.store_slots(cur, slot_cells, self.slot_ms)
-            if not window_ends or time.monotonic() - self.pruned_at >= PRUNE_SECONDS:
-                self._prune(cur, state)  # between ticks, by the folds: not on the tick
+                # A tick that reads no rollups after storing (no prune, its windows in the tally's minute) only logs
+                # its cells; the next step adds them into request_rollups (``_state``), off the tick.
+                merge = prune or self.tally is None or any(minute_of(end) != self.tally.minute for end in window_ends)
+                cell_store.store_cells(cur, cells, state.version, merge=merge)
+                state.merged = state.version if merge else state.merged
+                cell_store.store_slots(cur, slot_cells, self.slot_ms)
+            if prune:
+                self._prune(cur, state)
             self._save(cur, state)
             self._apply(cells, state.version)
             out = []
@@ -165,7 +170,8 @@ class IncrementalAggregation:
         state.requests_before += sum(c.requests for c in cells if c.minute < cutoff)
         cells = [c for c in cells if c.minute >= cutoff]
         state.version += 1
-        rollups.store_cells(cur, cells, state.version)
+        cell_store.store_cells(cur, cells, state.version)
+        state.merged = state.version
         state.backfill_below = low
         self._apply(cells, state.version)
         self.backfill_below = low
@@ -186,6 +192,10 @@ class IncrementalAggregation:
             self.backfill_total = self.backfill_below = state.backfill_below
             if 0 < state.max_id <= min(FIRST_TICK_IDS, self.chunk_ids):  # in one chunk: folded by this tick
                 self._fold_existing(cur, state)
+        if state.merged < state.version:  # a tick's cells, only logged: into the rollups before anything reads them
+            cell_store.merge_logged(cur, state.merged, state.version)
+            state.merged = state.version
+            save_state(cur, state)
         self.requests_before, self.backfill_below = state.requests_before, state.backfill_below
         return state
 

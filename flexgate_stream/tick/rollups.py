@@ -2,18 +2,17 @@
 
 A cell holds exact counts per status code, latency count and sum, and a latency sketch (bins and
 counts). ``fold_rows`` folds request rows into cells: bins are computed in SQL, routes in Python.
-Cells are added to ``request_rollups`` (an additive upsert) and logged in ``rollup_changes`` under a
+Cells are added to ``request_rollups`` (an additive upsert, ``cell_store``) and logged in ``rollup_changes`` under a
 version, so every publisher applies the same changes in the same order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg2.extensions
-import psycopg2.extras
 
 from flexgate_stream.tick.sketch import LatencySketch, bin_sql
 
@@ -26,7 +25,7 @@ WRAP = 1 << 32
 Admit = Callable[[str, int], str]  # a label and its minute -> the label it is counted under
 
 
-@dataclass
+@dataclass(slots=True)
 class Cell:
     """The requests of one minute, route and upstream (or a change to them)."""
 
@@ -42,20 +41,6 @@ class Cell:
     @property
     def key(self) -> tuple[int, str, str]:
         return self.minute, self.route, self.upstream
-
-    def row(self) -> tuple[Any, ...]:
-        """The cell as a rollup row (bucket start as epoch seconds), its arrays as PostgreSQL array literals."""
-        codes = sorted(self.status_codes)
-        bins, counts = self.sketch.to_arrays()
-        return (self.minute * MINUTE_SECONDS, self.route, self.upstream, self.requests, array_text(codes),
-                array_text([self.status_codes[c] for c in codes]), self.latency_count, self.latency_sum,
-                array_text(bins), array_text(counts))
-
-
-def array_text(values: list[int]) -> str:
-    """An int array as PostgreSQL's array literal (``{1,2,3}``), cast in SQL: psycopg2 would send
-    ``ARRAY[1,2,3]``, an expression per element that costs the server more to parse and plan than the upsert."""
-    return "{" + ",".join(map(str, values)) + "}"
 
 
 def merge_cell(into: Cell, change: Cell) -> None:
@@ -148,7 +133,7 @@ def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict[str, Any],
     # A path's label and a label's admission do not change within one read: each is asked once per read.
     routes: dict[str | None, str] = {}
     upstreams: dict[str, str] = {}
-    for minute, path, upstream, status, lat, bin_key, ms in cur.fetchall():
+    for minute, path, upstream, status, lat, bin_key, ms in _rows(cur):
         route = routes.get(path)
         if route is None:
             route = routes[path] = admit_route(label(path), minute)
@@ -177,6 +162,15 @@ def fold_rows(cur: psycopg2.extensions.cursor, sql: str, params: dict[str, Any],
     return list(cells.values())
 
 
+def _rows(cur: psycopg2.extensions.cursor, size: int = 5000) -> Iterator[tuple[Any, ...]]:
+    """The rows of the last query, a few thousand Python tuples at a time (a backfill chunk reads 100,000)."""
+    while True:
+        rows = cur.fetchmany(size)
+        if not rows:
+            return
+        yield from rows
+
+
 def _count(cells: dict[tuple[int, str, str], Cell], key: tuple[int, str, str], status: int, lat: float | None,
            bin_key: Any) -> None:
     cell = cells.get(key)
@@ -190,34 +184,6 @@ def _count(cells: dict[tuple[int, str, str], Cell], key: tuple[int, str, str], s
         cell.latency_sum += lat
         bins = cell.sketch.bins
         bins[bin_key] = bins.get(bin_key, 0) + 1
-
-
-# An upsert's conflict action that adds a cell into the stored one (rollups and slot cells alike).
-ADD_INTO_EXISTING = ("DO UPDATE SET requests = r.requests + EXCLUDED.requests,"
-                     " latency_count = r.latency_count + EXCLUDED.latency_count,"
-                     " latency_sum = r.latency_sum + EXCLUDED.latency_sum,"
-                     " (status_codes, status_counts) = (SELECT keys, counts FROM flexgate_merge_counts("
-                     "r.status_codes, r.status_counts, EXCLUDED.status_codes, EXCLUDED.status_counts)),"
-                     " (latency_bins, latency_counts) = (SELECT keys, counts FROM flexgate_merge_counts("
-                     "r.latency_bins, r.latency_counts, EXCLUDED.latency_bins, EXCLUDED.latency_counts))")
-
-
-def store_cells(cur: psycopg2.extensions.cursor, cells: list[Cell], version: int) -> None:
-    """Log ``cells`` as the changes of ``version`` and add them into the rollups."""
-    if not cells:
-        return
-    rows = [(version, *c.row()) for c in cells]
-    psycopg2.extras.execute_values(
-        cur,
-        "WITH d AS (INSERT INTO rollup_changes SELECT v.version, to_timestamp(v.b), v.route, v.up, v.n,"
-        " v.codes::int[], v.counts::bigint[], v.lat_n, v.lat_sum, v.bins::int[], v.bin_counts::bigint[]"
-        " FROM (VALUES %s) AS v(version, b, route, up, n, codes, counts, lat_n, lat_sum, bins, bin_counts)"
-        " RETURNING *)"
-        " INSERT INTO request_rollups AS r SELECT bucket_start, route, upstream, requests, status_codes,"
-        " status_counts, latency_count, latency_sum, latency_bins, latency_counts FROM d"
-        " ON CONFLICT (bucket_start, route, upstream) " + ADD_INTO_EXISTING,
-        rows, page_size=len(rows),
-    )
 
 
 def load_cells(cur: psycopg2.extensions.cursor, first: int, last: int) -> list[Cell]:

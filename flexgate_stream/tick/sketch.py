@@ -66,6 +66,10 @@ class LatencySketch:
         self.count += n
         self._sorted = None
 
+    def forget_order(self) -> None:
+        """Drop the sorted bins kept for quantiles (after the bins were changed directly)."""
+        self._sorted = None
+
     def merge(self, other: LatencySketch, sign: int = 1) -> None:
         """Add (sign 1) or remove (sign -1) every latency of ``other``."""
         add_counts(self.bins, other.bins, sign)

@@ -12,10 +12,8 @@ import math
 from datetime import datetime
 
 import psycopg2.extensions
-import psycopg2.extras
 
 from flexgate_stream.tick.rollups import (
-    ADD_INTO_EXISTING,
     CELL_COLUMNS,
     MINUTE_SECONDS,
     Cell,
@@ -27,21 +25,6 @@ from flexgate_stream.tick.rollups import (
 def slot_ms(tick_seconds: float) -> int:
     """The slot length: the longest that every window end (a multiple of the tick) falls on a boundary of."""
     return math.gcd(round(tick_seconds * 1000), MINUTE_SECONDS * 1000) or 1000
-
-
-def store_slots(cur: psycopg2.extensions.cursor, cells: list[Cell], length_ms: int) -> None:
-    """Add slot cells (``minute`` holding the slot number) into the slots table."""
-    if not cells:
-        return
-    rows = [(c.minute * length_ms / 1000.0, *c.row()[1:]) for c in cells]
-    psycopg2.extras.execute_values(
-        cur,
-        "INSERT INTO request_rollup_slots AS r SELECT to_timestamp(v.s), v.route, v.up, v.n, v.codes::int[],"
-        " v.counts::bigint[], v.lat_n, v.lat_sum, v.bins::int[], v.bin_counts::bigint[]"
-        " FROM (VALUES %s) AS v(s, route, up, n, codes, counts, lat_n, lat_sum, bins, bin_counts)"
-        " ON CONFLICT (slot_start, route, upstream) " + ADD_INTO_EXISTING,
-        rows, page_size=len(rows),
-    )
 
 
 def after(cur: psycopg2.extensions.cursor, end: datetime, minute: int) -> list[Cell]:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flexgate_stream.tick.figures import PERCENTILES, SERIES_BUCKET_SECONDS, SERIES_BUCKETS, Stats, percentile_triple
-from flexgate_stream.tick.rollups import MINUTE_SECONDS, Cell, merge_cell
+from flexgate_stream.tick.rollups import MINUTE_SECONDS, Cell
 from flexgate_stream.tick.sketch import LatencySketch, add_counts
 
 DAY_MINUTES = 24 * 60
@@ -42,7 +42,17 @@ class Agg:
         self.latency_sum += sign * cell.latency_sum
         if self.latency_count == 0:
             self.latency_sum = 0.0  # no float residue once every latency has left
-        self.sketch.merge(cell.sketch, sign)
+        # The sketch's merge, written out: this runs for every group a batch of cells touches in every window.
+        sketch, other = self.sketch, cell.sketch
+        bins = sketch.bins
+        for key, n in other.bins.items():
+            left = bins.get(key, 0) + sign * n
+            if left:
+                bins[key] = left
+            else:
+                bins.pop(key, None)
+        sketch.count += sign * other.count
+        sketch.forget_order()
         self._stats = None
 
     def copy(self) -> Agg:
@@ -80,6 +90,9 @@ class Levels:
         # a group's members are read without going over every pair.
         self.members: dict[str, dict[str, dict[str, Agg]]] = {"routes": {}, "upstreams": {}}
         self.by_upstream = upstreams
+        # The groups a list last showed, by kind, and the sum of their aggregates, kept up to date as they change:
+        # the rest of a list is then the total less one aggregate, not less each listed group's (``rest``).
+        self.listed: dict[str, tuple[frozenset[str], Agg]] = {}
 
     def add(self, cell: Cell, sign: int = 1) -> None:
         """Add or remove one cell at every level; groups left empty are dropped."""
@@ -88,9 +101,39 @@ class Levels:
         if self.by_upstream:
             _add(self.upstreams, cell.upstream, cell, sign)
         if self.pairs is not None:
-            self._add_pair(cell, sign)
+            self.add_pair(cell, sign)
+        for kind, (names, listed) in self.listed.items():
+            if (cell.route if kind == "routes" else cell.upstream) in names:
+                listed.add(cell, sign)
 
-    def _add_pair(self, cell: Cell, sign: int) -> None:
+    def merge(self, other: Levels, sign: int) -> None:
+        """Add or remove the totals, routes and upstreams of ``other`` (not its pairs)."""
+        self.total.add(other.total, sign)
+        for kind in ("routes", "upstreams") if self.by_upstream else ("routes",):
+            groups = getattr(self, kind)
+            names, listed = self.listed.get(kind, (frozenset(), None))
+            for key, agg in getattr(other, kind).items():
+                _add(groups, key, agg, sign)
+                if key in names:
+                    assert listed is not None
+                    listed.add(agg, sign)
+
+    def rest(self, kind: str, names: list[str]) -> Agg:
+        """The total less the groups ``names`` of ``kind`` ("routes" or "upstreams")."""
+        shown = frozenset(names)
+        known = self.listed.get(kind)
+        if known is None or known[0] != shown:
+            groups, listed = getattr(self, kind), Agg()
+            for name in shown:
+                if name in groups:
+                    listed.add(groups[name])
+            known = self.listed[kind] = (shown, listed)
+        out = self.total.copy()
+        out.add(known[1], -1)
+        return out
+
+    def add_pair(self, cell: Cell, sign: int) -> None:
+        """Add or remove one cell at the route x upstream level only."""
         assert self.pairs is not None
         route, upstream = cell.route, cell.upstream
         agg = self.pairs.get((route, upstream))
@@ -108,7 +151,7 @@ class Levels:
                     del self.members[side][owner]
 
 
-def _add(groups: dict[Any, Any], key: object, cell: Cell, sign: int) -> None:
+def _add(groups: dict[Any, Any], key: object, cell: Cell | Agg, sign: int) -> None:
     agg = groups.get(key)
     if agg is None:
         agg = groups[key] = Agg()
@@ -121,7 +164,12 @@ CellSource = Callable[[int, int], list[Cell]]  # cells of minutes first..last (i
 
 
 class Tally:
-    """Running totals for the windows ending with minute ``minute``."""
+    """Running totals for the windows ending with minute ``minute``.
+
+    Besides the windows it keeps each minute of the last hour summed by route and upstream (``by_minute``), to
+    take a minute out of the hour and 5-minute windows when it leaves them. New cells are summed per minute
+    first and each sum added to the windows once, so a window costs the routes a batch touches, not its cells.
+    """
 
     def __init__(self, minute: int, day_cells: Iterable[Cell], recent_cells: Iterable[Cell]) -> None:
         """Build at ``minute`` from the 24 h aggregates (any cells) and the individual cells of the last hour."""
@@ -130,42 +178,51 @@ class Tally:
         for cell in day_cells:
             self.day.add(cell)
         self.hour, self.five = Levels(), Levels()
-        self.recent: dict[int, dict[tuple[str, str], Cell]] = {}
+        self.by_minute: dict[int, Levels] = {}
         self.groups: dict[int, Levels] = {}
-        for cell in recent_cells:
-            self._remember(cell)
-
-    def _remember(self, cell: Cell) -> None:
-        """A cell of the last hour: kept, and counted in the hour, 5-minute and series windows it falls in."""
-        kept = self.recent.setdefault(cell.minute, {})
-        pair = (cell.route, cell.upstream)
-        if pair in kept:
-            merge_cell(kept[pair], cell)
-        else:
-            kept[pair] = Cell(cell.minute, cell.route, cell.upstream)
-            merge_cell(kept[pair], cell)
-        age = self.minute - cell.minute
-        if age < HOUR_MINUTES:
-            self.hour.add(cell)
-        if age < FIVE_MINUTES:
-            self.five.add(cell)
-        group = cell.minute // SERIES_BUCKET_MINUTES
-        if group > self.minute // SERIES_BUCKET_MINUTES - SERIES_BUCKETS:
-            levels = self.groups.get(group)
-            if levels is None:
-                levels = self.groups[group] = Levels()
-            levels.add(cell)
+        self._fold(recent_cells, day=False)
 
     def apply(self, cells: Iterable[Cell]) -> None:
         """Fold changes (new rows) in; changes to minutes after ``minute`` wait in the rollups until then."""
+        self._fold(cells, day=True)
+
+    def _fold(self, cells: Iterable[Cell], day: bool) -> None:
+        """Count ``cells`` in the windows they fall in (``day``: the 24 h window too, with its pairs)."""
+        batches: dict[int, Levels] = {}
         for cell in cells:
             age = self.minute - cell.minute
-            if age < 0:
+            if age < 0 or age >= DAY_MINUTES or (age > HOUR_MINUTES and not day):
                 continue
-            if age < DAY_MINUTES:
-                self.day.add(cell)
-            if age <= HOUR_MINUTES:
-                self._remember(cell)
+            if day:
+                self.day.add_pair(cell, 1)
+            batch = batches.get(cell.minute)
+            if batch is None:
+                batch = batches[cell.minute] = Levels()
+            batch.add(cell)
+        for minute, batch in batches.items():
+            for levels in self._windows(minute, day):
+                levels.merge(batch, 1)
+
+    def _windows(self, minute: int, day: bool) -> list[Levels]:
+        """The aggregates a change to ``minute`` is counted in (``day``: the 24 h window's too)."""
+        age = self.minute - minute
+        out = [self.day] if day else []
+        if age <= HOUR_MINUTES:
+            kept = self.by_minute.get(minute)
+            if kept is None:
+                kept = self.by_minute[minute] = Levels()
+            out.append(kept)
+        if age < HOUR_MINUTES:
+            out.append(self.hour)
+        if age < FIVE_MINUTES:
+            out.append(self.five)
+        group = minute // SERIES_BUCKET_MINUTES
+        if group > self.minute // SERIES_BUCKET_MINUTES - SERIES_BUCKETS and age <= HOUR_MINUTES:
+            levels = self.groups.get(group)
+            if levels is None:
+                levels = self.groups[group] = Levels()
+            out.append(levels)
+        return out
 
     def advance(self, minute: int, load: CellSource) -> None:
         """Move the windows forward to ``minute``: add the new minutes' cells, remove the expired ones."""
@@ -173,25 +230,25 @@ class Tally:
             return
         first = self.minute + 1
         arriving = load(first, minute)
-        leaving = load(first - DAY_MINUTES, minute - DAY_MINUTES)
-        for cell in leaving:
-            self.day.add(cell, -1)
+        leaving = Levels()
+        for cell in load(first - DAY_MINUTES, minute - DAY_MINUTES):
+            self.day.add_pair(cell, -1)
+            leaving.add(cell)
+        self.day.merge(leaving, -1)
         for step in range(first, minute + 1):
-            for cell in self.recent.get(step - HOUR_MINUTES, {}).values():
-                self.hour.add(cell, -1)
-            for cell in self.recent.get(step - FIVE_MINUTES, {}).values():
-                self.five.add(cell, -1)
+            for window, length in ((self.hour, HOUR_MINUTES), (self.five, FIVE_MINUTES)):
+                expired = self.by_minute.get(step - length)
+                if expired is not None:
+                    window.merge(expired, -1)
         self.minute = minute
-        for cell in arriving:
-            self.day.add(cell)
-            self._remember(cell)
+        self.by_minute = {m: levels for m, levels in self.by_minute.items() if m >= minute - HOUR_MINUTES}
         oldest_group = minute // SERIES_BUCKET_MINUTES - SERIES_BUCKETS + 1
-        self.recent = {m: cells for m, cells in self.recent.items() if m >= minute - HOUR_MINUTES}
         self.groups = {g: levels for g, levels in self.groups.items() if g >= oldest_group}
+        self._fold(arriving, day=True)
 
     def shift(self, cells: Iterable[Cell], sign: int) -> None:
         """Remove (sign -1) or add back (sign 1) cells of the current minute in every window, leaving the kept
-        minute cells as they are: a window that ends inside the minute does not count its rows after the end."""
+        minute sums as they are: a window that ends inside the minute does not count its rows after the end."""
         group = self.groups.get(self.minute // SERIES_BUCKET_MINUTES)
         for cell in cells:
             for levels in (self.day, self.hour, self.five, group):

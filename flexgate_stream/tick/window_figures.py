@@ -49,19 +49,19 @@ def busiest(groups: dict[str, Agg], limit: int) -> list[str]:
 
 def ranked(groups: dict[str, Agg], limit: int) -> tuple[list[str], int]:
     """The ``limit`` busiest groups' names, busiest first (ties by name), and how many groups have requests."""
-    keyed = [(-agg.requests, name) for name, agg in groups.items() if agg.requests]
-    return [name for _n, name in heapq.nsmallest(limit, keyed)], len(keyed)
+    counts = [agg.requests for agg in groups.values()]
+    busy = len(counts) - counts.count(0)
+    # The limit-th count first (ints, compared in C), then only the groups at or above it sorted by name too.
+    floor = heapq.nlargest(limit, counts)[-1] if busy > limit > 0 else 1
+    keyed = sorted([(-agg.requests, name) for name, agg in groups.items() if agg.requests >= floor])
+    return [name for _n, name in keyed[:limit]], busy
 
 
-def ranking(groups: dict[str, Agg], total: Agg, names: list[str], count: int) -> Ranking:
-    """The groups ``names`` (the busiest of ``count`` with requests) and, when there are more, the others as one
-    ``rest``."""
-    rest = None
-    if count > len(names):
-        others = total.copy()
-        for name in names:
-            others.add(groups[name], -1)
-        rest = others.stats()
+def ranking(levels: Levels, kind: str, names: list[str], count: int) -> Ranking:
+    """The groups ``names`` of ``kind`` (the busiest of ``count`` with requests) and, when there are more, the
+    others as one ``rest``."""
+    groups: dict[str, Agg] = getattr(levels, kind)
+    rest = levels.rest(kind, names).stats() if count > len(names) else None
     return Ranking({name: groups[name].stats() for name in names}, rest, count)
 
 
@@ -75,7 +75,7 @@ def _lists(tally: Tally, top: int) -> Lists:
 
 
 def _ranking(levels: Levels, kind: str, busy: tuple[list[str], int], shown: int) -> Ranking:
-    return ranking(getattr(levels, kind), levels.total, busy[0][:shown], busy[1])
+    return ranking(levels, kind, busy[0][:shown], busy[1])
 
 
 def _recent(name: str, start: int, levels: Levels, busy: tuple[tuple[list[str], int], ...],

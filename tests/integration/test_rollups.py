@@ -171,3 +171,49 @@ def test_a_naive_gateway_column_is_bucketed_in_its_own_zone(db):
     with db, db.cursor() as cur:
         cur.execute("SET TIME ZONE 'Europe/Berlin'")  # so the checks compare wall-clock values in that zone
     assert_rollup_snapshot(db, summary_snapshot(figures, 3), end)
+
+
+def test_names_with_quotes_backslashes_braces_and_commas_are_stored_and_read_back_as_written(db):
+    """Cells travel to PostgreSQL as array literals: no upstream name may be split, unquoted or read as NULL."""
+    schema.upgrade(db)
+    end = now_end()
+    names = ['a"b', "c\\d", "{e,f}", "NULL", " sp ace ", "ünï ✓", "g'h", '\\"', ""]
+    rows = [(end - timedelta(seconds=5 + i), "/api/users", 200 + i, 10.0 + i, name) for i, name in enumerate(names)]
+    aggregation = built(db)
+    insert(db, rows + rows[:3])
+    (figures,) = aggregation.tick(db, [end])  # folded, stored, then read back by a second publisher
+    (again,) = IncrementalAggregation(TimeColumn(None)).tick(db, [end])
+    for shown in (figures, again):
+        snap = summary_snapshot(shown, 20)
+        by_name = {u["name"]: u["requests"] for u in snap["upstreams"]}
+        assert by_name == {name: 2 if i < 3 else 1 for i, name in enumerate(names)}
+        assert_rollup_snapshot(db, snap, end)
+
+
+def _stored(db) -> tuple[int, int, int, int]:
+    """(requests in the rollups, rows in the log, the state's version, the version merged into the rollups)."""
+    with db.cursor() as cur:
+        cur.execute("SELECT (SELECT sum(requests) FROM request_rollups), (SELECT count(*) FROM requests),"
+                    " version, merged_version FROM rollup_state")
+        out = tuple(int(v) for v in cur.fetchone())
+    db.rollback()
+    return out  # type: ignore[return-value]
+
+
+def test_a_tick_only_logs_its_cells_and_the_next_step_of_any_publisher_adds_them_into_the_rollups(db):
+    schema.upgrade(db)
+    end = now_end()
+    insert(db, make_rows(41, 1500, end=end))
+    aggregation = built(db)
+    aggregation.tick(db, [end])
+    insert(db, make_rows(42, 400, end=end))
+    (figures,) = aggregation.tick(db, [end])
+    stored, rows, version, merged = _stored(db)
+    assert merged == version - 1 and stored < rows, "the tick's own cells are logged, not yet in the rollups"
+    # The publisher stops here; another one starts: it adds the logged cells before it reads the rollups.
+    (again,) = IncrementalAggregation(TimeColumn(None)).tick(db, [end])
+    assert _stored(db) == (rows, rows, version, version)
+    assert summary_snapshot(again, 3)["summary"] == summary_snapshot(figures, 3)["summary"]
+    assert_rollup_snapshot(db, summary_snapshot(again, 3), end)
+    aggregation.tick(db, [])  # the first one, back: its next fold finds nothing left to add
+    assert _stored(db)[0] == rows
