@@ -28,12 +28,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
+import selectors
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import gevent
 import nats.errors
+from gevent import monkey
 from gevent.event import AsyncResult
+from gevent.selectors import GeventSelector
 from nats.aio.client import Client as NATS
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
@@ -52,6 +57,7 @@ T = TypeVar("T")
 CONSUMER_HEARTBEAT = 2.0  # an ordered consumer missing two heartbeats is re-created by nats-py
 RECONCILE_SECONDS = 2.0  # how often feeds that could not be followed (stream missing) are retried
 STUCK_SECONDS = 3 * CONSUMER_HEARTBEAT  # behind the stream this long without moving: re-create the consumer
+EAGER_SECONDS = 0.005  # the loop runs its ready work this long at most before giving way to the other greenlets
 
 
 class Bridge:
@@ -158,7 +164,7 @@ class Bridge:
             loop.call_soon_threadsafe(lambda: loop.create_task(fn(key)))
 
     def _run(self) -> None:
-        loop = self._loop = asyncio.new_event_loop()
+        loop = self._loop = asyncio.SelectorEventLoop(EagerSelector())
         try:
             loop.run_until_complete(self._main())
         except Exception:
@@ -292,3 +298,43 @@ async def _quietly(awaitable: Awaitable[Any]) -> None:
         await asyncio.wait_for(awaitable, 1.0)
     except Exception:
         pass
+
+
+_poll = monkey.get_original("select", "poll")
+
+
+class EagerSelector(GeventSelector):  # type: ignore[misc]  # gevent has no type hints
+    """gevent's selector, except that while the loop has work ready, or its sockets have, it goes on without
+    giving way to the other greenlets, for at most EAGER_SECONDS.
+
+    gevent's selector gives way on every call, and asyncio calls it once per turn of its loop, even with work
+    ready (timeout 0): each turn then waits until every greenlet queued meanwhile has run. A JetStream request
+    takes some fifteen turns, so while a worker opens thousands of streams a probe's request took seconds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._gave_way = time.monotonic()
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if time.monotonic() - self._gave_way < EAGER_SECONDS:
+            ready = self._poll_now()
+            if ready or (timeout is not None and timeout <= 0):
+                return ready
+        found: list[tuple[selectors.SelectorKey, int]] = super().select(timeout)
+        self._gave_way = time.monotonic()
+        return found
+
+    def _poll_now(self) -> list[tuple[selectors.SelectorKey, int]]:
+        """The registered files ready now, from the kernel, without waiting or giving way."""
+        poll = _poll()
+        for key in self.get_map().values():
+            poll.register(key.fd, (select.POLLIN if key.events & selectors.EVENT_READ else 0)
+                          | (select.POLLOUT if key.events & selectors.EVENT_WRITE else 0))
+        ready = []
+        for fd, event in poll.poll(0):
+            key = self.get_map().get(fd)
+            found = (selectors.EVENT_WRITE if event & ~select.POLLIN else 0) | \
+                    (selectors.EVENT_READ if event & ~select.POLLOUT else 0)
+            if key is not None and key.events & found:
+                ready.append((key, key.events & found))
+        return ready
