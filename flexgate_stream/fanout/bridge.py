@@ -10,7 +10,9 @@ Choice: nats-py runs on an asyncio event loop driven by one greenlet of the monk
 - the loop's selector is gevent's (``selectors`` is patched), so the loop parks cooperatively, and
   name resolution goes through gevent's resolver, so ``localhost`` in NATS_SERVERS works;
 - a request greenlet calls into the loop with ``loop.call_soon_threadsafe`` (which wakes the
-  selector through asyncio's self-pipe) and waits on a gevent ``AsyncResult``: it blocks only itself.
+  selector through asyncio's self-pipe) and waits for a libev async watcher: it blocks only itself;
+- the loop's turns and its wake-ups are not queued behind the other runnable greenlets (EagerSelector):
+  in a storm of openings that queue takes seconds to go round.
 
 The cost: time spent in nats-py's parser is taken from serving requests; at one snapshot per tick
 per followed subject that is negligible next to writing the frames.
@@ -28,17 +30,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import select
-import selectors
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import gevent
 import nats.errors
-from gevent import monkey
-from gevent.event import AsyncResult
-from gevent.selectors import GeventSelector
 from nats.aio.client import Client as NATS
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
@@ -46,6 +42,7 @@ from flexgate_stream.errors import NatsUnavailable
 from flexgate_stream.fanout import jetstream_api
 from flexgate_stream.fanout.feeds import Feed
 from flexgate_stream.fanout.hub import Channel, Policy, StreamHub
+from flexgate_stream.fanout.loop_wait import Answer, EagerSelector
 from flexgate_stream.fanout.watchdog import Watchdog
 from flexgate_stream.nats_link import NatsLink
 from flexgate_stream.settings import Settings
@@ -57,7 +54,6 @@ T = TypeVar("T")
 CONSUMER_HEARTBEAT = 2.0  # an ordered consumer missing two heartbeats is re-created by nats-py
 RECONCILE_SECONDS = 2.0  # how often feeds that could not be followed (stream missing) are retried
 STUCK_SECONDS = 3 * CONSUMER_HEARTBEAT  # behind the stream this long without moving: re-create the consumer
-EAGER_SECONDS = 0.005  # the loop runs its ready work this long at most before giving way to the other greenlets
 
 
 class Bridge:
@@ -126,16 +122,16 @@ class Bridge:
         loop, nc = self._loop, self._nc
         if loop is None or nc is None or not nc.is_connected:
             raise NatsUnavailable("NATS is not connected; the service keeps reconnecting.")
-        result: AsyncResult[T] = AsyncResult()
+        answer: Answer[T] = Answer()
 
         def finished(task: asyncio.Task[T]) -> None:
             self._calls.discard(task)
             if task.cancelled():
-                result.set_exception(NatsUnavailable("the NATS connection closed before it answered."))
-            elif task.exception() is not None:
-                result.set_exception(task.exception())
+                answer.fail(NatsUnavailable("the NATS connection closed before it answered."))
+            elif (exc := task.exception()) is not None:
+                answer.fail(exc)
             else:
-                result.set(task.result())
+                answer.set(task.result())
 
         started: list[asyncio.Task[T]] = []
 
@@ -147,8 +143,7 @@ class Bridge:
 
         loop.call_soon_threadsafe(submit)
         try:
-            value: T = result.get(timeout=timeout)
-            return value
+            return answer.get(timeout)
         except gevent.Timeout:
             if not loop.is_closed():  # nobody waits for it any more: end it now, not at its own request timeout
                 loop.call_soon_threadsafe(_cancel_all, started)
@@ -299,42 +294,3 @@ async def _quietly(awaitable: Awaitable[Any]) -> None:
     except Exception:
         pass
 
-
-_poll = monkey.get_original("select", "poll")
-
-
-class EagerSelector(GeventSelector):  # type: ignore[misc]  # gevent has no type hints
-    """gevent's selector, except that while the loop has work ready, or its sockets have, it goes on without
-    giving way to the other greenlets, for at most EAGER_SECONDS.
-
-    gevent's selector gives way on every call, and asyncio calls it once per turn of its loop, even with work
-    ready (timeout 0): each turn then waits until every greenlet queued meanwhile has run. A JetStream request
-    takes some fifteen turns, so while a worker opens thousands of streams a probe's request took seconds."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._gave_way = time.monotonic()
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        if time.monotonic() - self._gave_way < EAGER_SECONDS:
-            ready = self._poll_now()
-            if ready or (timeout is not None and timeout <= 0):
-                return ready
-        found: list[tuple[selectors.SelectorKey, int]] = super().select(timeout)
-        self._gave_way = time.monotonic()
-        return found
-
-    def _poll_now(self) -> list[tuple[selectors.SelectorKey, int]]:
-        """The registered files ready now, from the kernel, without waiting or giving way."""
-        poll = _poll()
-        for key in self.get_map().values():
-            poll.register(key.fd, (select.POLLIN if key.events & selectors.EVENT_READ else 0)
-                          | (select.POLLOUT if key.events & selectors.EVENT_WRITE else 0))
-        ready = []
-        for fd, event in poll.poll(0):
-            key = self.get_map().get(fd)
-            found = (selectors.EVENT_WRITE if event & ~select.POLLIN else 0) | \
-                    (selectors.EVENT_READ if event & ~select.POLLOUT else 0)
-            if key is not None and key.events & found:
-                ready.append((key, key.events & found))
-        return ready

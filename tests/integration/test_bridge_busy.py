@@ -46,7 +46,7 @@ def test_a_probe_behind_hundreds_of_runnable_greenlets_answers_in_time_and_a_hun
         probes = [json.loads(driver.stdout.readline()) for _ in range(5)]
         assert [p["error"] for p in probes] == [None] * 5, probes  # the code before: "did not answer within 0.8 s"
         # Load-independent: the request waits a few turns of the runnable greenlets, not one per asyncio step.
-        assert statistics.median(p["passes"] for p in probes) <= 4, probes
+        assert statistics.median(p["passes"] for p in probes) <= 2, probes
         assert json.loads(driver.stdout.readline()) == {"hang": True}
 
         assert own_nats.proc is not None
