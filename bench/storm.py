@@ -27,6 +27,8 @@ class Prober(threading.Thread):
         self.slowest = 0.0
         self.statuses: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
+        self.workers: set[str] = set()
+        self.slow: list[tuple[float, str, bool]] = []  # over 0.5 s: seconds, worker, its first answer here?
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -38,6 +40,10 @@ class Prober(threading.Thread):
                 status = str(answer.status_code)
                 if answer.status_code != 200:
                     self.reasons[_reason(answer)] += 1
+                worker = answer.headers.get("X-Flexgate-Worker", "?")
+                if time.monotonic() - started > 0.5:
+                    self.slow.append((time.monotonic() - started, worker, worker not in self.workers))
+                self.workers.add(worker)
             except requests.RequestException as exc:
                 status = type(exc).__name__
             self.slowest = max(self.slowest, time.monotonic() - started)
@@ -115,3 +121,5 @@ def reconnect_storm(server: OurServer, streams: int, clients: int, open_rate: fl
               f"(target: within 1 s); answers {dict(probe.statuses)}")
         for reason, count in probe.reasons.items():
             print(f"    {count} refused: {reason}")
+        for seconds, worker, first in probe.slow:
+            print(f"    {seconds * 1000:.0f} ms from worker {worker}{' (its first answer)' if first else ''}")
