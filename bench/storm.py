@@ -18,13 +18,17 @@ from bench.servers import OurServer
 
 
 class Prober(threading.Thread):
-    """Polls an endpoint every 0.2 s; keeps the slowest answer and counts answers by status."""
+    """Polls an endpoint every 0.2 s; keeps the slowest answer, counts answers by status, keeps the reasons of
+    refusals."""
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
         self.url = url
         self.slowest = 0.0
         self.statuses: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+        self.workers: set[str] = set()
+        self.slow: list[tuple[float, str, bool]] = []  # over 0.5 s: seconds, worker, its first answer here?
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -32,12 +36,28 @@ class Prober(threading.Thread):
         while not self.stopping.is_set():
             started = time.monotonic()
             try:
-                status = str(session.get(self.url, timeout=5).status_code)
+                answer = session.get(self.url, timeout=5)
+                status = str(answer.status_code)
+                if answer.status_code != 200:
+                    self.reasons[_reason(answer)] += 1
+                worker = answer.headers.get("X-Flexgate-Worker", "?")
+                if time.monotonic() - started > 0.5:
+                    self.slow.append((time.monotonic() - started, worker, worker not in self.workers))
+                self.workers.add(worker)
             except requests.RequestException as exc:
                 status = type(exc).__name__
             self.slowest = max(self.slowest, time.monotonic() - started)
             self.statuses[status] += 1
             self.stopping.wait(0.2)
+
+
+def _reason(answer: requests.Response) -> str:
+    """Why an endpoint refused: its JSON error, else the start of its body."""
+    try:
+        body = answer.json()
+        return str(body.get("error") or body.get("reason") or body)[:200]
+    except ValueError:
+        return answer.text[:200]
 
 
 class Ticker(threading.Thread):
@@ -99,3 +119,7 @@ def reconnect_storm(server: OurServer, streams: int, clients: int, open_rate: fl
     for probe in probes:
         print(f"  {probe.url.rsplit('/', 1)[1]}: slowest answer {probe.slowest * 1000:.0f} ms "
               f"(target: within 1 s); answers {dict(probe.statuses)}")
+        for reason, count in probe.reasons.items():
+            print(f"    {count} refused: {reason}")
+        for seconds, worker, first in probe.slow:
+            print(f"    {seconds * 1000:.0f} ms from worker {worker}{' (its first answer)' if first else ''}")

@@ -12,13 +12,14 @@ Pure asyncio nats-py: safe to call from the bridge's loop (no gevent, no Postgre
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime
 from typing import TypedDict
 
 from nats.js import JetStreamContext
-from nats.js.errors import NoKeysError, NotFoundError
+from nats.js.errors import NotFoundError
 
 from flexgate_stream.messages import METRICS_STREAM, PUBLISHERS_BUCKET, SUMMARY_SUBJECT, PublisherBeat
 from flexgate_stream.timestamps import parse_iso
@@ -55,29 +56,36 @@ async def newest_window_end(js: JetStreamContext) -> str | None:
 
 async def publisher_beats(js: JetStreamContext) -> list[PublisherBeat]:
     """Every heartbeat in the publishers' KV bucket (expired and stopped publishers are gone)."""
+    # Two round trips, the keys' reads at once: the web tier's health probes make them in a worker that may be
+    # opening thousands of streams, where each round trip waits its turn (a KV watcher for the keys took several).
+    stream = f"KV_{PUBLISHERS_BUCKET}"
     try:
-        kv = await js.key_value(PUBLISHERS_BUCKET)
-        keys = await kv.keys()
-    except (NotFoundError, NoKeysError):
+        info = await js.stream_info(stream, subjects_filter=f"$KV.{PUBLISHERS_BUCKET}.>")
+    except NotFoundError:
         return []
-    beats = []
-    for key in keys:
-        try:
-            entry = await kv.get(key)
-        except NotFoundError:
-            continue  # expired between keys() and get()
-        if entry.value:
-            beats.append(json.loads(entry.value))
-    return beats
+    subjects = sorted(info.state.subjects or {})
+    values = await asyncio.gather(*(_kv_value(js, stream, subject) for subject in subjects))
+    return [json.loads(value) for value in values if value]
+
+
+async def _kv_value(js: JetStreamContext, stream: str, subject: str) -> bytes | None:
+    """The value a KV key holds now; None when it was deleted, purged or expired meanwhile."""
+    try:
+        msg = await js.get_last_msg(stream, subject)
+    except NotFoundError:
+        return None
+    if (msg.headers or {}).get("KV-Operation") in ("DEL", "PURGE"):
+        return None
+    return msg.data or None
 
 
 async def read_liveness(js: JetStreamContext, now: float | None = None) -> Liveness:
     """How old the newest snapshot is, and which publishers are live (heartbeat within three ticks)."""
     now = time.time() if now is None else now
-    newest = await newest_window_end(js)
+    newest, beats = await asyncio.gather(newest_window_end(js), publisher_beats(js))
     snapshot_age = None if newest is None else max(0.0, now - parse_iso(newest).timestamp())
     publishers = []
-    for beat in await publisher_beats(js):
+    for beat in beats:
         age = max(0.0, now - parse_iso(beat.get("seenAt") or beat["startedAt"]).timestamp())
         live = age <= STALE_TICKS * beat_period(beat)
         publishers.append(LivePublisher(beat=beat, age=age, live=live))
