@@ -71,4 +71,3 @@ def _name_worker(response: Response) -> Response:
     """Say which worker process answered (load balancing and restarts are visible to operators and tests)."""
     response.headers.add("X-Flexgate-Worker", str(os.getpid()))  # no other code sets it: nothing to replace
     return response
-

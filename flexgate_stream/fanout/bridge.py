@@ -293,4 +293,3 @@ async def _quietly(awaitable: Awaitable[Any]) -> None:
         await asyncio.wait_for(awaitable, 1.0)
     except Exception:
         pass
-
