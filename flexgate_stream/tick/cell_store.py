@@ -80,12 +80,10 @@ def store_cells(cur: psycopg2.extensions.cursor, cells: list[Cell], version: int
     cur.execute(log, cell_params(cells, lambda c: c.minute * MINUTE_SECONDS) | {"version": version})
 
 
-def merge_logged(cur: psycopg2.extensions.cursor, after: int, upto: int) -> None:
-    """Add the changes logged with versions in (``after``, ``upto``] into the rollups, one version at a time (a
-    version holds each cell once; an upsert may not touch a row twice)."""
-    for version in range(after + 1, upto + 1):
-        cur.execute(f"INSERT INTO request_rollups AS r SELECT bucket_start, {COLUMNS} FROM rollup_changes"
-                    " WHERE version = %s ON CONFLICT (bucket_start, route, upstream) " + ADD_INTO_EXISTING, (version,))
+def merge_logged(cur: psycopg2.extensions.cursor, version: int) -> None:
+    """Add the changes logged with ``version`` into the rollups (the database's own function, which its trigger
+    also runs when an older release moves past a logged version: requestlog/schema.py, migration 5)."""
+    cur.execute("SELECT flexgate_merge_change(%s)", (version,))
 
 
 def store_slots(cur: psycopg2.extensions.cursor, cells: list[Cell], length_ms: int) -> None:
