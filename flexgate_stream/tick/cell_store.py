@@ -52,14 +52,20 @@ def nested(literals: list[str]) -> str:
 
 def cell_params(cells: list[Cell], start: Callable[[Cell], float]) -> dict[str, str]:
     """The parameters of ``CELLS`` for ``cells``; ``start``: a cell's start in epoch seconds."""
-    codes, counts, bins, bin_counts = [], [], [], []
+    codes: list[str] = []
+    counts: list[str] = []
+    bins: list[str] = []
+    bin_counts: list[str] = []
     for cell in cells:
-        keys = sorted(cell.status_codes)
-        codes.append(ints(keys))
-        counts.append(ints(map(cell.status_codes.__getitem__, keys)))
-        keys = sorted(cell.sketch.bins)
-        bins.append(ints(keys))
-        bin_counts.append(ints(map(cell.sketch.bins.__getitem__, keys)))
+        for keyed, out, outn in ((cell.status_codes, codes, counts), (cell.sketch.bins, bins, bin_counts)):
+            if len(keyed) == 1:  # most cells of a busy tick hold one row
+                ((key, n),) = keyed.items()
+                out.append(f"{{{key}}}")
+                outn.append(f"{{{n}}}")
+            else:
+                keys = sorted(keyed)
+                out.append(ints(keys))
+                outn.append(ints(map(keyed.__getitem__, keys)))
     return {"start": "{" + ",".join(repr(float(start(c))) for c in cells) + "}",
             "route": texts(c.route for c in cells), "upstream": texts(c.upstream for c in cells),
             "requests": ints(c.requests for c in cells), "codes": nested(codes), "counts": nested(counts),

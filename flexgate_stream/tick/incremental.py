@@ -112,8 +112,10 @@ class IncrementalAggregation:
             out = []
             for i, end in enumerate(window_ends):
                 out.append(self._figures(cur, end, index and i == len(window_ends) - 1))
-            if not window_ends and self.ahead is not None:
-                self._move_to(cur, minute_of(self.ahead))
+            if not window_ends and self.tally is not None:  # a fold: what no tick reads is brought up to date
+                self.tally.keep()
+                if self.ahead is not None:
+                    self._move_to(cur, minute_of(self.ahead))
         return out
 
     def _move_to(self, cur: psycopg2.extensions.cursor, minute: int) -> None:
