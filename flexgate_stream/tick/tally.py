@@ -217,6 +217,7 @@ class Tally:
         self.groups: dict[int, Levels] = {}
         self.unkept: list[tuple[int, Batch]] = []  # batches not yet added into ``by_minute``
         self._fold(recent_cells, day=False)
+        self.keep()  # now: the batches hold the hour's cells
 
     def apply(self, cells: Iterable[Cell]) -> None:
         """Fold changes (new rows) in; changes to minutes after ``minute`` wait in the rollups until then."""
