@@ -51,14 +51,17 @@ class Agg:
         # The sketch's merge, written out: this runs for every group a batch of cells touches in every window.
         sketch, other = self.sketch, cell.sketch
         bins = sketch.bins
+        size, drops = len(bins), 0
         for key, n in other.bins.items():
             left = bins.get(key, 0) + sign * n
             if left:
                 bins[key] = left
             else:
                 bins.pop(key, None)
+                drops += 1
         sketch.count += sign * other.count
-        sketch.forget_order()
+        # No bin dropped and as many as before: no bin was added either, the sorted bins still hold.
+        sketch.forget_order(keys=bool(drops) or len(bins) != size)
         self._stats = None
 
     def copy(self) -> Agg:
