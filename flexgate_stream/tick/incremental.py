@@ -116,6 +116,7 @@ class IncrementalAggregation:
                 self.tally.keep()
                 if self.ahead is not None:
                     self._move_to(cur, minute_of(self.ahead))
+                self.tally.prepare(lambda a, b: rollups.load_cells(cur, a, b))
         return out
 
     def _move_to(self, cur: psycopg2.extensions.cursor, minute: int) -> None:

@@ -219,6 +219,8 @@ class Tally:
         self.by_minute: dict[int, Levels] = {}
         self.groups: dict[int, Levels] = {}
         self.unkept: list[tuple[int, Batch]] = []  # batches not yet added into ``by_minute``
+        # The minute that next leaves the 24 h window: its cells and their sum, read by a fold (``prepare``).
+        self.leaving: tuple[int, list[Cell], Levels] | None = None
         self._fold(recent_cells, day=False)
         self.keep()  # now: the batches hold the hour's cells
 
@@ -229,10 +231,13 @@ class Tally:
     def _fold(self, cells: Iterable[Cell], day: bool) -> None:
         """Count ``cells`` in the windows they fall in (``day``: the 24 h window too, with its pairs)."""
         batches: dict[int, Batch] = {}
+        leaving = self.leaving[0] if self.leaving is not None else None
         for cell in cells:
             age = self.minute - cell.minute
             if age < 0 or age >= DAY_MINUTES or (age > HOUR_MINUTES and not day):
                 continue
+            if cell.minute == leaving:  # the cells read ahead are no longer all of that minute's
+                self.leaving = leaving = None
             if day:
                 self.day.add_pair(cell, 1)
             batch = batches.get(cell.minute)
@@ -279,10 +284,13 @@ class Tally:
         self.keep()
         first = self.minute + 1
         arriving = load(first, minute)
-        leaving = Levels()
-        for cell in load(first - DAY_MINUTES, minute - DAY_MINUTES):
+        prepared, self.leaving = self.leaving, None
+        if prepared is not None and minute == first and prepared[0] == first - DAY_MINUTES:
+            left, leaving = prepared[1], prepared[2]
+        else:
+            left, leaving = self._sum(load(first - DAY_MINUTES, minute - DAY_MINUTES))
+        for cell in left:
             self.day.add_pair(cell, -1)
-            leaving.add(cell)
         self.day.merge(leaving, -1)
         for step in range(first, minute + 1):
             for window, length in ((self.hour, HOUR_MINUTES), (self.five, FIVE_MINUTES)):
@@ -294,6 +302,20 @@ class Tally:
         oldest_group = minute // SERIES_BUCKET_MINUTES - SERIES_BUCKETS + 1
         self.groups = {g: levels for g, levels in self.groups.items() if g >= oldest_group}
         self._fold(arriving, day=True)
+
+    def prepare(self, load: CellSource) -> None:
+        """Between ticks: read and sum the cells that leave the 24 h window when it next moves one minute, so
+        the tick that moves it does not (at 10 M rows and 1,000 routes, ~5,000 cells)."""
+        minute = self.minute + 1 - DAY_MINUTES
+        if self.leaving is None or self.leaving[0] != minute:
+            self.leaving = (minute, *self._sum(load(minute, minute)))
+
+    @staticmethod
+    def _sum(cells: list[Cell]) -> tuple[list[Cell], Levels]:
+        levels = Levels()
+        for cell in cells:
+            levels.add(cell)
+        return cells, levels
 
     def shift(self, cells: Iterable[Cell], sign: int) -> None:
         """Remove (sign -1) or add back (sign 1) cells of the current minute in every window, leaving the kept

@@ -50,8 +50,13 @@ def test_windows_and_the_rest_of_their_lists_equal_the_same_cells_summed_from_sc
     for step in range(1, 8):
         minute = MINUTE + step // 2
         new = cells(rnd, range(minute - 2, minute + 1), 300)
-        stored.extend(new)
-        tally.apply(new)
+        # A few rows of the minutes about to leave the 24 h window, before or after a fold read them ahead.
+        old = cells(rnd, range(tally.minute + 1 - 1440, tally.minute + 3 - 1440), 20)
+        if step % 2:
+            tally.prepare(load)
+        stored.extend(new + old)
+        tally.apply(new + old)
+        tally.prepare(load)
         tally.advance(minute, load)
         for levels, length in ((tally.day, 1440), (tally.hour, 60), (tally.five, 5)):
             expected = summed([c for c in stored if 0 <= minute - c.minute < length])
