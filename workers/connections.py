@@ -110,6 +110,11 @@ class Database:
         finally:
             self.backfilling = False
 
+    async def settle(self) -> None:
+        """Add a tick's logged cells into the rollups (the warm stop's last PostgreSQL work)."""
+        if self.aggregation is not None and not self.down:
+            await self._run(self._settle)
+
     async def _run(self, work: Callable[..., T], *args: Any) -> T | None:
         started = time.monotonic()
         if started < self.retry_at:
@@ -200,6 +205,10 @@ class Database:
         aggregation.budget, aggregation.published = self.budget, self.published
         aggregation.ahead = self.ahead if not window_ends else None
         return aggregation.tick(conn, window_ends, index)
+
+    def _settle(self) -> None:
+        conn, aggregation = self._connected()
+        aggregation.settle(conn)
 
     def _backfill_step(self) -> bool:
         conn, aggregation = self._connected()

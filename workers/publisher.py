@@ -241,6 +241,10 @@ class Publisher:
                 unfinished.cancel()
                 await asyncio.wait({unfinished}, timeout=0.5)
         scheduler.shutdown(wait=False)
+        # The last tick's cells may be only logged: added now, so whichever publisher (or release) comes next
+        # reads complete rollups.
+        await asyncio.wait({asyncio.ensure_future(self.db.settle())},
+                           timeout=max(0.1, min(1.0, deadline - time.monotonic() - 1.5)))
         js = self.nats.js
         if js is not None:
             await self.outbox.retire(js, timeout=0.5)

@@ -112,6 +112,48 @@ def _add_merged_version(cur: psycopg2.extensions.cursor) -> str:
     return "added rollup_state.merged_version (a tick's changes may be merged into the rollups by the next step)"
 
 
+# The one version whose cells a tick only logged (NULL: none): merged by the next step of a publisher that knows
+# the column, and by the database itself when a publisher that does not (an older release, during a deploy or a
+# rollback) updates the state; that release neither merges nor clears it. Replaces merged_version, whose range
+# (merged_version, version] took in an older release's versions too, which it had already merged.
+LOGGED_VERSION = """
+ALTER TABLE rollup_state ADD COLUMN logged_version BIGINT;
+UPDATE rollup_state SET logged_version = merged_version + 1 WHERE merged_version < version;
+ALTER TABLE rollup_state DROP COLUMN merged_version;
+CREATE FUNCTION flexgate_merge_change(v BIGINT) RETURNS void LANGUAGE sql AS $$
+    INSERT INTO request_rollups AS r
+    SELECT bucket_start, route, upstream, requests, status_codes, status_counts, latency_count, latency_sum,
+           latency_bins, latency_counts
+    FROM rollup_changes WHERE version = v
+    ON CONFLICT (bucket_start, route, upstream) DO UPDATE SET requests = r.requests + EXCLUDED.requests,
+        latency_count = r.latency_count + EXCLUDED.latency_count,
+        latency_sum = r.latency_sum + EXCLUDED.latency_sum,
+        (status_codes, status_counts) = (SELECT keys, counts FROM flexgate_merge_counts(
+            r.status_codes, r.status_counts, EXCLUDED.status_codes, EXCLUDED.status_counts)),
+        (latency_bins, latency_counts) = (SELECT keys, counts FROM flexgate_merge_counts(
+            r.latency_bins, r.latency_counts, EXCLUDED.latency_bins, EXCLUDED.latency_counts))
+$$;
+CREATE FUNCTION flexgate_merge_logged() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM flexgate_merge_change(OLD.logged_version);
+    NEW.logged_version := NULL;
+    RETURN NEW;
+END
+$$;
+-- An update that leaves a pending version as it was comes from code that does not know the column: the new code
+-- either clears it (having merged it) or sets a newer one.
+CREATE TRIGGER rollup_state_merge_logged BEFORE UPDATE ON rollup_state FOR EACH ROW
+    WHEN (OLD.logged_version IS NOT NULL AND NEW.logged_version = OLD.logged_version)
+    EXECUTE FUNCTION flexgate_merge_logged();
+"""
+
+
+def _logged_version(cur: psycopg2.extensions.cursor) -> str:
+    cur.execute(LOGGED_VERSION)
+    return ("rollup_state.logged_version (the one version a tick only logged) replaces merged_version; an update"
+            " by an older release merges it")
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -124,6 +166,7 @@ MIGRATIONS: list[Migration] = [
     Migration(2, "request rollups", _create_rollups),
     Migration(3, "rollup slots", _create_slots),
     Migration(4, "rollups merged after the tick", _add_merged_version),
+    Migration(5, "the one logged version", _logged_version),
 ]
 
 

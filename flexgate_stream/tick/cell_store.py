@@ -52,14 +52,20 @@ def nested(literals: list[str]) -> str:
 
 def cell_params(cells: list[Cell], start: Callable[[Cell], float]) -> dict[str, str]:
     """The parameters of ``CELLS`` for ``cells``; ``start``: a cell's start in epoch seconds."""
-    codes, counts, bins, bin_counts = [], [], [], []
+    codes: list[str] = []
+    counts: list[str] = []
+    bins: list[str] = []
+    bin_counts: list[str] = []
     for cell in cells:
-        keys = sorted(cell.status_codes)
-        codes.append(ints(keys))
-        counts.append(ints(map(cell.status_codes.__getitem__, keys)))
-        keys = sorted(cell.sketch.bins)
-        bins.append(ints(keys))
-        bin_counts.append(ints(map(cell.sketch.bins.__getitem__, keys)))
+        for keyed, out, outn in ((cell.status_codes, codes, counts), (cell.sketch.bins, bins, bin_counts)):
+            if len(keyed) == 1:  # most cells of a busy tick hold one row
+                ((key, n),) = keyed.items()
+                out.append(f"{{{key}}}")
+                outn.append(f"{{{n}}}")
+            else:
+                keys = sorted(keyed)
+                out.append(ints(keys))
+                outn.append(ints(map(keyed.__getitem__, keys)))
     return {"start": "{" + ",".join(repr(float(start(c))) for c in cells) + "}",
             "route": texts(c.route for c in cells), "upstream": texts(c.upstream for c in cells),
             "requests": ints(c.requests for c in cells), "codes": nested(codes), "counts": nested(counts),
@@ -80,12 +86,10 @@ def store_cells(cur: psycopg2.extensions.cursor, cells: list[Cell], version: int
     cur.execute(log, cell_params(cells, lambda c: c.minute * MINUTE_SECONDS) | {"version": version})
 
 
-def merge_logged(cur: psycopg2.extensions.cursor, after: int, upto: int) -> None:
-    """Add the changes logged with versions in (``after``, ``upto``] into the rollups, one version at a time (a
-    version holds each cell once; an upsert may not touch a row twice)."""
-    for version in range(after + 1, upto + 1):
-        cur.execute(f"INSERT INTO request_rollups AS r SELECT bucket_start, {COLUMNS} FROM rollup_changes"
-                    " WHERE version = %s ON CONFLICT (bucket_start, route, upstream) " + ADD_INTO_EXISTING, (version,))
+def merge_logged(cur: psycopg2.extensions.cursor, version: int) -> None:
+    """Add the changes logged with ``version`` into the rollups (the database's own function, which its trigger
+    also runs when an older release moves past a logged version: requestlog/schema.py, migration 5)."""
+    cur.execute("SELECT flexgate_merge_change(%s)", (version,))
 
 
 def store_slots(cur: psycopg2.extensions.cursor, cells: list[Cell], length_ms: int) -> None:

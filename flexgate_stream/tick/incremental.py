@@ -103,7 +103,7 @@ class IncrementalAggregation:
                 # its cells; the next step adds them into request_rollups (``_state``), off the tick.
                 merge = prune or self.tally is None or any(minute_of(end) != self.tally.minute for end in window_ends)
                 cell_store.store_cells(cur, cells, state.version, merge=merge)
-                state.merged = state.version if merge else state.merged
+                state.logged = None if merge else state.version
                 cell_store.store_slots(cur, slot_cells, self.slot_ms)
             if prune:
                 self._prune(cur, state)
@@ -112,8 +112,11 @@ class IncrementalAggregation:
             out = []
             for i, end in enumerate(window_ends):
                 out.append(self._figures(cur, end, index and i == len(window_ends) - 1))
-            if not window_ends and self.ahead is not None:
-                self._move_to(cur, minute_of(self.ahead))
+            if not window_ends and self.tally is not None:  # a fold: what no tick reads is brought up to date
+                self.tally.keep()
+                if self.ahead is not None:
+                    self._move_to(cur, minute_of(self.ahead))
+                self.tally.prepare(lambda a, b: rollups.load_cells(cur, a, b))
         return out
 
     def _move_to(self, cur: psycopg2.extensions.cursor, minute: int) -> None:
@@ -171,7 +174,6 @@ class IncrementalAggregation:
         cells = [c for c in cells if c.minute >= cutoff]
         state.version += 1
         cell_store.store_cells(cur, cells, state.version)
-        state.merged = state.version
         state.backfill_below = low
         self._apply(cells, state.version)
         self.backfill_below = low
@@ -192,12 +194,23 @@ class IncrementalAggregation:
             self.backfill_total = self.backfill_below = state.backfill_below
             if 0 < state.max_id <= min(FIRST_TICK_IDS, self.chunk_ids):  # in one chunk: folded by this tick
                 self._fold_existing(cur, state)
-        if state.merged < state.version:  # a tick's cells, only logged: into the rollups before anything reads them
-            cell_store.merge_logged(cur, state.merged, state.version)
-            state.merged = state.version
-            save_state(cur, state)
+        self._merge_logged(cur, state)
         self.requests_before, self.backfill_below = state.requests_before, state.backfill_below
         return state
+
+    @staticmethod
+    def _merge_logged(cur: psycopg2.extensions.cursor, state: RollupState) -> None:
+        """A tick's cells, only logged: into the rollups before anything reads them."""
+        if state.logged is not None:
+            cell_store.merge_logged(cur, state.logged)
+            state.logged = None
+            save_state(cur, state)
+
+    def settle(self, conn: psycopg2.extensions.connection) -> None:
+        """Add the cells a tick only logged into the rollups (a warm stop: a publisher of any release that comes
+        next finds them there)."""
+        with locked(conn) as cur:
+            self._merge_logged(cur, load_state(cur, self.column))
 
     def _follow(self, cur: psycopg2.extensions.cursor, state: RollupState) -> None:
         """Apply the changes other publishers made since our version (or drop the tally if too far behind)."""

@@ -27,13 +27,13 @@ class RollupState:
     requests_before: int  # requests older than the rollups keep, still counted in the all-time total
     backfill_below: int  # ids below it, from the log that existed at first start, are still to be folded
     backfill_visibility: str  # the visibility that log is read with (column ``backfill_snapshot``)
-    merged: int  # changes up to this version are added into request_rollups; later ones only logged (a tick's)
+    logged: int | None  # the version whose cells a tick only logged, not yet added into request_rollups
     current: str  # not stored: this transaction's visibility
     fresh: bool = False  # not stored: made by this transaction (first start), so there is nothing new to read
 
 
 COLUMNS = ("version, max_id, low_id, snapshot, pending, requests_before, backfill_below, backfill_snapshot,"
-           " merged_version")
+           " logged_version")
 
 
 def load_state(cur: psycopg2.extensions.cursor, column: TimeColumn) -> RollupState:
@@ -48,9 +48,9 @@ def load_state(cur: psycopg2.extensions.cursor, column: TimeColumn) -> RollupSta
     current, *row = first
     if row[0] is None:
         return _first_state(cur, column, current)
-    version, max_id, low_id, visibility, pending, before, below, backfill, merged = row
+    version, max_id, low_id, visibility, pending, before, below, backfill, logged = row
     return RollupState(int(version), int(max_id), int(low_id), visibility, [(int(i), int(x)) for i, x in pending],
-                       int(before), int(below), backfill, int(version if merged is None else merged), current)
+                       int(before), int(below), backfill, None if logged is None else int(logged), current)
 
 
 def _first_state(cur: psycopg2.extensions.cursor, column: TimeColumn, current: str) -> RollupState:
@@ -62,7 +62,7 @@ def _first_state(cur: psycopg2.extensions.cursor, column: TimeColumn, current: s
                               b=datetime.now(UTC) + timedelta(days=1)))
     recent = scalar(cur)
     low = min(top, int(recent) - 1) if recent is not None else top
-    state = RollupState(0, top, low, current, [(top, Visibility(current).xmax)], 0, top, current, 0, current, True)
+    state = RollupState(0, top, low, current, [(top, Visibility(current).xmax)], 0, top, current, None, current, True)
     cur.execute(f"INSERT INTO rollup_state (id, {COLUMNS}) VALUES (1, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 _row(state))
     return state
@@ -71,7 +71,7 @@ def _first_state(cur: psycopg2.extensions.cursor, column: TimeColumn, current: s
 def save_state(cur: psycopg2.extensions.cursor, state: RollupState) -> None:
     """Store ``state`` (in the transaction it was loaded in)."""
     cur.execute("UPDATE rollup_state SET version = %s, max_id = %s, low_id = %s, snapshot = %s, pending = %s,"
-                " requests_before = %s, backfill_below = %s, backfill_snapshot = %s, merged_version = %s,"
+                " requests_before = %s, backfill_below = %s, backfill_snapshot = %s, logged_version = %s,"
                 " updated_at = now() WHERE id = 1",
                 _row(state))
 
@@ -86,4 +86,4 @@ def stored_version(cur: psycopg2.extensions.cursor) -> int:
 def _row(state: RollupState) -> tuple[object, ...]:
     """The stored columns' values, in the order of COLUMNS."""
     return (state.version, state.max_id, state.low_id, state.visibility, json.dumps(state.pending),
-            state.requests_before, state.backfill_below, state.backfill_visibility, state.merged)
+            state.requests_before, state.backfill_below, state.backfill_visibility, state.logged)

@@ -49,12 +49,15 @@ def add_counts(counts: dict[int, int], other: dict[int, int], sign: int = 1) -> 
 class LatencySketch:
     """Counts per bin; merge and subtract are exact, quantiles within RELATIVE_ACCURACY."""
 
-    __slots__ = ("bins", "count", "_sorted")
+    __slots__ = ("bins", "count", "_keys", "_cumulative")
 
     def __init__(self, bins: dict[int, int] | None = None) -> None:
         self.bins: dict[int, int] = dict(bins) if bins else {}
         self.count = sum(self.bins.values())
-        self._sorted: tuple[list[int], list[int]] | None = None
+        # Kept for quantiles: the bins in order (while no bin is added or dropped: at 10 M rows a busy group's
+        # day has hundreds, and its set rarely changes) and their running counts (until any count changes).
+        self._keys: list[int] | None = None
+        self._cumulative: list[int] | None = None
 
     def add_bin(self, key: int, n: int) -> None:
         """Add ``n`` latencies to bin ``key`` (``n`` may be negative to remove them)."""
@@ -64,26 +67,31 @@ class LatencySketch:
         else:
             self.bins.pop(key, None)
         self.count += n
-        self._sorted = None
+        self._keys = self._cumulative = None
 
-    def forget_order(self) -> None:
-        """Drop the sorted bins kept for quantiles (after the bins were changed directly)."""
-        self._sorted = None
+    def forget_order(self, keys: bool = True) -> None:
+        """Drop what is kept for quantiles after the bins were changed directly (``keys``: a bin was added or
+        dropped; else only counts changed)."""
+        self._cumulative = None
+        if keys:
+            self._keys = None
 
     def merge(self, other: LatencySketch, sign: int = 1) -> None:
         """Add (sign 1) or remove (sign -1) every latency of ``other``."""
         add_counts(self.bins, other.bins, sign)
         self.count += sign * other.count
-        self._sorted = None
+        self._keys = self._cumulative = None
 
     def quantiles(self, fractions: tuple[float, ...]) -> tuple[float, ...]:
         """``percentile_cont`` estimates for ``fractions``; zeros when the sketch is empty."""
         if self.count <= 0:
             return tuple(0.0 for _ in fractions)
-        if self._sorted is None:
-            keys = sorted(self.bins)
-            self._sorted = (keys, list(accumulate(map(self.bins.__getitem__, keys))))
-        keys, cumulative = self._sorted
+        keys = self._keys
+        if keys is None:
+            keys = self._keys = sorted(self.bins)
+        cumulative = self._cumulative
+        if cumulative is None:
+            cumulative = self._cumulative = list(accumulate(map(self.bins.__getitem__, keys)))
 
         def at(rank: int) -> float:
             return bin_value(keys[min(bisect_right(cumulative, rank), len(keys) - 1)])

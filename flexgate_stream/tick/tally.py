@@ -13,7 +13,7 @@ from typing import Any
 
 from flexgate_stream.tick.figures import PERCENTILES, SERIES_BUCKET_SECONDS, SERIES_BUCKETS, Stats, percentile_triple
 from flexgate_stream.tick.rollups import MINUTE_SECONDS, Cell
-from flexgate_stream.tick.sketch import LatencySketch, add_counts
+from flexgate_stream.tick.sketch import LatencySketch
 
 DAY_MINUTES = 24 * 60
 HOUR_MINUTES = 60
@@ -37,7 +37,13 @@ class Agg:
     def add(self, cell: Cell | Agg, sign: int = 1) -> None:
         """Add (sign 1) or remove (sign -1) the requests of ``cell``."""
         self.requests += sign * cell.requests
-        add_counts(self.status_codes, cell.status_codes, sign)
+        codes = self.status_codes
+        for code, n in cell.status_codes.items():  # add_counts, written out (as the sketch's merge below)
+            left = codes.get(code, 0) + sign * n
+            if left:
+                codes[code] = left
+            else:
+                codes.pop(code, None)
         self.latency_count += sign * cell.latency_count
         self.latency_sum += sign * cell.latency_sum
         if self.latency_count == 0:
@@ -45,14 +51,17 @@ class Agg:
         # The sketch's merge, written out: this runs for every group a batch of cells touches in every window.
         sketch, other = self.sketch, cell.sketch
         bins = sketch.bins
+        size, drops = len(bins), 0
         for key, n in other.bins.items():
             left = bins.get(key, 0) + sign * n
             if left:
                 bins[key] = left
             else:
                 bins.pop(key, None)
+                drops += 1
         sketch.count += sign * other.count
-        sketch.forget_order()
+        # No bin dropped and as many as before: no bin was added either, the sorted bins still hold.
+        sketch.forget_order(keys=bool(drops) or len(bins) != size)
         self._stats = None
 
     def copy(self) -> Agg:
@@ -106,7 +115,7 @@ class Levels:
             if (cell.route if kind == "routes" else cell.upstream) in names:
                 listed.add(cell, sign)
 
-    def merge(self, other: Levels, sign: int) -> None:
+    def merge(self, other: Levels | Batch, sign: int) -> None:
         """Add or remove the totals, routes and upstreams of ``other`` (not its pairs)."""
         self.total.add(other.total, sign)
         for kind in ("routes", "upstreams") if self.by_upstream else ("routes",):
@@ -160,6 +169,33 @@ def _add(groups: dict[Any, Any], key: object, cell: Cell | Agg, sign: int) -> No
         del groups[key]
 
 
+class Batch:
+    """One minute's new cells summed by route and upstream before they reach the windows; a route with one cell
+    keeps the cell itself (at 1,000 busy routes each has one a tick: summing it into an aggregate first is a
+    copy)."""
+
+    __slots__ = ("total", "routes", "upstreams")
+
+    def __init__(self) -> None:
+        self.total = Agg()
+        self.routes: dict[str, Cell | Agg] = {}
+        self.upstreams: dict[str, Agg] = {}
+
+    def add(self, cell: Cell) -> None:
+        """Count one cell."""
+        self.total.add(cell)
+        _add(self.upstreams, cell.upstream, cell, 1)
+        known = self.routes.get(cell.route)
+        if known is None:
+            self.routes[cell.route] = cell
+            return
+        if not isinstance(known, Agg):
+            known = Agg()
+            known.add(self.routes[cell.route])
+            self.routes[cell.route] = known
+        known.add(cell)
+
+
 CellSource = Callable[[int, int], list[Cell]]  # cells of minutes first..last (inclusive) from the rollups
 
 
@@ -169,6 +205,8 @@ class Tally:
     Besides the windows it keeps each minute of the last hour summed by route and upstream (``by_minute``), to
     take a minute out of the hour and 5-minute windows when it leaves them. New cells are summed per minute
     first and each sum added to the windows once, so a window costs the routes a batch touches, not its cells.
+    No tick reads the kept minutes: a batch is added into them by ``keep`` (the folds between ticks call it, and
+    ``advance`` before it takes a minute out).
     """
 
     def __init__(self, minute: int, day_cells: Iterable[Cell], recent_cells: Iterable[Cell]) -> None:
@@ -180,7 +218,11 @@ class Tally:
         self.hour, self.five = Levels(), Levels()
         self.by_minute: dict[int, Levels] = {}
         self.groups: dict[int, Levels] = {}
+        self.unkept: list[tuple[int, Batch]] = []  # batches not yet added into ``by_minute``
+        # The minute that next leaves the 24 h window: its cells and their sum, read by a fold (``prepare``).
+        self.leaving: tuple[int, list[Cell], Levels] | None = None
         self._fold(recent_cells, day=False)
+        self.keep()  # now: the batches hold the hour's cells
 
     def apply(self, cells: Iterable[Cell]) -> None:
         """Fold changes (new rows) in; changes to minutes after ``minute`` wait in the rollups until then."""
@@ -188,30 +230,41 @@ class Tally:
 
     def _fold(self, cells: Iterable[Cell], day: bool) -> None:
         """Count ``cells`` in the windows they fall in (``day``: the 24 h window too, with its pairs)."""
-        batches: dict[int, Levels] = {}
+        batches: dict[int, Batch] = {}
+        leaving = self.leaving[0] if self.leaving is not None else None
         for cell in cells:
             age = self.minute - cell.minute
             if age < 0 or age >= DAY_MINUTES or (age > HOUR_MINUTES and not day):
                 continue
+            if cell.minute == leaving:  # the cells read ahead are no longer all of that minute's
+                self.leaving = leaving = None
             if day:
                 self.day.add_pair(cell, 1)
             batch = batches.get(cell.minute)
             if batch is None:
-                batch = batches[cell.minute] = Levels()
+                batch = batches[cell.minute] = Batch()
             batch.add(cell)
         for minute, batch in batches.items():
             for levels in self._windows(minute, day):
                 levels.merge(batch, 1)
+            if self.minute - minute <= HOUR_MINUTES:
+                self.unkept.append((minute, batch))
+
+    def keep(self) -> None:
+        """Add the batches counted since the last call into the kept minute sums."""
+        for minute, batch in self.unkept:
+            if self.minute - minute <= HOUR_MINUTES:
+                kept = self.by_minute.get(minute)
+                if kept is None:
+                    kept = self.by_minute[minute] = Levels()
+                kept.merge(batch, 1)
+        self.unkept = []
 
     def _windows(self, minute: int, day: bool) -> list[Levels]:
-        """The aggregates a change to ``minute`` is counted in (``day``: the 24 h window's too)."""
+        """The aggregates a change to ``minute`` is counted in now (``day``: the 24 h window's too); the kept
+        minute sums later (``keep``)."""
         age = self.minute - minute
         out = [self.day] if day else []
-        if age <= HOUR_MINUTES:
-            kept = self.by_minute.get(minute)
-            if kept is None:
-                kept = self.by_minute[minute] = Levels()
-            out.append(kept)
         if age < HOUR_MINUTES:
             out.append(self.hour)
         if age < FIVE_MINUTES:
@@ -228,12 +281,16 @@ class Tally:
         """Move the windows forward to ``minute``: add the new minutes' cells, remove the expired ones."""
         if minute <= self.minute:
             return
+        self.keep()
         first = self.minute + 1
         arriving = load(first, minute)
-        leaving = Levels()
-        for cell in load(first - DAY_MINUTES, minute - DAY_MINUTES):
+        prepared, self.leaving = self.leaving, None
+        if prepared is not None and minute == first and prepared[0] == first - DAY_MINUTES:
+            left, leaving = prepared[1], prepared[2]
+        else:
+            left, leaving = self._sum(load(first - DAY_MINUTES, minute - DAY_MINUTES))
+        for cell in left:
             self.day.add_pair(cell, -1)
-            leaving.add(cell)
         self.day.merge(leaving, -1)
         for step in range(first, minute + 1):
             for window, length in ((self.hour, HOUR_MINUTES), (self.five, FIVE_MINUTES)):
@@ -245,6 +302,20 @@ class Tally:
         oldest_group = minute // SERIES_BUCKET_MINUTES - SERIES_BUCKETS + 1
         self.groups = {g: levels for g, levels in self.groups.items() if g >= oldest_group}
         self._fold(arriving, day=True)
+
+    def prepare(self, load: CellSource) -> None:
+        """Between ticks: read and sum the cells that leave the 24 h window when it next moves one minute, so
+        the tick that moves it does not (at 10 M rows and 1,000 routes, ~5,000 cells)."""
+        minute = self.minute + 1 - DAY_MINUTES
+        if self.leaving is None or self.leaving[0] != minute:
+            self.leaving = (minute, *self._sum(load(minute, minute)))
+
+    @staticmethod
+    def _sum(cells: list[Cell]) -> tuple[list[Cell], Levels]:
+        levels = Levels()
+        for cell in cells:
+            levels.add(cell)
+        return cells, levels
 
     def shift(self, cells: Iterable[Cell], sign: int) -> None:
         """Remove (sign -1) or add back (sign 1) cells of the current minute in every window, leaving the kept

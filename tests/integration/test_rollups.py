@@ -13,7 +13,11 @@ import psycopg2
 import pytest
 
 from flexgate_stream.requestlog import schema
-from flexgate_stream.tick.incremental import IncrementalAggregation
+from flexgate_stream.tick.cell_store import store_cells
+from flexgate_stream.tick.incremental import KEEP_CHANGES, IncrementalAggregation
+from flexgate_stream.tick.labels import Cardinality, Labeller
+from flexgate_stream.tick.lock import locked
+from flexgate_stream.tick.rollups import fold_rows, rows_sql
 from flexgate_stream.tick.snapshot import busiest_routes, route_snapshot, summary_snapshot
 from flexgate_stream.tick.time_column import TimeColumn
 from tests.integration.expected_figures import (
@@ -190,14 +194,14 @@ def test_names_with_quotes_backslashes_braces_and_commas_are_stored_and_read_bac
         assert_rollup_snapshot(db, snap, end)
 
 
-def _stored(db) -> tuple[int, int, int, int]:
-    """(requests in the rollups, rows in the log, the state's version, the version merged into the rollups)."""
+def _stored(db) -> tuple[int, int, int, int | None]:
+    """(requests in the rollups, rows in the log, the state's version, the version only logged)."""
     with db.cursor() as cur:
         cur.execute("SELECT (SELECT sum(requests) FROM request_rollups), (SELECT count(*) FROM requests),"
-                    " version, merged_version FROM rollup_state")
-        out = tuple(int(v) for v in cur.fetchone())
+                    " version, logged_version FROM rollup_state")
+        stored, rows, version, logged = cur.fetchone()
     db.rollback()
-    return out  # type: ignore[return-value]
+    return int(stored), int(rows), int(version), None if logged is None else int(logged)
 
 
 def test_a_tick_only_logs_its_cells_and_the_next_step_of_any_publisher_adds_them_into_the_rollups(db):
@@ -208,12 +212,60 @@ def test_a_tick_only_logs_its_cells_and_the_next_step_of_any_publisher_adds_them
     aggregation.tick(db, [end])
     insert(db, make_rows(42, 400, end=end))
     (figures,) = aggregation.tick(db, [end])
-    stored, rows, version, merged = _stored(db)
-    assert merged == version - 1 and stored < rows, "the tick's own cells are logged, not yet in the rollups"
+    stored, rows, version, logged = _stored(db)
+    assert logged == version and stored < rows, "the tick's own cells are logged, not yet in the rollups"
     # The publisher stops here; another one starts: it adds the logged cells before it reads the rollups.
     (again,) = IncrementalAggregation(TimeColumn(None)).tick(db, [end])
-    assert _stored(db) == (rows, rows, version, version)
+    assert _stored(db) == (rows, rows, version, None)
     assert summary_snapshot(again, 3)["summary"] == summary_snapshot(figures, 3)["summary"]
     assert_rollup_snapshot(db, summary_snapshot(again, 3), end)
     aggregation.tick(db, [])  # the first one, back: its next fold finds nothing left to add
     assert _stored(db)[0] == rows
+    insert(db, make_rows(47, 100, end=end))
+    aggregation.tick(db, [end])
+    assert _stored(db)[3] is not None
+    aggregation.settle(db)  # a warm stop: nothing is left only logged
+    assert _stored(db) == (rows + 100, rows + 100, version + 1, None)
+
+
+def _older_release_step(db) -> None:
+    """One step of a publisher of the release before the deferred merge, as it ran: it folds the new rows, logs
+    AND adds them into the rollups as the next version, prunes the change log its way and saves the state's
+    columns it knows (not logged_version)."""
+    column = TimeColumn(None)
+    with locked(db) as cur:
+        cur.execute("SELECT version, max_id FROM rollup_state")
+        version, max_id = cur.fetchone()
+        cells = fold_rows(cur, rows_sql(column.instant(), "id > %(max)s"), column.params(max=max_id), Labeller(),
+                          Cardinality(1000, 200).filters)
+        cur.execute("SELECT coalesce(max(id), 0), pg_current_snapshot()::text FROM requests")
+        top, seen = cur.fetchone()
+        store_cells(cur, cells, version + 1)
+        cur.execute("DELETE FROM rollup_changes WHERE version < %s", (version + 1 - KEEP_CHANGES,))
+        cur.execute("UPDATE rollup_state SET version = %s, max_id = %s, low_id = %s, snapshot = %s, pending = '[]',"
+                    " updated_at = now() WHERE id = 1", (version + 1, top, top, seen))
+
+
+def test_publishers_of_this_and_the_older_release_taking_turns_count_every_row_once(db):
+    schema.upgrade(db)
+    end = now_end()
+    insert(db, make_rows(43, 1500, end=end))
+    aggregation = built(db)
+    aggregation.tick(db, [end])
+    insert(db, make_rows(44, 400, end=end))
+    aggregation.tick(db, [end])  # logs its cells only
+    assert _stored(db)[3] is not None
+    # A deploy or a rollback: the older release takes a turn right after (the newer one crashed, or overlaps).
+    insert(db, make_rows(45, 300, end=end))
+    _older_release_step(db)
+    stored, rows, _version, logged = _stored(db)
+    assert (stored, logged) == (rows, None), "the older release's step adds the logged tick too"
+    insert(db, make_rows(46, 200, end=end))
+    aggregation.tick(db, [end])  # the newer release again
+    _older_release_step(db)
+    aggregation.tick(db, [end])
+    aggregation.tick(db, [])
+    stored, rows, _version, _logged = _stored(db)
+    assert stored == rows, "every request is in the rollups exactly once"
+    (again,) = IncrementalAggregation(TimeColumn(None)).tick(db, [end])  # a publisher that reads the rollups
+    assert_rollup_snapshot(db, summary_snapshot(again, 3), end)

@@ -6,8 +6,9 @@ import random
 
 import pytest
 
+from flexgate_stream.tick.figures import PERCENTILES
 from flexgate_stream.tick.rollups import Cell
-from flexgate_stream.tick.sketch import bin_of
+from flexgate_stream.tick.sketch import LatencySketch, bin_of
 from flexgate_stream.tick.tally import Agg, Levels, Tally
 
 pytestmark = pytest.mark.timeout(60)
@@ -49,8 +50,13 @@ def test_windows_and_the_rest_of_their_lists_equal_the_same_cells_summed_from_sc
     for step in range(1, 8):
         minute = MINUTE + step // 2
         new = cells(rnd, range(minute - 2, minute + 1), 300)
-        stored.extend(new)
-        tally.apply(new)
+        # A few rows of the minutes about to leave the 24 h window, before or after a fold read them ahead.
+        old = cells(rnd, range(tally.minute + 1 - 1440, tally.minute + 3 - 1440), 20)
+        if step % 2:
+            tally.prepare(load)
+        stored.extend(new + old)
+        tally.apply(new + old)
+        tally.prepare(load)
         tally.advance(minute, load)
         for levels, length in ((tally.day, 1440), (tally.hour, 60), (tally.five, 5)):
             expected = summed([c for c in stored if 0 <= minute - c.minute < length])
@@ -64,3 +70,18 @@ def test_windows_and_the_rest_of_their_lists_equal_the_same_cells_summed_from_sc
                 rest = summed([c for c in stored if 0 <= minute - c.minute < length
                                and (c.route if kind == "routes" else c.upstream) not in names])
                 assert same(levels.rest(kind, names), rest.total)
+
+
+def test_percentiles_follow_every_addition_and_removal_although_the_sorted_bins_are_kept():
+    rnd = random.Random(7)
+    agg, added = Agg(), []
+    for step in range(400):
+        if added and rnd.random() < 0.4:
+            agg.add(added.pop(rnd.randrange(len(added))), -1)
+        else:
+            cell = cells(rnd, range(MINUTE, MINUTE + 1), 1)[0]
+            agg.add(cell)
+            added.append(cell)
+        if step % 7 == 0:
+            expected = LatencySketch(dict(agg.sketch.bins)).quantiles(PERCENTILES)
+            assert agg.sketch.quantiles(PERCENTILES) == expected
