@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import random
 import shutil
 import signal
 import socket
@@ -35,12 +36,39 @@ def dies_with_parent(sig: int) -> Callable[[], None]:
     return arm
 
 
+# The lowest port free_port picks from: ports below the kernel's ephemeral range and above the usual services'.
+LOWEST_PORT = 10000
+PORT_TRIES = 64
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A TCP port on 127.0.0.1 that nothing listens on right now, below the kernel's ephemeral range.
+
+    A port the kernel hands out for port 0 comes from the range it also gives outgoing connections: a server
+    restarted on its port (a node of a cluster, NATS under the keeper) could find it taken by any client's
+    connection made meanwhile. Ports below that range are never taken that way.
+    """
+    top = _ephemeral_low()
+    for _ in range(PORT_TRIES if top - LOWEST_PORT > PORT_TRIES else 0):
+        port = random.randrange(LOWEST_PORT, top)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # no room below the range: the kernel's pick
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        found: int = sock.getsockname()[1]
+        return found
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (32768 when it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str,

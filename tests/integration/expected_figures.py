@@ -75,7 +75,8 @@ def assert_close(published, expected, where: str = "") -> None:
         for k, v in expected.items():
             assert k in published, f"{where}.{k} missing"
             if k in PERCENTILE_KEYS and v is not None:
-                assert published[k] == pytest.approx(v, rel=RELATIVE_ACCURACY, abs=TOLERANCE), f"{where}.{k}"
+                assert published[k] == pytest.approx(v, rel=RELATIVE_ACCURACY, abs=TOLERANCE), \
+                    f"{where}.{k}: published {published[k]!r}, SQL {v!r}; published {published!r}; SQL {expected!r}"
             else:
                 assert_close(published[k], v, f"{where}.{k}")
     elif isinstance(expected, list):
