@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from flexgate_stream.tick.aggregate import Agg
 from flexgate_stream.tick.figures import (
     SERIES_BUCKET_SECONDS,
     IndexFigures,
@@ -21,14 +22,7 @@ from flexgate_stream.tick.figures import (
     WindowFigures,
 )
 from flexgate_stream.tick.rollups import MINUTE_SECONDS
-from flexgate_stream.tick.tally import (
-    DAY_MINUTES,
-    FIVE_MINUTES,
-    HOUR_MINUTES,
-    Agg,
-    Levels,
-    Tally,
-)
+from flexgate_stream.tick.tally import DAY_MINUTES, FIVE_MINUTES, HOUR_MINUTES, Levels, Tally
 
 # Upper bounds of a summary's parts in bytes, for fitting it under its budget: a Breakdown without its name,
 # a status code entry, and everything else (summaries, windows, five series of 12 points).

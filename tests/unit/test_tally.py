@@ -6,10 +6,11 @@ import random
 
 import pytest
 
+from flexgate_stream.tick.aggregate import Agg
 from flexgate_stream.tick.figures import PERCENTILES
 from flexgate_stream.tick.rollups import Cell
 from flexgate_stream.tick.sketch import LatencySketch, bin_of
-from flexgate_stream.tick.tally import Agg, Levels, Tally
+from flexgate_stream.tick.tally import Levels, Tally
 
 pytestmark = pytest.mark.timeout(60)
 
