@@ -106,20 +106,12 @@ def _create_slots(cur: psycopg2.extensions.cursor) -> str:
     return "created request_rollup_slots"
 
 
-def _add_merged_version(cur: psycopg2.extensions.cursor) -> str:
-    # NULL in an existing row: every logged change is already in request_rollups.
-    cur.execute("ALTER TABLE rollup_state ADD COLUMN merged_version BIGINT")
-    return "added rollup_state.merged_version (a tick's changes may be merged into the rollups by the next step)"
-
-
 # The one version whose cells a tick only logged (NULL: none): merged by the next step of a publisher that knows
 # the column, and by the database itself when a publisher that does not (an older release, during a deploy or a
-# rollback) updates the state; that release neither merges nor clears it. Replaces merged_version, whose range
-# (merged_version, version] took in an older release's versions too, which it had already merged.
+# rollback) updates the state; that release neither merges nor clears it. NULL in an existing row: every logged
+# change is already in request_rollups.
 LOGGED_VERSION = """
 ALTER TABLE rollup_state ADD COLUMN logged_version BIGINT;
-UPDATE rollup_state SET logged_version = merged_version + 1 WHERE merged_version < version;
-ALTER TABLE rollup_state DROP COLUMN merged_version;
 CREATE FUNCTION flexgate_merge_change(v BIGINT) RETURNS void LANGUAGE sql AS $$
     INSERT INTO request_rollups AS r
     SELECT bucket_start, route, upstream, requests, status_codes, status_counts, latency_count, latency_sum,
@@ -150,8 +142,8 @@ CREATE TRIGGER rollup_state_merge_logged BEFORE UPDATE ON rollup_state FOR EACH 
 
 def _logged_version(cur: psycopg2.extensions.cursor) -> str:
     cur.execute(LOGGED_VERSION)
-    return ("rollup_state.logged_version (the one version a tick only logged) replaces merged_version; an update"
-            " by an older release merges it")
+    return ("added rollup_state.logged_version (the one version a tick only logged, merged by the next step; an"
+            " update by an older release merges it)")
 
 
 @dataclass(frozen=True)
@@ -165,8 +157,7 @@ MIGRATIONS: list[Migration] = [
     Migration(1, "requests table", _create_requests),
     Migration(2, "request rollups", _create_rollups),
     Migration(3, "rollup slots", _create_slots),
-    Migration(4, "rollups merged after the tick", _add_merged_version),
-    Migration(5, "the one logged version", _logged_version),
+    Migration(4, "a tick's cells merged by the next step", _logged_version),
 ]
 
 

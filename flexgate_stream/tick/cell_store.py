@@ -88,7 +88,7 @@ def store_cells(cur: psycopg2.extensions.cursor, cells: list[Cell], version: int
 
 def merge_logged(cur: psycopg2.extensions.cursor, version: int) -> None:
     """Add the changes logged with ``version`` into the rollups (the database's own function, which its trigger
-    also runs when an older release moves past a logged version: requestlog/schema.py, migration 5)."""
+    also runs when an older release moves past a logged version: requestlog/schema.py, migration 4)."""
     cur.execute("SELECT flexgate_merge_change(%s)", (version,))
 
 
