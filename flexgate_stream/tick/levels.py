@@ -12,6 +12,7 @@ from typing import Any
 from flexgate_stream.tick.aggregate import Agg
 from flexgate_stream.tick.rollups import Cell
 
+LIST_CELLS = 2  # a route's cells in a batch kept as they are, at most (at 1,000 busy routes a tick has one or two)
 
 class Levels:
     """Aggregates of one window at every level: all traffic, per route, per upstream (and per route x upstream)."""
@@ -135,25 +136,35 @@ class Batch:
     ``close``), by route a list of cells, each deferred in the windows (at 1,000 busy routes a route has one or
     two a tick, and a tick reads the bins of the few it lists)."""
 
-    __slots__ = ("total", "routes", "upstreams", "cells")
+    __slots__ = ("total", "routes", "upstreams", "cells", "_cells")
 
     def __init__(self) -> None:
         self.cells = 0
         self.total = Agg()
-        self.routes: dict[str, list[Cell]] = {}
+        self.routes: dict[str, list[Cell] | Agg] = {}  # by ``close``
         self.upstreams: dict[str, Agg] = {}
+        self._cells: dict[str, list[Cell]] = {}
 
     def add(self, cell: Cell) -> None:
         """Count one cell."""
         self.cells += 1
         _add(self.upstreams, cell.upstream, cell, 1)
-        known = self.routes.get(cell.route)
+        known = self._cells.get(cell.route)
         if known is None:
-            self.routes[cell.route] = [cell]
+            self._cells[cell.route] = [cell]
         else:
             known.append(cell)
 
     def close(self) -> None:
-        """The total, once every cell is counted: the sum of the upstreams' sums (a few, not a cell at a time)."""
+        """The total, once every cell is counted: the sum of the upstreams' sums (a few, not a cell at a time); a
+        route with more than ``LIST_CELLS`` cells summed (a busy route's bins, read on every tick, are then added
+        into each window once, not a cell at a time)."""
         for agg in self.upstreams.values():
             self.total.add(agg)
+        for route, cells in self._cells.items():
+            if len(cells) > LIST_CELLS:
+                summed = self.routes[route] = Agg()
+                for cell in cells:
+                    summed.add(cell)
+            else:
+                self.routes[route] = cells
