@@ -113,16 +113,9 @@ class IncrementalAggregation:
             for i, end in enumerate(window_ends):
                 out.append(self._figures(cur, end, index and i == len(window_ends) - 1))
             if not window_ends and self.tally is not None:  # a fold: what no tick reads is brought up to date
-                self.tally.keep()
-                if self.ahead is not None:
-                    self._move_to(cur, minute_of(self.ahead))
-                self.tally.prepare(lambda a, b: rollups.load_cells(cur, a, b))
+                self.tally.between_ticks(None if self.ahead is None else minute_of(self.ahead),
+                                         lambda a, b: rollups.load_cells(cur, a, b))
         return out
-
-    def _move_to(self, cur: psycopg2.extensions.cursor, minute: int) -> None:
-        """Between ticks, move the windows into a new minute, so the next tick adds only its own rows."""
-        if self.tally is not None and 0 < minute - self.tally.minute <= HOUR_MINUTES // 2:
-            self.tally.advance(minute, lambda a, b: rollups.load_cells(cur, a, b))
 
     def _labels(self, cur: psycopg2.extensions.cursor, on_tick: bool = False) -> None:
         """Read the gateway's route patterns again when due (a tick only when no fold did for a while); know the

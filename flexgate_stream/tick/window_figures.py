@@ -21,8 +21,9 @@ from flexgate_stream.tick.figures import (
     Stats,
     WindowFigures,
 )
+from flexgate_stream.tick.levels import Levels
 from flexgate_stream.tick.rollups import MINUTE_SECONDS
-from flexgate_stream.tick.tally import DAY_MINUTES, FIVE_MINUTES, HOUR_MINUTES, Levels, Tally
+from flexgate_stream.tick.tally import DAY_MINUTES, FIVE_MINUTES, HOUR_MINUTES, Tally
 
 # Upper bounds of a summary's parts in bytes, for fitting it under its budget: a Breakdown without its name,
 # a status code entry, and everything else (summaries, windows, five series of 12 points).
