@@ -15,9 +15,11 @@ is the RSS the streams added divided by their number.
 
 ``--floor`` adds a third server, measured in the same run: the design with none of our code (bench/floor_app.py,
 bench/floor_gunicorn.conf.py: gunicorn's stock gevent worker, 2 workers configured as conf/gunicorn.conf.py, a
-minimal Flask view whose generator sends one small frame and then waits until the worker stops). Only its
-opening is measured (server CPU to open the streams, memory per stream): it delivers nothing. Ours minus the
-floor is what our own code adds to an opening; the floor over Nchan is what the design costs at the least.
+minimal Flask view whose generator sends one small frame and then waits until the worker stops), twice: as
+gunicorn and Flask come ("floor"), and with the cyclic collector set as our workers set it ("floor+gc", a
+setting anyone may make). Only their opening is measured (server CPU to open the streams, memory per stream):
+they deliver nothing. Ours minus a floor is what our own code adds to an opening; a floor over Nchan is what the
+design costs at the least.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from bench.servers import FloorServer, NchanServer, OurServer, cpu_seconds, rss_
 
 Server = NchanServer | OurServer | FloorServer
 
+FLOORS = {"floor": {}, "floor+gc": {"FLOOR_GC": "tuned"}}  # --floor: gunicorn and Flask alone (bench/floor_app.py)
 MESSAGES = 30
 RATE = 2.0
 
@@ -123,16 +126,17 @@ def run_one(server: Server, streams: int, clients: int, open_rate: float) -> dic
             "client_s": result["seconds"]}
 
 
-def report_floor(ours: dict[str, float], nchan: dict[str, float], floor: dict[str, float]) -> None:
-    """Server CPU to open the streams: ours, the floor and Nchan, in seconds and µs per stream."""
-    print(f"server CPU to open the streams (µs per stream opened; the floor opened {floor['opened']:.0f} "
-          f"in {floor['open_s']:.1f} s, {floor['kib']:.1f} KiB per stream):")
-    per = {name: (r["open_cpu"], 1e6 * r["open_cpu"] / max(1, r["opened"]))
-           for name, r in (("nchan", nchan), ("floor", floor), ("ours", ours))}
-    for name, (seconds, us) in per.items():
-        print(f"  {name:6} {seconds:6.2f} s  {us:7.1f} µs  {seconds / max(0.01, nchan['open_cpu']):5.1f}x Nchan")
-    print(f"  ours minus the floor: {per['ours'][1] - per['floor'][1]:.1f} µs per stream; "
-          f"the floor over Nchan: {per['floor'][1] / max(0.01, per['nchan'][1]):.1f}x")
+def report_floor(results: dict[str, dict[str, float]]) -> None:
+    """Server CPU to open the streams: Nchan, the floors and ours, in seconds and µs per stream."""
+    print("server CPU to open the streams (µs per stream opened):")
+    nchan_us = 1e6 * results["nchan"]["open_cpu"] / max(1, results["nchan"]["opened"])
+    ours_us = 1e6 * results["ours"]["open_cpu"] / max(1, results["ours"]["opened"])
+    for name in ("nchan", *FLOORS, "ours"):
+        r = results[name]
+        us = 1e6 * r["open_cpu"] / max(1, r["opened"])
+        print(f"  {name:9} {r['open_cpu']:6.2f} s  {us:7.1f} µs  {us / max(0.01, nchan_us):5.1f}x Nchan  "
+              f"({r['opened']:.0f} opened in {r['open_s']:.1f} s, {r['kib']:.1f} KiB per stream)"
+              + (f"  ours minus it: {ours_us - us:.1f} µs" if name in FLOORS else ""))
 
 
 def report(ours: dict[str, float], nchan: dict[str, float]) -> None:
@@ -156,10 +160,10 @@ def compare(args: argparse.Namespace) -> None:
     print(f"load average before: {os.getloadavg()}")
     for streams in args.streams:
         results = {}
-        for kind in [*args.order, *(["floor"] if args.floor else [])]:
+        for kind in [*args.order, *(FLOORS if args.floor else [])]:
             server: Server = (NchanServer(base / f"nchan{streams}") if kind == "nchan"
-                              else FloorServer(base / f"floor{streams}", streams, args.workers) if kind == "floor"
-                              else OurServer(base / f"ours{streams}", streams, args.workers))
+                              else OurServer(base / f"ours{streams}", streams, args.workers) if kind == "ours"
+                              else FloorServer(base / f"{kind}{streams}", streams, args.workers, FLOORS[kind], kind))
             server.start()
             try:
                 if isinstance(server, FloorServer):
@@ -170,7 +174,7 @@ def compare(args: argparse.Namespace) -> None:
                 server.stop()
         report(results["ours"], results["nchan"])
         if args.floor:
-            report_floor(results["ours"], results["nchan"], results["floor"])
+            report_floor(results)
     print(f"load average after: {os.getloadavg()}")
 
 

@@ -1,7 +1,8 @@
 """gunicorn settings of the floor (bench/floor_app.py): conf/gunicorn.conf.py's shape with gunicorn's own parts only.
 
 The same worker count, gevent worker settings, parser, queue, timeouts and access log format; gunicorn's stock
-gevent worker and logger, no hooks. FLOOR_WORKERS and FLOOR_CONNECTIONS come from the benchmark.
+gevent worker and logger, no hooks. FLOOR_WORKERS, FLOOR_CONNECTIONS (and FLOOR_GC, FLOOR_TIMING, read by the app)
+come from the benchmark.
 """
 
 import os

@@ -222,10 +222,13 @@ class FloorServer:
     name = "floor"
     path = "/sub"
 
-    def __init__(self, workdir: Path, streams: int, workers: int = 2) -> None:
+    def __init__(self, workdir: Path, streams: int, workers: int = 2, env: dict[str, str] | None = None,
+                 name: str = "floor") -> None:
         self.workdir = workdir
         self.streams = streams
         self.workers = workers
+        self.env = env or {}
+        self.name = name
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -233,7 +236,8 @@ class FloorServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         root = Path(__file__).resolve().parents[1]
-        env = {**os.environ, "FLOOR_WORKERS": str(self.workers), "FLOOR_CONNECTIONS": str(self.streams + 1100)}
+        env = {**os.environ, "FLOOR_WORKERS": str(self.workers), "FLOOR_CONNECTIONS": str(self.streams + 1100),
+               **self.env}
         args = [str(Path(sys.executable).parent / "gunicorn"), "-c", "bench/floor_gunicorn.conf.py",
                 "--bind", f"127.0.0.1:{self.port}"]
         with open(self.workdir / "gunicorn.log", "ab") as out:
