@@ -6,7 +6,9 @@
 Starts the floor (bench/floor_app.py with FLOOR_TIMING=1), opens the streams (1,000 a second unless told) with the load
 client of bench/fanout_vs_nchan.py, then asks each worker for its requests' dispatch time (``app.wsgi_app``, in
 thread CPU time, which the collector's runs inside it are part of). Then times the same dispatch of the same
-request in this process, with nothing else running.
+request in this process, with nothing else running: back to back (the processor's caches hold Flask's code and
+data from the dispatch before), after a pause (the processor idles or runs others meanwhile), and after copying
+a buffer larger than the caches between dispatches.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import http.client
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,22 +71,39 @@ def in_worker(streams: int, tuned: bool, rate: float) -> None:
               f"per stream")
 
 
-def in_process(tuned: bool, count: int = 20000) -> None:
+def in_process(tuned: bool) -> None:
     app = create_app()
     if tuned:
         gc.freeze()
         gc.set_threshold(YOUNG_COLLECTION_AFTER, *gc.get_threshold()[1:])
     environ = EnvironBuilder(path="/sub", headers=HEADERS).get_environ()
-    took = []
-    for _ in range(count):
-        env = dict(environ)
-        t0 = time.thread_time_ns()
-        body = app.wsgi_app(env, lambda status, headers, exc_info=None: None)
-        took.append(time.thread_time_ns() - t0)
-        body.close()  # type: ignore[attr-defined]
-    took.sort()
-    print(f"one idle process: {count} dispatches, mean {sum(took) / count / 1e3:.1f} µs, "
-          f"median {took[count // 2] / 1e3:.1f} µs")
+    print("one idle process, the same dispatch:")
+    for label, count, between in (("back to back", 20000, lambda: None),
+                                  ("after a 1 ms pause", 1000, lambda: time.sleep(0.001)),
+                                  ("after a 10 ms pause", 300, lambda: time.sleep(0.01)),
+                                  ("after copying 16 MiB", 1000, copier(16)),
+                                  ("after copying 64 MiB", 300, copier(64))):
+        took = []
+        for _ in range(count):
+            between()
+            env = dict(environ)
+            t0 = time.thread_time_ns()
+            body = app.wsgi_app(env, lambda status, headers, exc_info=None: None)
+            took.append(time.thread_time_ns() - t0)
+            body.close()  # type: ignore[attr-defined]
+        took.sort()
+        print(f"  {label:22} mean {sum(took) / count / 1e3:6.1f} µs, median {took[count // 2] / 1e3:6.1f} µs "
+              f"({count} dispatches)")
+
+
+def copier(mib: int) -> Callable[[], None]:
+    """Copies a buffer of ``mib`` MiB (more than the processor's caches hold) each time it is called."""
+    source, target = bytearray(mib << 20), bytearray(mib << 20)
+
+    def copy() -> None:
+        target[:] = source
+
+    return copy
 
 
 def main() -> None:
