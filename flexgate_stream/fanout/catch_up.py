@@ -6,16 +6,20 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import gevent
+
 from flexgate_stream import sse
 from flexgate_stream.errors import NatsUnavailable
 from flexgate_stream.fanout import jetstream_api
 from flexgate_stream.fanout.channel import Channel, Policy, Subscriber
 from flexgate_stream.fanout.feeds import Feed
 from flexgate_stream.fanout.host import StreamHost
-from flexgate_stream.fanout.newest import LATE
 
 REPLAY_BATCH = 100
 BUS_WAIT_SECONDS = 60.0  # how long a resume waits for NATS before it gives up with event: reset
+# How long a new client's hello waits for JetStream's newest snapshot, to leave with it in one write; the hello goes
+# alone after that (NATS hangs), so the client knows it is connected.
+HELLO_WAIT_SECONDS = 0.25
 
 
 class CatchUp:
@@ -36,15 +40,15 @@ class CatchUp:
         chunk yielded begins with ``hello``, which goes alone only when JetStream is slow to answer (nothing is
         yielded when the ring has the newest: the hello then goes with the ring's frame)."""
         try:
-            batch = self.channel.newest_lookup.join(
+            answer = self.channel.newest_lookup.join(
                 lambda: self.host.call(jetstream_api.last_message, self.feed.stream, self.feed.subject))
-            # LATE after channel.HELLO_WAIT_SECONDS: one timer per lookup, no timeout per client.
-            stored = batch.prompt.get()
-            if stored is LATE:
+            try:
+                stored = answer.get(timeout=HELLO_WAIT_SECONDS)
+            except gevent.Timeout:
                 if hello:
                     yield hello
                     hello = b""
-                stored = batch.answer.get()
+                stored = answer.get()
         except NatsUnavailable:
             stored = None  # the ring's newest (if any) is the best there is
         known = self.channel.latest

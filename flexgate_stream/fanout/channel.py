@@ -35,10 +35,6 @@ from flexgate_stream.fanout.stream_writer import WRITTEN, StreamWriter, chunk, r
 # and for how long in all it waits again while more keep coming (streams opening by the hundred a second).
 NEWEST_GATHER_SECONDS = 0.005
 NEWEST_GATHER_MOST_SECONDS = 0.025
-# How long a new client's hello waits for JetStream's newest snapshot, to leave with it in one write; the hello goes
-# alone after that (NATS hangs), so the client knows it is connected. Counted from when the client's lookup began
-# gathering (at most NEWEST_GATHER_MOST_SECONDS before the client came).
-HELLO_WAIT_SECONDS = 0.25
 
 
 class Policy(enum.Enum):
@@ -82,8 +78,8 @@ class Channel:
         self.parked: dict[Subscriber, None] = {}  # clients waiting for frames, in the order they parked
         self.on_delivered: Callable[[Frame, int], None] | None = None  # each frame, and how many clients it went to
         self.written: DelayTally | None = None  # stored -> written to a client, one count per client
-        self.newest_lookup: SharedLookup[Any] = SharedLookup(NEWEST_GATHER_SECONDS, NEWEST_GATHER_MOST_SECONDS,
-                                                                HELLO_WAIT_SECONDS)  # new clients ask JetStream
+        self.newest_lookup: SharedLookup[Any] = SharedLookup(NEWEST_GATHER_SECONDS,
+                                                                NEWEST_GATHER_MOST_SECONDS)  # new clients ask JetStream
         self._wakeup = Event()
 
     @property

@@ -7,79 +7,41 @@ one, so a storm costs a handful of requests instead of one per client. A lookup 
 it begins for more clients to join it, and a few more each time some did, up to a bound: while streams open at a
 steady pace (hundreds a second per worker) each JetStream request, and the bridge's loop waking for it, cost as
 much as the rest of a stream's opening, so under load a lookup serves tens of clients; a lone client waits only the
-first few milliseconds. A caller that wants to know when the answer is late (to send something else meanwhile)
-waits on its batch's ``prompt``: one timer per lookup, not a timeout per caller.
+first few milliseconds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import gevent
 from gevent.event import AsyncResult
 
 T = TypeVar("T")
-LATE = object()  # what a batch's prompt holds when its answer did not come within the lookup's patience
-
-
-class Batch(Generic[T]):
-    """The callers of one lookup: its ``answer``, and a ``prompt`` that holds the answer or, if it is late, LATE."""
-
-    __slots__ = ("answer", "prompt", "timer")
-
-    def __init__(self, patience: float) -> None:
-        self.answer: AsyncResult[T] = AsyncResult()
-        self.prompt: AsyncResult[Any] = AsyncResult()
-        self.timer: Any = None
-        if patience > 0:
-            self.timer = gevent.get_hub().loop.timer(patience)
-            self.timer.start(self._late)
-
-    def _late(self) -> None:
-        if not self.prompt.ready():
-            self.prompt.set(LATE)
-
-    def set(self, value: T) -> None:
-        self._stop_timer()
-        self.answer.set(value)
-        if not self.prompt.ready():
-            self.prompt.set(value)
-
-    def set_exception(self, exc: BaseException) -> None:
-        self._stop_timer()
-        self.answer.set_exception(exc)
-        if not self.prompt.ready():
-            self.prompt.set_exception(exc)
-
-    def _stop_timer(self) -> None:
-        timer, self.timer = self.timer, None
-        if timer is not None:
-            timer.close()
 
 
 class SharedLookup(Generic[T]):
     """Runs ``fetch`` for batches of callers: those that arrived before each run share its answer."""
 
-    def __init__(self, gather_seconds: float = 0.0, most_seconds: float = 0.0, patience: float = 0.0) -> None:
+    def __init__(self, gather_seconds: float = 0.0, most_seconds: float = 0.0) -> None:
         self.gather_seconds = gather_seconds  # how long a lookup waits for more callers before it begins
         self.most_seconds = max(most_seconds, gather_seconds)  # ... waiting again while more come, up to this in all
-        self.patience = patience  # a batch's prompt says LATE this long after the batch began (0: never)
         self.callers = 0  # callers so far (each joined one lookup)
-        self._waiting: Batch[T] | None = None
+        self._waiting: AsyncResult[T] | None = None
         self._running = False
 
     def get(self, fetch: Callable[[], T]) -> T:
         """The answer of a ``fetch`` begun after this call, shared with the callers that wait alongside."""
-        value: T = self.join(fetch).answer.get()
+        value: T = self.join(fetch).get()
         return value
 
-    def join(self, fetch: Callable[[], T]) -> Batch[T]:
-        """The batch whose ``fetch``, begun after this call, answers it (shared with the other callers)."""
+    def join(self, fetch: Callable[[], T]) -> AsyncResult[T]:
+        """Where the answer of a ``fetch`` begun after this call will be (shared with the other callers)."""
         self.callers += 1
         batch = self._waiting
         if batch is None:
-            batch = self._waiting = Batch(self.patience)
+            batch = self._waiting = AsyncResult()
             if not self._running:
                 self._running = True
                 gevent.spawn(self._run, fetch)

@@ -7,7 +7,7 @@ import pytest
 from gevent.event import Event
 
 from flexgate_stream.errors import NatsUnavailable
-from flexgate_stream.fanout.newest import LATE, SharedLookup
+from flexgate_stream.fanout.newest import SharedLookup
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -81,34 +81,3 @@ def test_a_lookup_waits_longer_while_callers_keep_coming_and_a_lone_caller_only_
     alone = gevent.spawn(lookup.get, fetch)
     gevent.sleep(0.08)  # two gatherings: a lone caller's lookup began after the first
     assert alone.ready() and alone.value == 2
-
-
-def test_a_batch_prompt_holds_the_answer_or_late_once_the_lookups_patience_passed():
-    lookup: SharedLookup[int] = SharedLookup(patience=0.05)
-
-    def slow() -> int:
-        gevent.sleep(0.3)
-        return 1
-
-    batch = lookup.join(slow)
-    with gevent.Timeout(0.2):  # told it is late well before the answer comes
-        assert batch.prompt.get() is LATE
-    assert batch.answer.get(timeout=5) == 1
-
-    quick = lookup.join(lambda: 2)
-    assert quick.prompt.get(timeout=5) == 2 and quick.answer.get() == 2
-    gevent.sleep(0.1)  # its timer was stopped with the answer: the prompt is not turned to LATE afterwards
-    assert quick.prompt.get() == 2
-
-
-def test_a_failed_lookup_is_raised_from_the_prompt_too():
-    lookup: SharedLookup[int] = SharedLookup(patience=1.0)
-
-    def failing() -> int:
-        raise NatsUnavailable("down")
-
-    batch = lookup.join(failing)
-    with pytest.raises(NatsUnavailable):
-        batch.prompt.get(timeout=5)
-    with pytest.raises(NatsUnavailable):
-        batch.answer.get(timeout=5)
