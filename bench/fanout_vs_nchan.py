@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.fanout_vs_nchan --streams 1000 5000 10000
     .venv/bin/python -m bench.fanout_vs_nchan --storm 10000    # reconnect storm against the web tier
     .venv/bin/python -m bench.fanout_vs_nchan --storm 10000 --deploy   # the same right after a worker reload
+    .venv/bin/python -m bench.fanout_vs_nchan --streams 10000 --floor  # and the floor: gunicorn and Flask alone
 
 For each stream count, each server in turn is started fresh on a free loopback port (ours with its own
 nats-server), the same load client (bench/load_client.py, in separate processes) opens the streams, and
@@ -11,6 +12,14 @@ nats-server), the same load client (bench/load_client.py, in separate processes)
 publisher endpoint). Latency is kernel receive time minus the publish time written in the message.
 Server CPU is read from /proc for the server processes (nats-server is reported apart), memory per stream
 is the RSS the streams added divided by their number.
+
+``--floor`` adds a third server, measured in the same run: the design with none of our code (bench/floor_app.py,
+bench/floor_gunicorn.conf.py: gunicorn's stock gevent worker, 2 workers configured as conf/gunicorn.conf.py, a
+minimal Flask view whose generator sends one small frame and then waits until the worker stops), twice: as
+gunicorn and Flask come ("floor"), and with the cyclic collector set as our workers set it ("floor+gc", a
+setting anyone may make). Only their opening is measured (server CPU to open the streams, memory per stream):
+they deliver nothing. Ours minus a floor is what our own code adds to an opening; a floor over Nchan is what the
+design costs at the least.
 """
 
 from __future__ import annotations
@@ -25,8 +34,11 @@ from pathlib import Path
 
 from bench import load_client
 from bench.load_driver import Driver
-from bench.servers import NchanServer, OurServer, cpu_seconds, rss_kib
+from bench.servers import FloorServer, NchanServer, OurServer, cpu_seconds, rss_kib
 
+Server = NchanServer | OurServer | FloorServer
+
+FLOORS = {"floor": {}, "floor+gc": {"FLOOR_GC": "tuned"}}  # --floor: gunicorn and Flask alone (bench/floor_app.py)
 MESSAGES = 30
 RATE = 2.0
 
@@ -52,7 +64,7 @@ def percentile(values: list[float], share: float) -> float:
     return values[min(len(values) - 1, int(len(values) * share))] if values else float("nan")
 
 
-def publish_paced(server: NchanServer | OurServer, run: str, count: int, rate: float) -> None:
+def publish_paced(server: Server, run: str, count: int, rate: float) -> None:
     """Publish messages 1..``count`` of ``run`` at ``rate`` per second, each on its own schedule (no drift)."""
     start = time.monotonic()
     for n in range(1, count + 1):
@@ -61,7 +73,25 @@ def publish_paced(server: NchanServer | OurServer, run: str, count: int, rate: f
         server.publish(run, n)
 
 
-def run_one(server: NchanServer | OurServer, streams: int, clients: int, open_rate: float) -> dict[str, float]:
+def open_only(server: FloorServer, streams: int, clients: int, open_rate: float) -> dict[str, float]:
+    """Open ``streams`` on the floor and return the server CPU and memory that took."""
+    time.sleep(0.5)
+    pids = server.pids()
+    rss0 = sum(rss_kib(p) for p in pids)
+    driver = Driver(server.port, server.path, clients)
+    try:
+        cpu0 = cpu_seconds(pids)
+        opened, open_seconds, _, _ = driver.open(streams, streams / open_rate, 60)
+        time.sleep(2)  # as run_one: let the server settle after the opening burst
+        open_cpu = cpu_seconds(pids) - cpu0
+        rss1 = sum(rss_kib(p) for p in server.pids())
+    finally:
+        driver.close()
+    return {"streams": streams, "opened": opened, "open_s": open_seconds, "open_cpu": open_cpu,
+            "kib": (rss1 - rss0) / max(1, opened)}
+
+
+def run_one(server: Server, streams: int, clients: int, open_rate: float) -> dict[str, float]:
     """Open ``streams`` on ``server``, publish MESSAGES at RATE, and return what was measured."""
     server.publish("warm", 0)  # as in production, a newest snapshot exists for new clients to get at once
     time.sleep(0.5)
@@ -96,6 +126,19 @@ def run_one(server: NchanServer | OurServer, streams: int, clients: int, open_ra
             "client_s": result["seconds"]}
 
 
+def report_floor(results: dict[str, dict[str, float]]) -> None:
+    """Server CPU to open the streams: Nchan, the floors and ours, in seconds and µs per stream."""
+    print("server CPU to open the streams (µs per stream opened):")
+    nchan_us = 1e6 * results["nchan"]["open_cpu"] / max(1, results["nchan"]["opened"])
+    ours_us = 1e6 * results["ours"]["open_cpu"] / max(1, results["ours"]["opened"])
+    for name in ("nchan", *FLOORS, "ours"):
+        r = results[name]
+        us = 1e6 * r["open_cpu"] / max(1, r["opened"])
+        print(f"  {name:9} {r['open_cpu']:6.2f} s  {us:7.1f} µs  {us / max(0.01, nchan_us):5.1f}x Nchan  "
+              f"({r['opened']:.0f} opened in {r['open_s']:.1f} s, {r['kib']:.1f} KiB per stream)"
+              + (f"  ours minus it: {ours_us - us:.1f} µs" if name in FLOORS else ""))
+
+
 def report(ours: dict[str, float], nchan: dict[str, float]) -> None:
     n = int(ours["streams"])
     print(f"\n{n} streams, {MESSAGES} messages of ~2 KB at {RATE:g}/s")
@@ -117,15 +160,21 @@ def compare(args: argparse.Namespace) -> None:
     print(f"load average before: {os.getloadavg()}")
     for streams in args.streams:
         results = {}
-        for kind in args.order:
-            server: NchanServer | OurServer = (NchanServer(base / f"nchan{streams}") if kind == "nchan"
-                                               else OurServer(base / f"ours{streams}", streams, args.workers))
+        for kind in [*args.order, *(FLOORS if args.floor else [])]:
+            server: Server = (NchanServer(base / f"nchan{streams}") if kind == "nchan"
+                              else OurServer(base / f"ours{streams}", streams, args.workers) if kind == "ours"
+                              else FloorServer(base / f"{kind}{streams}", streams, args.workers, FLOORS[kind], kind))
             server.start()
             try:
-                results[kind] = run_one(server, streams, args.clients, args.open_rate)
+                if isinstance(server, FloorServer):
+                    results[kind] = open_only(server, streams, args.clients, args.open_rate)
+                else:
+                    results[kind] = run_one(server, streams, args.clients, args.open_rate)
             finally:
                 server.stop()
         report(results["ours"], results["nchan"])
+        if args.floor:
+            report_floor(results)
     print(f"load average after: {os.getloadavg()}")
 
 
@@ -150,6 +199,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers of ours (Nchan keeps 2)")
     parser.add_argument("--open-rate", type=float, default=1000.0, help="streams opened per second")
     parser.add_argument("--order", nargs=2, default=["nchan", "ours"], choices=["nchan", "ours"])
+    parser.add_argument("--floor", action="store_true",
+                        help="also open the streams on gunicorn and Flask alone (bench/floor_app.py)")
     parser.add_argument("--storm", type=int, default=0, help="reconnect storm of this many streams (ours)")
     parser.add_argument("--deploy", action="store_true", help="with --storm: reload the workers (SIGHUP) first")
     args = parser.parse_args()

@@ -2,6 +2,7 @@
 
     .venv/bin/pip install py-spy                          # once; not a dependency of the service
     .venv/bin/python -m bench.profile_connect --streams 10000
+    .venv/bin/python -m bench.profile_connect --streams 10000 --floor   # the floor's worker (bench/floor_app.py), ramp
 
 The web tier as bench.fanout_vs_nchan starts it (2 gevent workers, their own nats-server, a newest snapshot
 stored), ``py-spy record`` sampling one worker 250 times a second: first while the load client opens the streams
@@ -9,6 +10,8 @@ at ``--open-rate`` (the ramp), then while every client closes its stream and rec
 a snapshot is published every second, so the server notices the closed streams as in bench.storm).
 Each sample is put in one part of the connect path by the deepest frame on its stack that names one (PARTS);
 idle samples are left out by py-spy. Prints, for each phase, the worker's CPU seconds and the share of each part.
+``--floor`` profiles the ramp on a worker of the floor (gunicorn and Flask alone, the collector set as ours), with
+the same parts: what the design costs without our code, part by part.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from bench import load_client
 from bench.fanout_vs_nchan import raise_open_files
 from bench.load_driver import Driver
 from bench.profile_fanout import py_spy
-from bench.servers import OurServer, cpu_seconds
+from bench.servers import FloorServer, OurServer, cpu_seconds
 from bench.storm import Ticker
 
 RATE = 250  # samples a second
@@ -104,16 +107,44 @@ def show(phase: str, raw: Path, cpu: float, streams: str) -> None:
     print(f"raw samples: {raw}")
 
 
+def ramp(driver: Driver, worker: int, args: argparse.Namespace, out: Path) -> None:
+    """Open the streams at ``--open-rate`` while py-spy samples ``worker``; print the breakdown."""
+    ramp_s = args.streams / args.open_rate
+    cpu0, proc = cpu_seconds([worker]), spy(worker, ramp_s + 2, out / "ramp.txt")
+    opened, seconds, _, _ = driver.open(args.streams, ramp_s, 60)
+    proc.wait()
+    show("ramp", out / "ramp.txt", cpu_seconds([worker]) - cpu0,
+         f"{opened} streams opened at {args.open_rate:g}/s, the last {seconds:.1f} s after the first")
+
+
+def floor_ramp(args: argparse.Namespace, out: Path) -> None:
+    server = FloorServer(out / "floor", args.streams, 2, {"FLOOR_GC": "tuned"}, "floor+gc")
+    server.start()
+    try:
+        time.sleep(0.5)
+        driver = Driver(server.port, server.path, args.clients)
+        try:
+            ramp(driver, server.pids()[1], args, out)
+        finally:
+            driver.close()
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=10000)
     parser.add_argument("--clients", type=int, default=2, help="load client processes")
     parser.add_argument("--open-rate", type=float, default=1000.0, help="streams opened per second in the ramp")
+    parser.add_argument("--floor", action="store_true", help="profile the floor's worker (bench/floor_app.py)")
     args = parser.parse_args()
     py_spy()
     raise_open_files()
     load_client.ensure_timestamps()
     out = Path(tempfile.mkdtemp(prefix="flexgate-connect-"))
+    if args.floor:
+        floor_ramp(args, out)
+        return
     server = OurServer(out / "ours", args.streams)
     server.start()
     try:
@@ -123,12 +154,7 @@ def main() -> None:
         worker = server.web.worker_pids()[0]
         driver = Driver(server.port, server.path, args.clients)
         try:
-            ramp_s = args.streams / args.open_rate
-            cpu0, proc = cpu_seconds([worker]), spy(worker, ramp_s + 2, out / "ramp.txt")
-            opened, seconds, _, _ = driver.open(args.streams, ramp_s, 60)
-            proc.wait()
-            show("ramp", out / "ramp.txt", cpu_seconds([worker]) - cpu0,
-                 f"{opened} streams opened at {args.open_rate:g}/s, the last {seconds:.1f} s after the first")
+            ramp(driver, worker, args, out)
             time.sleep(1)
             ticker = Ticker(server)  # as in bench.storm: a snapshot a second, so the ended streams are noticed
             ticker.start()

@@ -1,13 +1,15 @@
-"""The two servers bench/fanout_vs_nchan.py compares, each on a free loopback port, checked to be its own,
-started and stopped by PID; and what /proc says about them."""
+"""The servers bench/fanout_vs_nchan.py compares (Nchan, ours, and with ``--floor`` gunicorn and Flask alone), each
+on a free loopback port, checked to be its own, started and stopped by PID; and what /proc says about them."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -210,4 +212,63 @@ class OurServer:
                 part.stop() if not isinstance(part, NatsClient) else part.close()
             except Exception:  # noqa: BLE001 - a benchmark's teardown goes on with the next part
                 pass
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class FloorServer:
+    """The design with none of our code (bench/floor_app.py): gunicorn's stock gevent worker and a minimal Flask
+    stream view, configured as conf/gunicorn.conf.py is. It only opens streams: nothing is published to it."""
+
+    name = "floor"
+    path = "/sub"
+
+    def __init__(self, workdir: Path, streams: int, workers: int = 2, env: dict[str, str] | None = None,
+                 name: str = "floor") -> None:
+        self.workdir = workdir
+        self.streams = streams
+        self.workers = workers
+        self.env = env or {}
+        self.name = name
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> FloorServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        root = Path(__file__).resolve().parents[1]
+        env = {**os.environ, "FLOOR_WORKERS": str(self.workers), "FLOOR_CONNECTIONS": str(self.streams + 1100),
+               **self.env}
+        args = [str(Path(sys.executable).parent / "gunicorn"), "-c", "bench/floor_gunicorn.conf.py",
+                "--bind", f"127.0.0.1:{self.port}"]
+        with open(self.workdir / "gunicorn.log", "ab") as out:
+            self.proc = subprocess.Popen(args, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True, preexec_fn=dies_with_parent(signal.SIGTERM))
+        wait_for(self._answers, 30, "the floor's gunicorn", self.proc)
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+            conn.request("GET", "/whoami")
+            master = json.loads(conn.getresponse().read())["server"]
+        except (OSError, ValueError, KeyError):
+            return False
+        assert self.proc is not None
+        if master != self.proc.pid:
+            raise RuntimeError(f"port {self.port} is served by another gunicorn (master {master}).")
+        return len(children_of(self.proc.pid)) == self.workers
+
+    def pids(self) -> list[int]:
+        assert self.proc is not None
+        return [self.proc.pid, *children_of(self.proc.pid)]
+
+    def aux_cpu(self) -> float:
+        return 0.0
+
+    def publish(self, run: str, n: int) -> None:
+        """Nothing to publish to: the floor's streams only open."""
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGQUIT)  # gunicorn's quick stop: its streams wait for nothing
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from functools import partial
 from typing import TYPE_CHECKING
 
 from flexgate_stream import logs
@@ -11,6 +11,8 @@ from flexgate_stream.settings import Settings, load_or_exit
 if TYPE_CHECKING:  # Flask is imported by create_app only, so the publisher worker never loads it
     from flask import Flask, Request, Response
     from flask.sessions import SessionInterface
+
+    from flexgate_stream.web.extension import ThisProcess
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web application and its CLI from ``settings``, or from the environment."""
@@ -46,7 +48,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     error_handlers.init_app(app)
     auth.init_app(app)
     extension.init_app(app, settings)
-    app.after_request(_name_worker)
+    app.after_request(partial(_name_worker, extension.ThisProcess))
     for module in (health, dashboard, sse_views, stats, listing, events, openapi):
         app.register_blueprint(module.bp)
     app.cli.add_command(db_cli)
@@ -67,7 +69,7 @@ def _no_sessions() -> SessionInterface:
     return NoSessions()
 
 
-def _name_worker(response: Response) -> Response:
+def _name_worker(process: type[ThisProcess], response: Response) -> Response:
     """Say which worker process answered (load balancing and restarts are visible to operators and tests)."""
-    response.headers.add("X-Flexgate-Worker", str(os.getpid()))  # no other code sets it: nothing to replace
+    response.headers.add("X-Flexgate-Worker", process.text)  # no other code sets it: nothing to replace
     return response

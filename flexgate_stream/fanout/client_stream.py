@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from collections.abc import Callable, Generator, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
@@ -112,7 +111,7 @@ class ClientStream:
         """The hello, then what the client missed or JetStream's newest snapshot; returns the hello when it is
         still to be written (with the ring's newest frame, in the same write)."""
         writer = self.writer
-        hello = sse.connected(str(uuid.uuid4()), self.service.settings.retry_ms)  # the id is only ever told
+        hello = sse.connected(sse.client_id(), self.service.settings.retry_ms)  # the id is only ever told
         if not self._told:
             hello += sse.status(False)
         if self.needs_history:  # the hello goes first: the client knows it is connected meanwhile

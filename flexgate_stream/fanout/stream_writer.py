@@ -52,7 +52,8 @@ def bound_writes(sock: Any, timeout_seconds: float, buffer_bytes: int) -> None:
     sock.settimeout(timeout_seconds)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer_bytes)
     user_timeout = getattr(socket, "TCP_USER_TIMEOUT", None)  # Linux only
-    if user_timeout is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+    # The OS socket's family, a plain number: a gevent (or Python) socket's ``family`` makes an enum member each time.
+    if user_timeout is not None and getattr(sock, "_sock", sock).family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, user_timeout, round(timeout_seconds * 1000))
 
 

@@ -28,6 +28,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+class ThisProcess:
+    """This process's id and its text, read once (``os.getpid`` is a system call; the service asked it several
+    times a stream's opening) and again in a forked child."""
+
+    pid = os.getpid()
+    text = str(pid)
+
+    @classmethod
+    def forked(cls) -> None:
+        cls.pid = os.getpid()
+        cls.text = str(cls.pid)
+
+
+os.register_at_fork(after_in_child=ThisProcess.forked)
+
 T = TypeVar("T")
 EXTENSION = "flexgate_stream"
 # What /readyz and /api/stream/stats wait for JetStream: a probe with a 1 s timeout gets an answer (503) even
@@ -48,7 +64,7 @@ class StreamService:
 
     @property
     def started(self) -> bool:
-        return self._pid == os.getpid()
+        return self._pid == ThisProcess.pid
 
     def start(self) -> None:
         """Start the bridge in this process (a gevent-patched gunicorn worker); idempotent."""
@@ -60,7 +76,7 @@ class StreamService:
             raise NatsUnavailable("the stream service runs in gunicorn's gevent workers (see conf/gunicorn.conf.py).")
         from flexgate_stream.fanout.bridge import Bridge
 
-        self._pid = os.getpid()
+        self._pid = ThisProcess.pid
         self.bridge = Bridge(self.settings, self.hub, on_reconnect=self.metrics.reconnects.inc)
         self.bridge.start()
         for feed in (feeds.SUMMARY, feeds.ALERTS):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from flexgate_stream import sse
@@ -47,3 +49,11 @@ def test_headers_disable_caching_and_proxy_buffering():
 @pytest.mark.parametrize("client_id", ["0b7f3c1e-9d2a-4c5b-8e6f-1a2b3c4d5e6f", 'a"b\nc'])
 def test_the_hello_is_the_json_frame_of_its_fields(client_id):
     assert sse.connected(client_id, 500) == sse.json_frame({"type": "connected", "clientId": client_id}, retry=500)
+
+
+def test_a_client_id_is_a_random_version_4_uuid():
+    ids = {sse.client_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for text in list(ids)[:50]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122

@@ -51,6 +51,16 @@ def test_an_admitted_stream_socket_has_the_default_send_buffer_and_timeouts(acce
     assert accepted.gettimeout() == 30.0
 
 
+def test_a_gevent_socket_as_gunicorn_hands_it_over_gets_the_timeouts_too(accepted):
+    import gevent.socket
+
+    green = gevent.socket.socket(fileno=accepted.detach())  # the gevent worker's sockets wrap the OS socket
+    with green:
+        StreamService(Settings()).admit(SUMMARY, sock=green).close()
+        assert green.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 30_000
+        assert green.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * 65536
+
+
 def test_the_send_buffer_and_timeouts_follow_the_settings(accepted):
     settings = Settings.from_env({"FLEXGATE_SEND_BUFFER": "8192", "FLEXGATE_SEND_TIMEOUT": "2.5"})
     StreamService(settings).admit(SUMMARY, sock=accepted).close()
