@@ -73,18 +73,24 @@ def publish_paced(server: Server, run: str, count: int, rate: float) -> None:
         server.publish(run, n)
 
 
+def open_streams(server: Server, driver: Driver, streams: int, open_rate: float) -> tuple[int, float, float, int, int]:
+    """Open ``streams`` at ``open_rate`` a second; return how many opened, in how long, the server CPU that took
+    (the burst's aftermath included) and the server's RSS in KiB before and after."""
+    pids = server.pids()
+    rss0 = sum(rss_kib(p) for p in pids)
+    cpu0 = cpu_seconds(pids)
+    opened, open_seconds, _, _ = driver.open(streams, streams / open_rate, 60)
+    time.sleep(2)  # let the server settle after the opening burst
+    open_cpu = cpu_seconds(pids) - cpu0
+    return opened, open_seconds, open_cpu, rss0, sum(rss_kib(p) for p in server.pids())
+
+
 def open_only(server: FloorServer, streams: int, clients: int, open_rate: float) -> dict[str, float]:
     """Open ``streams`` on the floor and return the server CPU and memory that took."""
     time.sleep(0.5)
-    pids = server.pids()
-    rss0 = sum(rss_kib(p) for p in pids)
     driver = Driver(server.port, server.path, clients)
     try:
-        cpu0 = cpu_seconds(pids)
-        opened, open_seconds, _, _ = driver.open(streams, streams / open_rate, 60)
-        time.sleep(2)  # as run_one: let the server settle after the opening burst
-        open_cpu = cpu_seconds(pids) - cpu0
-        rss1 = sum(rss_kib(p) for p in server.pids())
+        opened, open_seconds, open_cpu, rss0, rss1 = open_streams(server, driver, streams, open_rate)
     finally:
         driver.close()
     return {"streams": streams, "opened": opened, "open_s": open_seconds, "open_cpu": open_cpu,
@@ -95,16 +101,10 @@ def run_one(server: Server, streams: int, clients: int, open_rate: float) -> dic
     """Open ``streams`` on ``server``, publish MESSAGES at RATE, and return what was measured."""
     server.publish("warm", 0)  # as in production, a newest snapshot exists for new clients to get at once
     time.sleep(0.5)
-    pids = server.pids()
-    rss0 = sum(rss_kib(p) for p in pids)
     driver = Driver(server.port, server.path, clients)
     try:
-        open_cpu0 = cpu_seconds(pids)
-        opened, open_seconds, _, _ = driver.open(streams, streams / open_rate, 60)
-        time.sleep(2)  # let the servers settle after the opening burst
-        open_cpu = cpu_seconds(pids) - open_cpu0
+        opened, open_seconds, open_cpu, rss0, rss1 = open_streams(server, driver, streams, open_rate)
         pids = server.pids()
-        rss1 = sum(rss_kib(p) for p in pids)
         run = f"r{streams}{server.name}{int(time.time())}"
         driver.start_measure(run, MESSAGES, MESSAGES / RATE + 30)
         time.sleep(0.5)

@@ -99,7 +99,20 @@ def payload(run: str, n: int) -> tuple[bytes, bytes, str]:
     return head, b"," + body[1:], snap["windowEnd"]
 
 
-class NchanServer:
+class _MasterAndWorkers:
+    """A server run as one process and its worker children, with nothing beside it to count."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    def pids(self) -> list[int]:
+        assert self.proc is not None
+        return [self.proc.pid, *children_of(self.proc.pid)]
+
+    def aux_cpu(self) -> float:
+        return 0.0
+
+
+class NchanServer(_MasterAndWorkers):
     """nginx with the Nchan module: 2 worker processes, its own prefix, pid and temp folders."""
 
     name = "nchan"
@@ -140,13 +153,6 @@ class NchanServer:
         if worker not in children_of(self.proc.pid):
             raise RuntimeError(f"port {self.port} is served by another nginx (worker {worker}).")
         return len(children_of(self.proc.pid)) >= 2
-
-    def pids(self) -> list[int]:
-        assert self.proc is not None
-        return [self.proc.pid, *children_of(self.proc.pid)]
-
-    def aux_cpu(self) -> float:
-        return 0.0
 
     def publish(self, run: str, n: int) -> None:
         head, rest, _ = payload(run, n)
@@ -215,7 +221,7 @@ class OurServer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-class FloorServer:
+class FloorServer(_MasterAndWorkers):
     """The design with none of our code (bench/floor_app.py): gunicorn's stock gevent worker and a minimal Flask
     stream view, configured as conf/gunicorn.conf.py is. It only opens streams: nothing is published to it."""
 
@@ -257,13 +263,6 @@ class FloorServer:
         if master != self.proc.pid:
             raise RuntimeError(f"port {self.port} is served by another gunicorn (master {master}).")
         return len(children_of(self.proc.pid)) == self.workers
-
-    def pids(self) -> list[int]:
-        assert self.proc is not None
-        return [self.proc.pid, *children_of(self.proc.pid)]
-
-    def aux_cpu(self) -> float:
-        return 0.0
 
     def publish(self, run: str, n: int) -> None:
         """Nothing to publish to: the floor's streams only open."""

@@ -7,6 +7,7 @@ the folds between ticks add the rest (``Tally.settle``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flexgate_stream.tick.aggregate import Agg
@@ -53,7 +54,7 @@ class Levels:
             names, listed = self.listed.get(kind, (frozenset(), None))
             for key, value in getattr(other, kind).items():
                 if type(value) is list:  # a batch's route: its cells
-                    _add_all(groups, key, value, sign, self.pending)
+                    _add(groups, key, value, sign, self.pending, _into_all)
                     if key in names:
                         assert listed is not None
                         _into_all(listed, value, sign, self.pending)
@@ -96,20 +97,14 @@ class Levels:
                     del self.members[side][owner]
 
 
-def _add(groups: dict[Any, Any], key: object, cell: Cell | Agg, sign: int, pending: list[Agg] | None = None) -> None:
+def _add(groups: dict[Any, Any], key: object, cell: Cell | Agg | list[Cell], sign: int,
+         pending: list[Agg] | None = None, into: Callable[..., None] | None = None) -> None:
+    """Add ``cell`` (or, with ``into=_into_all``, a list of cells) into the group ``key``, dropped once empty."""
     agg = groups.get(key)
     if agg is None:
         agg = groups[key] = Agg()
-    _into(agg, cell, sign, pending)
-    if agg.requests == 0 and agg.latency_count == 0:
-        del groups[key]
-
-
-def _add_all(groups: dict[str, Agg], key: str, cells: list[Cell], sign: int, pending: list[Agg] | None) -> None:
-    agg = groups.get(key)
-    if agg is None:
-        agg = groups[key] = Agg()
-    _into_all(agg, cells, sign, pending)
+    run: Callable[..., None] = into or _into
+    run(agg, cell, sign, pending)
     if agg.requests == 0 and agg.latency_count == 0:
         del groups[key]
 
