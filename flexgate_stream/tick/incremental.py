@@ -273,7 +273,7 @@ class IncrementalAggregation:
 
     def _figures(self, cur: psycopg2.extensions.cursor, end: datetime, index: bool = False) -> WindowFigures:
         minute = minute_of(end)
-        if self.tally is None or minute < self.tally.minute or minute - self.tally.minute > HOUR_MINUTES // 2:
+        if self.tally is None or not self.tally.reaches(minute):
             self._rebuild(cur, minute)
         else:
             self.tally.advance(minute, lambda a, b: rollups.load_cells(cur, a, b))

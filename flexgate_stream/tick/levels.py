@@ -53,16 +53,11 @@ class Levels:
             groups = getattr(self, kind)
             names, listed = self.listed.get(kind, (frozenset(), None))
             for key, value in getattr(other, kind).items():
-                if type(value) is list:  # a batch's route: its cells
-                    _add(groups, key, value, sign, self.pending, _into_all)
-                    if key in names:
-                        assert listed is not None
-                        _into_all(listed, value, sign, self.pending)
-                    continue
-                _add(groups, key, value, sign, self.pending)
+                into = _into_all if type(value) is list else _into  # a batch's route: its cells
+                _add(groups, key, value, sign, self.pending, into)
                 if key in names:
                     assert listed is not None
-                    _into(listed, value, sign, self.pending)
+                    into(listed, value, sign, self.pending)
 
     def rest(self, kind: str, names: list[str]) -> Agg:
         """The total less the groups ``names`` of ``kind`` ("routes" or "upstreams")."""
@@ -97,18 +92,6 @@ class Levels:
                     del self.members[side][owner]
 
 
-def _add(groups: dict[Any, Any], key: object, cell: Cell | Agg | list[Cell], sign: int,
-         pending: list[Agg] | None = None, into: Callable[..., None] | None = None) -> None:
-    """Add ``cell`` (or, with ``into=_into_all``, a list of cells) into the group ``key``, dropped once empty."""
-    agg = groups.get(key)
-    if agg is None:
-        agg = groups[key] = Agg()
-    run: Callable[..., None] = into or _into
-    run(agg, cell, sign, pending)
-    if agg.requests == 0 and agg.latency_count == 0:
-        del groups[key]
-
-
 def _into_all(agg: Agg, cells: list[Cell], sign: int, pending: list[Agg] | None) -> None:
     if pending is None:
         for cell in cells:
@@ -124,6 +107,17 @@ def _into(agg: Agg, cell: Cell | Agg, sign: int, pending: list[Agg] | None) -> N
         agg.defer(cell, sign, pending)
     else:
         agg.add(cell, sign)
+
+
+def _add(groups: dict[Any, Any], key: object, cell: Cell | Agg | list[Cell], sign: int,
+         pending: list[Agg] | None = None, into: Callable[..., None] = _into) -> None:
+    """Add ``cell`` (or, with ``into=_into_all``, a list of cells) into the group ``key``, dropped once empty."""
+    agg = groups.get(key)
+    if agg is None:
+        agg = groups[key] = Agg()
+    into(agg, cell, sign, pending)
+    if agg.requests == 0 and agg.latency_count == 0:
+        del groups[key]
 
 
 class Batch:

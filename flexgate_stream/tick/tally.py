@@ -19,6 +19,7 @@ DAY_MINUTES = 24 * 60
 HOUR_MINUTES = 60
 FIVE_MINUTES = 5
 SERIES_BUCKET_MINUTES = SERIES_BUCKET_SECONDS // MINUTE_SECONDS  # a series bucket is a group of minutes
+MOVE_MINUTES = HOUR_MINUTES // 2  # the windows move forward this far at most; farther, they are built again
 MAX_DEFERRED = 20_000  # deferred cells held at most (~20 ticks' at 1,000 routes; a backfill chunk settles at once)
 
 
@@ -144,11 +145,15 @@ class Tally:
         self.groups = {g: levels for g, levels in self.groups.items() if g >= oldest_group}
         self._fold(arriving, day=True)
 
+    def reaches(self, minute: int) -> bool:
+        """Whether the windows can move to ``minute`` (they never move back, nor far: built again instead)."""
+        return 0 <= minute - self.minute <= MOVE_MINUTES
+
     def between_ticks(self, minute: int | None, load: CellSource) -> None:
         """A fold's work on the totals: keep the batches, move the windows into ``minute`` when it is new (so the
         next tick adds only its own rows), read ahead the minute leaving next, settle the deferred cells."""
         self.keep()
-        if minute is not None and 0 < minute - self.minute <= HOUR_MINUTES // 2:
+        if minute is not None and self.reaches(minute):
             self.advance(minute, load)
         self.prepare(load)
         self.settle()

@@ -204,14 +204,21 @@ def _stored(db) -> tuple[int, int, int, int | None]:
     return int(stored), int(rows), int(version), None if logged is None else int(logged)
 
 
-def test_a_tick_only_logs_its_cells_and_the_next_step_of_any_publisher_adds_them_into_the_rollups(db):
+def _after_a_tick_that_only_logged(db, seed: int):
+    """A publisher built on 1,500 rows that ticked once, then once more after 400 new rows (logging them only):
+    (the publisher, the window's end, the second tick's figures)."""
     schema.upgrade(db)
     end = now_end()
-    insert(db, make_rows(41, 1500, end=end))
+    insert(db, make_rows(seed, 1500, end=end))
     aggregation = built(db)
     aggregation.tick(db, [end])
-    insert(db, make_rows(42, 400, end=end))
+    insert(db, make_rows(seed + 1, 400, end=end))
     (figures,) = aggregation.tick(db, [end])
+    return aggregation, end, figures
+
+
+def test_a_tick_only_logs_its_cells_and_the_next_step_of_any_publisher_adds_them_into_the_rollups(db):
+    aggregation, end, figures = _after_a_tick_that_only_logged(db, 41)
     stored, rows, version, logged = _stored(db)
     assert logged == version and stored < rows, "the tick's own cells are logged, not yet in the rollups"
     # The publisher stops here; another one starts: it adds the logged cells before it reads the rollups.
@@ -247,13 +254,7 @@ def _older_release_step(db) -> None:
 
 
 def test_publishers_of_this_and_the_older_release_taking_turns_count_every_row_once(db):
-    schema.upgrade(db)
-    end = now_end()
-    insert(db, make_rows(43, 1500, end=end))
-    aggregation = built(db)
-    aggregation.tick(db, [end])
-    insert(db, make_rows(44, 400, end=end))
-    aggregation.tick(db, [end])  # logs its cells only
+    aggregation, end, _figures = _after_a_tick_that_only_logged(db, 43)
     assert _stored(db)[3] is not None
     # A deploy or a rollback: the older release takes a turn right after (the newer one crashed, or overlaps).
     insert(db, make_rows(45, 300, end=end))
