@@ -10,9 +10,9 @@ For each size it starts from a fresh database holding ``rows`` requests over the
   exact ``percentile_cont`` over the same rows and window.
 
     .venv/bin/python bench/bench_tick.py --rows 100000,1000000,10000000 [--ticks 60] [--new 10000] [--tick 5]
-        [--fold 1]  (0 folds only at ticks, as before; folds run half a period off the tick's phase, as the
-        publisher's) [--paths 0,1000,10000,100000] (the cardinality axis: 0 is the demo's 12 routes, N > 0 that
-        many distinct slug paths) [--no-reference]
+        [--fold 0.5]  (the publisher's FOLD_SECONDS by default; 0 folds only at ticks; folds run half a period off
+        the tick's phase, as the publisher's) [--paths 0,1000,10000,100000] (the cardinality axis: 0 is the demo's
+        12 routes, N > 0 that many distinct slug paths) [--no-reference]
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from flexgate_stream.tick.snapshot import summary_snapshot  # noqa: E402
 from flexgate_stream.tick.time_column import TimeColumn  # noqa: E402
 from workers.collector import Collector  # noqa: E402
 from workers.outbox import Outbox  # noqa: E402
+from workers.publisher import FOLD_SECONDS  # noqa: E402
 
 
 def shape(figures, top: int) -> tuple[int, int]:
@@ -228,7 +229,7 @@ def main() -> None:
     parser.add_argument("--kind", choices=("demo", "heavy"), default="demo")
     parser.add_argument("--reference-runs", type=int, default=3)
     parser.add_argument("--fast-tick", type=float, default=0.0, help="also tick every N s at the same arrival rate")
-    parser.add_argument("--fold", type=float, default=1.0,
+    parser.add_argument("--fold", type=float, default=FOLD_SECONDS,
                         help="fold new rows every N s between ticks, as the publisher does (0: only at ticks)")
     parser.add_argument("--paths", default="0", help="distinct paths: 0 the demo's 12 routes, N slug paths")
     parser.add_argument("--no-reference", action="store_true", help="skip the full-scan reference")

@@ -29,6 +29,7 @@ from bench.bench_tick import cold_start, segments, shape  # noqa: E402
 from bench.traffic_sql import arrive, seed  # noqa: E402
 from flexgate_stream.devstack.servers import PostgresServer  # noqa: E402
 from workers.collector import Collector  # noqa: E402
+from workers.publisher import FOLD_SECONDS  # noqa: E402
 
 
 class TimingCursor(psycopg2.extensions.cursor):
@@ -63,12 +64,12 @@ class GcPauses:
 
 
 def ticks(conn, aggregation, end: datetime, args, profiler: cProfile.Profile | None) -> list[tuple[float, ...]]:
-    """``args.ticks`` ticks as bench_tick times them (folds every second between); (total, aggregate, shape) ms."""
+    """``args.ticks`` ticks as bench_tick times them (folds between, as the publisher); (total, aggregate, shape) ms."""
     out, pauses, collector = [], GcPauses(), Collector()
     for i in range(1, args.ticks + 1):
         at = end + timedelta(seconds=i * 5)
         aggregation.published = at - timedelta(seconds=5)
-        spans, elapsed = segments(5, 1), 0.0
+        spans, elapsed = segments(5, FOLD_SECONDS), 0.0
         for part, span in enumerate(spans):
             share = round(args.new * span / 5)
             arrive(conn, share - share // 50, at, 5, "demo", args.paths)

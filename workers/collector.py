@@ -21,7 +21,7 @@ import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-FULL_FOLDS = 60  # folds between two full passes over every object (a fold runs every second between ticks)
+FULL_FOLDS = 120  # folds between two full passes over every object (a minute: a fold runs twice a second)
 
 
 def _trimmer() -> Callable[[int], int] | None:

@@ -45,7 +45,7 @@ log = logging.getLogger("workers.publisher")
 
 WARM_STOP_SECONDS = 4.5  # the whole warm stop, inside the 5 s a supervisor grants
 TICK_GRACE = 3.0  # how long a warm stop waits for a running tick before cancelling its query
-FOLD_SECONDS = 1.0  # between ticks, new rows are folded this often, so a tick has at most this much left to fold
+FOLD_SECONDS = 0.5  # between ticks, new rows are folded this often: a tick folds what arrived in the last half period
 INDEX_TICKS = 3  # the index of every route and upstream is published every this many ticks, by a fold (off the tick)
 
 
@@ -102,7 +102,7 @@ class Publisher:
         self.overruns.watch(scheduler)
         scheduler.add_job(self.tick, IntervalTrigger(seconds=tick, start_date=first, timezone=UTC), id="tick",
                           max_instances=1, coalesce=True, misfire_grace_time=max(1, int(tick)))
-        if tick >= 2 * FOLD_SECONDS:  # half a second off the tick's phase, so folds and ticks do not meet
+        if tick >= 2 * FOLD_SECONDS:  # half a period off the tick's phase, so folds and ticks do not meet
             halfway = first + timedelta(seconds=FOLD_SECONDS / 2)
             scheduler.add_job(self.fold, IntervalTrigger(seconds=FOLD_SECONDS, start_date=halfway, timezone=UTC),
                               id="fold", max_instances=1, coalesce=True, misfire_grace_time=1)

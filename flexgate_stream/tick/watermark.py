@@ -9,7 +9,7 @@ read i+1's ``xmax``): no row at or below read i's max id can appear after that.
 
 from __future__ import annotations
 
-MAX_PENDING = 120  # reads a late commit is waited for (2 min: the publisher reads once a second), then given up
+MAX_PENDING = 240  # reads a late commit is waited for (~2 min: the publisher reads twice a second), then given up
 
 Read = tuple[int, int]  # one read: its max id and its visibility's xmax
 
