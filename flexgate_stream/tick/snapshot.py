@@ -11,7 +11,6 @@ from flexgate_stream.messages import (
     Breakdown,
     GroupIndex,
     IndexEntry,
-    Point,
     RecentWindow,
     Series,
     Snapshot,
@@ -54,25 +53,44 @@ def percent(part: int, whole: int, empty: float = 0.0) -> float:
     return round(part * 100.0 / whole, DECIMALS) if whole else empty
 
 
+# Rounding is most of shaping: the same figures come back in several messages and tick after tick (past series
+# buckets, groups without new requests), so their rounded forms are remembered, keyed by value (never by object).
+_ROUNDED: dict[tuple[float, float, float], tuple[float, float, float]] = {}
+_CELLS: dict[tuple[int, int, int, tuple[float, float, float]], tuple[float, float | None, float | None,
+                                                                       float | None, float]] = {}
+REMEMBERED = 4096  # entries of each; a tick at 1,000 routes adds a few hundred
+
+
+def rounded(percentiles: tuple[float, float, float]) -> tuple[float, float, float]:
+    """p50, p95 and p99 rounded to DECIMALS."""
+    out = _ROUNDED.get(percentiles)
+    if out is None:
+        if len(_ROUNDED) >= REMEMBERED:
+            _ROUNDED.clear()
+        p50, p95, p99 = percentiles
+        out = _ROUNDED[percentiles] = (round(p50, DECIMALS), round(p95, DECIMALS), round(p99, DECIMALS))
+    return out
+
+
 def summary_of(stats: Stats, all_time: int) -> Summary:
     """The original's ``summary`` object, as numbers."""
-    p50, p95, p99 = (round(v, DECIMALS) for v in stats.percentiles)
-    return Summary(
-        totalRequests=stats.requests, totalRequestsAllTime=all_time,
-        avgLatency=round(stats.avg_latency, DECIMALS), errorRate=percent(stats.server_errors, stats.requests),
-        availability=percent(stats.success, stats.requests, empty=100.0),
-        p50Latency=p50, p95Latency=p95, p99Latency=p99, serverErrors=stats.server_errors,
-        clientErrors=stats.client_errors, successfulRequests=stats.success,
-    )
+    p50, p95, p99 = rounded(stats.percentiles)
+    return {"totalRequests": stats.requests, "totalRequestsAllTime": all_time,
+            "avgLatency": round(stats.avg_latency, DECIMALS),
+            "errorRate": percent(stats.server_errors, stats.requests),
+            "availability": percent(stats.success, stats.requests, empty=100.0),
+            "p50Latency": p50, "p95Latency": p95, "p99Latency": p99, "serverErrors": stats.server_errors,
+            "clientErrors": stats.client_errors, "successfulRequests": stats.success}
 
 
 def breakdown_of(name: str, stats: Stats, span: timedelta = BREAKDOWN_SPAN) -> Breakdown:
     """Figures of one route or upstream over ``span``."""
-    p50, p95, p99 = (round(v, DECIMALS) for v in stats.percentiles)
-    return Breakdown(name=name, requests=stats.requests,
-                     requestsPerSecond=round(stats.requests / span.total_seconds(), DECIMALS),
-                     errorRate=percent(stats.server_errors, stats.requests), p50Latency=p50, p95Latency=p95,
-                     p99Latency=p99)
+    p50, p95, p99 = rounded(stats.percentiles)
+    requests = stats.requests
+    return {"name": name, "requests": requests,
+            "requestsPerSecond": round(requests / span.total_seconds(), DECIMALS),
+            "errorRate": percent(stats.server_errors, requests), "p50Latency": p50, "p95Latency": p95,
+            "p99Latency": p99}
 
 
 def listed(ranking: Ranking, span: timedelta = BREAKDOWN_SPAN) -> list[Breakdown]:
@@ -83,6 +101,28 @@ def listed(ranking: Ranking, span: timedelta = BREAKDOWN_SPAN) -> list[Breakdown
     return out
 
 
+def _cell(stats: Stats) -> tuple[float, float | None, float | None, float | None, float]:
+    """One full bucket's request rate, p50, p95, p99 (None without latencies) and 5xx rate."""
+    key = (stats.requests, stats.server_errors, stats.latency_count, stats.percentiles)
+    out = _CELLS.get(key)
+    if out is None:
+        if len(_CELLS) >= REMEMBERED:
+            _CELLS.clear()
+        p50, p95, p99 = rounded(stats.percentiles) if stats.latency_count else (None, None, None)
+        out = _CELLS[key] = (round(stats.requests / SERIES_BUCKET_SECONDS, DECIMALS), p50, p95, p99,
+                             percent(stats.server_errors, stats.requests))
+    return out
+
+
+_NO_CELL = _cell(Stats())
+
+
+def _series(name: str, unit: str, stamps: tuple[str, ...], values: tuple[float | None, ...]) -> Series:
+    """One series over the bucket timestamps."""
+    return {"name": name, "unit": unit,
+            "data": [{"timestamp": t, "value": v} for t, v in zip(stamps, values, strict=True)]}
+
+
 def series_of(buckets: dict[int, Stats], start: datetime,
               last_seconds: float = SERIES_BUCKET_SECONDS) -> tuple[Series, dict[str, Series], Series]:
     """Request rate, latency p50/p95/p99 and 5xx rate per 5-minute bucket.
@@ -91,23 +131,14 @@ def series_of(buckets: dict[int, Stats], start: datetime,
     the ``last_seconds`` it has covered so far.
     """
     stamps = _stamps(start)
-    cells = [buckets.get(i, Stats()) for i in range(SERIES_BUCKETS)]
-    spans = [SERIES_BUCKET_SECONDS] * (SERIES_BUCKETS - 1) + [last_seconds]
-
-    def series(name: str, unit: str, values: list[float | None]) -> Series:
-        """One series over the bucket timestamps."""
-        points = [Point(timestamp=t, value=v) for t, v in zip(stamps, values, strict=True)]
-        return Series(name=name, unit=unit, data=points)
-
-    rate = series("Request rate", "req/s",
-                  [round(c.requests / span, DECIMALS) for c, span in zip(cells, spans, strict=True)])
-    latency = {
-        key: series(f"{key.upper()} latency", "ms",
-                    [round(c.percentiles[i], DECIMALS) if c.latency_count else None for c in cells])
-        for i, key in enumerate(("p50", "p95", "p99"))
-    }
-    errors = series("Error rate", "%", [percent(c.server_errors, c.requests) for c in cells])
-    return rate, latency, errors
+    cells = [_cell(buckets[i]) if i in buckets else _NO_CELL for i in range(SERIES_BUCKETS)]
+    rate, p50, p95, p99, errors = zip(*cells, strict=True)
+    last = buckets.get(SERIES_BUCKETS - 1)
+    rate = (*rate[:-1], round((last.requests if last else 0) / last_seconds, DECIMALS))
+    latency = {"p50": _series("P50 latency", "ms", stamps, p50), "p95": _series("P95 latency", "ms", stamps, p95),
+               "p99": _series("P99 latency", "ms", stamps, p99)}
+    return (_series("Request rate", "req/s", stamps, rate), latency,
+            _series("Error rate", "%", stamps, errors))
 
 
 def codes_of(status_codes: dict[int, int]) -> list[StatusCount]:
