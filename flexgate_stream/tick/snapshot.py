@@ -31,6 +31,7 @@ from flexgate_stream.tick.figures import (
     Stats,
     WindowFigures,
 )
+from flexgate_stream.tick.memo import Memo
 from flexgate_stream.tick.window_figures import route_recent
 from flexgate_stream.timestamps import iso as _iso
 
@@ -55,21 +56,22 @@ def percent(part: int, whole: int, empty: float = 0.0) -> float:
 
 # Rounding is most of shaping: the same figures come back in several messages and tick after tick (past series
 # buckets, groups without new requests), so their rounded forms are remembered, keyed by value (never by object).
-_ROUNDED: dict[tuple[float, float, float], tuple[float, float, float]] = {}
-_CELLS: dict[tuple[int, int, int, tuple[float, float, float]], tuple[float, float | None, float | None,
-                                                                       float | None, float]] = {}
-REMEMBERED = 4096  # entries of each; a tick at 1,000 routes adds a few hundred
+# A tick at 1,000 routes makes a few hundred new ones of each.
+Triple = tuple[float, float, float]
+BucketValues = tuple[float, float | None, float | None, float | None, float]  # request rate, p50, p95, p99, 5xx rate
+_ROUNDED: Memo[Triple, Triple] = Memo(2048)
+_RATES: Memo[tuple[int, int, timedelta], tuple[float, float]] = Memo(2048)  # requests per second, 5xx rate
+_CELLS: Memo[tuple[int, int, int, Triple], BucketValues] = Memo(2048)
 
 
-def rounded(percentiles: tuple[float, float, float]) -> tuple[float, float, float]:
+def _round3(values: Triple) -> Triple:
+    return round(values[0], DECIMALS), round(values[1], DECIMALS), round(values[2], DECIMALS)
+
+
+def rounded(percentiles: Triple) -> Triple:
     """p50, p95 and p99 rounded to DECIMALS."""
-    out = _ROUNDED.get(percentiles)
-    if out is None:
-        if len(_ROUNDED) >= REMEMBERED:
-            _ROUNDED.clear()
-        p50, p95, p99 = percentiles
-        out = _ROUNDED[percentiles] = (round(p50, DECIMALS), round(p95, DECIMALS), round(p99, DECIMALS))
-    return out
+    return (_ROUNDED.recent.get(percentiles)
+            or _ROUNDED.keep(percentiles, _ROUNDED.older.get(percentiles) or _round3(percentiles)))
 
 
 def summary_of(stats: Stats, all_time: int) -> Summary:
@@ -87,10 +89,11 @@ def breakdown_of(name: str, stats: Stats, span: timedelta = BREAKDOWN_SPAN) -> B
     """Figures of one route or upstream over ``span``."""
     p50, p95, p99 = rounded(stats.percentiles)
     requests = stats.requests
-    return {"name": name, "requests": requests,
-            "requestsPerSecond": round(requests / span.total_seconds(), DECIMALS),
-            "errorRate": percent(stats.server_errors, requests), "p50Latency": p50, "p95Latency": p95,
-            "p99Latency": p99}
+    key = (requests, stats.server_errors, span)
+    rates = _RATES.recent.get(key) or _RATES.keep(key, _RATES.older.get(key) or (
+        round(requests / span.total_seconds(), DECIMALS), percent(stats.server_errors, requests)))
+    return {"name": name, "requests": requests, "requestsPerSecond": rates[0], "errorRate": rates[1],
+            "p50Latency": p50, "p95Latency": p95, "p99Latency": p99}
 
 
 def listed(ranking: Ranking, span: timedelta = BREAKDOWN_SPAN) -> list[Breakdown]:
@@ -101,17 +104,13 @@ def listed(ranking: Ranking, span: timedelta = BREAKDOWN_SPAN) -> list[Breakdown
     return out
 
 
-def _cell(stats: Stats) -> tuple[float, float | None, float | None, float | None, float]:
+def _cell(stats: Stats) -> BucketValues:
     """One full bucket's request rate, p50, p95, p99 (None without latencies) and 5xx rate."""
     key = (stats.requests, stats.server_errors, stats.latency_count, stats.percentiles)
-    out = _CELLS.get(key)
-    if out is None:
-        if len(_CELLS) >= REMEMBERED:
-            _CELLS.clear()
-        p50, p95, p99 = rounded(stats.percentiles) if stats.latency_count else (None, None, None)
-        out = _CELLS[key] = (round(stats.requests / SERIES_BUCKET_SECONDS, DECIMALS), p50, p95, p99,
-                             percent(stats.server_errors, stats.requests))
-    return out
+    return _CELLS.recent.get(key) or _CELLS.keep(key, _CELLS.older.get(key) or (
+        round(stats.requests / SERIES_BUCKET_SECONDS, DECIMALS),
+        *(rounded(stats.percentiles) if stats.latency_count else (None, None, None)),
+        percent(stats.server_errors, stats.requests)))
 
 
 _NO_CELL = _cell(Stats())

@@ -13,6 +13,7 @@ from flexgate_stream.messages import SUMMARY_MAX_BYTES, encode
 from flexgate_stream.settings import Settings
 from flexgate_stream.tick import snapshot
 from flexgate_stream.tick.figures import SERIES_BUCKETS
+from flexgate_stream.tick.memo import Memo
 from flexgate_stream.tick.rollups import Cell
 from flexgate_stream.tick.sketch import bin_of
 from flexgate_stream.tick.tally import Tally
@@ -65,14 +66,30 @@ def test_a_float_that_is_not_finite_is_refused_by_the_fallback_too():
         encode({"big": 2**70, "value": float("nan")})
 
 
+MEMOS = (snapshot._ROUNDED, snapshot._RATES, snapshot._CELLS)
+
+
 def test_shaping_with_remembered_values_gives_the_messages_shaped_from_scratch(figures, monkeypatch):
-    snapshot._ROUNDED.clear()
-    snapshot._CELLS.clear()
+    for memo in MEMOS:
+        memo.clear()
     cold = [json.dumps(m) for _, m in tick_messages(figures)]
     warm = [json.dumps(m) for _, m in tick_messages(figures)]
     assert warm == cold
-    monkeypatch.setattr(snapshot, "REMEMBERED", 5)  # forgotten and refilled many times within one tick
+    for memo in MEMOS:
+        memo.clear()
+        monkeypatch.setattr(memo, "size", 3)  # forgotten and refilled many times within one tick
     assert [json.dumps(m) for _, m in tick_messages(figures)] == cold
+    assert all(len(memo.recent) <= 3 and len(memo.older) <= 3 for memo in MEMOS)
+
+
+def test_a_remembered_value_still_in_use_outlives_every_rotation():
+    memo: Memo[int, str] = Memo(2)
+    memo.keep(0, "kept")
+    for key in range(1, 20):
+        memo.keep(key, str(key))
+        found = memo.recent.get(0) or memo.keep(0, memo.older.get(0) or "made anew")
+        assert found == "kept"
+    assert len(memo.recent) + len(memo.older) <= 4 and 1 not in memo.recent and 1 not in memo.older
 
 
 def test_a_bucket_whose_figures_change_is_shaped_anew(figures):
