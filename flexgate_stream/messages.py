@@ -10,6 +10,8 @@ import json
 from collections.abc import Mapping
 from typing import Any, Literal, TypedDict
 
+import orjson
+
 SCHEMA_VERSION = 1
 
 METRICS_STREAM = "METRICS"  # metrics.>: the summary snapshot, 24 h of history
@@ -209,5 +211,14 @@ def message_id(subject: str, window_end: str) -> str:
 
 
 def encode(message: Mapping[str, Any]) -> bytes:
-    """Compact JSON bytes, the one encoding used on the wire."""
-    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode()
+    """Compact JSON bytes, the one encoding used on the wire.
+
+    Every float of a message is finite where it is made (latencies are filtered as the log is read, webhook bodies
+    and alert thresholds are checked as they come in): orjson would write NaN or Infinity as null.
+    """
+    try:
+        return orjson.dumps(message)
+    except TypeError:
+        # An integer beyond 64 bits or a lone surrogate (a webhook body may hold either): the standard library
+        # writes both, and still refuses NaN.
+        return json.dumps(message, separators=(",", ":"), allow_nan=False).encode()

@@ -8,6 +8,7 @@ announcing it again, and both derive the same message id for the same transition
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, fields, replace
@@ -88,6 +89,7 @@ def validated(rule: Rule, origin: str) -> Rule:
         (rule.scope not in SCOPES, f"scope must be one of {', '.join(SCOPES)}"),
         (rule.severity not in SEVERITIES, f"severity must be one of {', '.join(SEVERITIES)}"),
         (rule.min_requests < 1, "min_requests must be at least 1"),
+        (not math.isfinite(rule.above), "above must be a finite number"),  # it is published with the alert
     ]
     for bad, message in problems:
         if bad:

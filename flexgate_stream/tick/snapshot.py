@@ -11,7 +11,6 @@ from flexgate_stream.messages import (
     Breakdown,
     GroupIndex,
     IndexEntry,
-    Point,
     RecentWindow,
     Series,
     Snapshot,
@@ -32,6 +31,7 @@ from flexgate_stream.tick.figures import (
     Stats,
     WindowFigures,
 )
+from flexgate_stream.tick.memo import Memo
 from flexgate_stream.tick.window_figures import route_recent
 from flexgate_stream.timestamps import iso as _iso
 
@@ -54,25 +54,46 @@ def percent(part: int, whole: int, empty: float = 0.0) -> float:
     return round(part * 100.0 / whole, DECIMALS) if whole else empty
 
 
+# Rounding is most of shaping: the same figures come back in several messages and tick after tick (past series
+# buckets, groups without new requests), so their rounded forms are remembered, keyed by value (never by object).
+# A tick at 1,000 routes makes a few hundred new ones of each.
+Triple = tuple[float, float, float]
+BucketValues = tuple[float, float | None, float | None, float | None, float]  # request rate, p50, p95, p99, 5xx rate
+_ROUNDED: Memo[Triple, Triple] = Memo(2048)
+_RATES: Memo[tuple[int, int, timedelta], tuple[float, float]] = Memo(2048)  # requests per second, 5xx rate
+_CELLS: Memo[tuple[int, int, int, Triple], BucketValues] = Memo(2048)
+
+
+def _round3(values: Triple) -> Triple:
+    return round(values[0], DECIMALS), round(values[1], DECIMALS), round(values[2], DECIMALS)
+
+
+def rounded(percentiles: Triple) -> Triple:
+    """p50, p95 and p99 rounded to DECIMALS."""
+    return (_ROUNDED.recent.get(percentiles)
+            or _ROUNDED.keep(percentiles, _ROUNDED.older.get(percentiles) or _round3(percentiles)))
+
+
 def summary_of(stats: Stats, all_time: int) -> Summary:
     """The original's ``summary`` object, as numbers."""
-    p50, p95, p99 = (round(v, DECIMALS) for v in stats.percentiles)
-    return Summary(
-        totalRequests=stats.requests, totalRequestsAllTime=all_time,
-        avgLatency=round(stats.avg_latency, DECIMALS), errorRate=percent(stats.server_errors, stats.requests),
-        availability=percent(stats.success, stats.requests, empty=100.0),
-        p50Latency=p50, p95Latency=p95, p99Latency=p99, serverErrors=stats.server_errors,
-        clientErrors=stats.client_errors, successfulRequests=stats.success,
-    )
+    p50, p95, p99 = rounded(stats.percentiles)
+    return {"totalRequests": stats.requests, "totalRequestsAllTime": all_time,
+            "avgLatency": round(stats.avg_latency, DECIMALS),
+            "errorRate": percent(stats.server_errors, stats.requests),
+            "availability": percent(stats.success, stats.requests, empty=100.0),
+            "p50Latency": p50, "p95Latency": p95, "p99Latency": p99, "serverErrors": stats.server_errors,
+            "clientErrors": stats.client_errors, "successfulRequests": stats.success}
 
 
 def breakdown_of(name: str, stats: Stats, span: timedelta = BREAKDOWN_SPAN) -> Breakdown:
     """Figures of one route or upstream over ``span``."""
-    p50, p95, p99 = (round(v, DECIMALS) for v in stats.percentiles)
-    return Breakdown(name=name, requests=stats.requests,
-                     requestsPerSecond=round(stats.requests / span.total_seconds(), DECIMALS),
-                     errorRate=percent(stats.server_errors, stats.requests), p50Latency=p50, p95Latency=p95,
-                     p99Latency=p99)
+    p50, p95, p99 = rounded(stats.percentiles)
+    requests = stats.requests
+    key = (requests, stats.server_errors, span)
+    rates = _RATES.recent.get(key) or _RATES.keep(key, _RATES.older.get(key) or (
+        round(requests / span.total_seconds(), DECIMALS), percent(stats.server_errors, requests)))
+    return {"name": name, "requests": requests, "requestsPerSecond": rates[0], "errorRate": rates[1],
+            "p50Latency": p50, "p95Latency": p95, "p99Latency": p99}
 
 
 def listed(ranking: Ranking, span: timedelta = BREAKDOWN_SPAN) -> list[Breakdown]:
@@ -83,6 +104,24 @@ def listed(ranking: Ranking, span: timedelta = BREAKDOWN_SPAN) -> list[Breakdown
     return out
 
 
+def _cell(stats: Stats) -> BucketValues:
+    """One full bucket's request rate, p50, p95, p99 (None without latencies) and 5xx rate."""
+    key = (stats.requests, stats.server_errors, stats.latency_count, stats.percentiles)
+    return _CELLS.recent.get(key) or _CELLS.keep(key, _CELLS.older.get(key) or (
+        round(stats.requests / SERIES_BUCKET_SECONDS, DECIMALS),
+        *(rounded(stats.percentiles) if stats.latency_count else (None, None, None)),
+        percent(stats.server_errors, stats.requests)))
+
+
+_NO_CELL = _cell(Stats())
+
+
+def _series(name: str, unit: str, stamps: tuple[str, ...], values: tuple[float | None, ...]) -> Series:
+    """One series over the bucket timestamps."""
+    return {"name": name, "unit": unit,
+            "data": [{"timestamp": t, "value": v} for t, v in zip(stamps, values, strict=True)]}
+
+
 def series_of(buckets: dict[int, Stats], start: datetime,
               last_seconds: float = SERIES_BUCKET_SECONDS) -> tuple[Series, dict[str, Series], Series]:
     """Request rate, latency p50/p95/p99 and 5xx rate per 5-minute bucket.
@@ -91,23 +130,14 @@ def series_of(buckets: dict[int, Stats], start: datetime,
     the ``last_seconds`` it has covered so far.
     """
     stamps = _stamps(start)
-    cells = [buckets.get(i, Stats()) for i in range(SERIES_BUCKETS)]
-    spans = [SERIES_BUCKET_SECONDS] * (SERIES_BUCKETS - 1) + [last_seconds]
-
-    def series(name: str, unit: str, values: list[float | None]) -> Series:
-        """One series over the bucket timestamps."""
-        points = [Point(timestamp=t, value=v) for t, v in zip(stamps, values, strict=True)]
-        return Series(name=name, unit=unit, data=points)
-
-    rate = series("Request rate", "req/s",
-                  [round(c.requests / span, DECIMALS) for c, span in zip(cells, spans, strict=True)])
-    latency = {
-        key: series(f"{key.upper()} latency", "ms",
-                    [round(c.percentiles[i], DECIMALS) if c.latency_count else None for c in cells])
-        for i, key in enumerate(("p50", "p95", "p99"))
-    }
-    errors = series("Error rate", "%", [percent(c.server_errors, c.requests) for c in cells])
-    return rate, latency, errors
+    cells = [_cell(buckets[i]) if i in buckets else _NO_CELL for i in range(SERIES_BUCKETS)]
+    rate, p50, p95, p99, errors = zip(*cells, strict=True)
+    last = buckets.get(SERIES_BUCKETS - 1)
+    rate = (*rate[:-1], round((last.requests if last else 0) / last_seconds, DECIMALS))
+    latency = {"p50": _series("P50 latency", "ms", stamps, p50), "p95": _series("P95 latency", "ms", stamps, p95),
+               "p99": _series("P99 latency", "ms", stamps, p99)}
+    return (_series("Request rate", "req/s", stamps, rate), latency,
+            _series("Error rate", "%", stamps, errors))
 
 
 def codes_of(status_codes: dict[int, int]) -> list[StatusCount]:

@@ -95,3 +95,13 @@ def test_adopted_alert_is_not_announced_again():
     other.adopt(key, firing)
     assert other.step(observe(rules, figures(errors=10), []), "t2") == []
     assert [a["startedAt"] for _k, a in other.step(observe(rules, figures(errors=0), []), "t3")] == ["t1"]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_threshold_that_is_not_a_finite_number_is_refused(tmp_path, value):
+    with pytest.raises(ConfigError, match="^FLEXGATE_ALERT_OVERRIDES: rule 'error-rate-warning': above must be"):
+        load_rules(None, f"error-rate-warning.above={value}")
+    rules = tmp_path / "rules.toml"
+    rules.write_text(f'[[rule]]\nname = "x"\nmetric = "errorRate"\nabove = {value}\n')
+    with pytest.raises(ConfigError, match="rule 'x': above must be a finite number"):
+        load_rules(rules)
