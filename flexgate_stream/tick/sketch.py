@@ -11,13 +11,16 @@ from their bins and interpolated; each is within ``a`` relative, so their interp
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right, insort
 from itertools import accumulate
 
 RELATIVE_ACCURACY = 0.009  # 1 % with room for the 3 published decimals
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 LOG_GAMMA = math.log(GAMMA)
 ZERO_BIN = -1_000_000  # latency exactly 0 (below any positive bin: ln(1e-300) / ln(gamma) > -35 000)
+# A merge of more bins than this forgets the sorted bins rather than placing each added one (sorting anew is
+# then cheaper than as many insertions).
+PLACED_BINS = 64
 
 
 def bin_sql(value: str) -> str:
@@ -54,8 +57,8 @@ class LatencySketch:
     def __init__(self, bins: dict[int, int] | None = None) -> None:
         self.bins: dict[int, int] = dict(bins) if bins else {}
         self.count = sum(self.bins.values())
-        # Kept for quantiles: the bins in order (while no bin is added or dropped: at 10 M rows a busy group's
-        # day has hundreds, and its set rarely changes) and their running counts (until any count changes).
+        # Kept for quantiles: the bins in order (an added or dropped bin placed in them by ``merge_bins``: at 10 M
+        # rows a busy group's day has hundreds) and their running counts (until any count changes).
         self._keys: list[int] | None = None
         self._cumulative: list[int] | None = None
 
@@ -78,9 +81,34 @@ class LatencySketch:
 
     def merge(self, other: LatencySketch, sign: int = 1) -> None:
         """Add (sign 1) or remove (sign -1) every latency of ``other``."""
-        add_counts(self.bins, other.bins, sign)
+        self.merge_bins(other.bins, sign)
         self.count += sign * other.count
-        self._keys = self._cumulative = None
+
+    def merge_bins(self, other: dict[int, int], sign: int) -> None:
+        """Add (sign 1) or remove (sign -1) the counts of ``other``, keeping the sorted bins when they are kept:
+        a group read every tick gains or loses a bin on most ticks, and sorting hundreds again costs more."""
+        self._cumulative = None
+        keys = self._keys
+        bins = self.bins
+        if keys is None or len(other) > PLACED_BINS:
+            self._keys = None
+            for key, n in other.items():  # add_counts, written out: this runs for every group a batch touches
+                left = bins.get(key, 0) + sign * n
+                if left:
+                    bins[key] = left
+                else:
+                    bins.pop(key, None)
+            return
+        for key, n in other.items():
+            old = bins.get(key)
+            left = (old or 0) + sign * n
+            if left:
+                bins[key] = left
+                if old is None:
+                    insort(keys, key)
+            elif old is not None:
+                del bins[key]
+                del keys[bisect_left(keys, key)]
 
     def quantiles(self, fractions: tuple[float, ...]) -> tuple[float, ...]:
         """``percentile_cont`` estimates for ``fractions``; zeros when the sketch is empty."""
@@ -92,16 +120,19 @@ class LatencySketch:
         cumulative = self._cumulative
         if cumulative is None:
             cumulative = self._cumulative = list(accumulate(map(self.bins.__getitem__, keys)))
-
-        def at(rank: int) -> float:
-            return bin_value(keys[min(bisect_right(cumulative, rank), len(keys) - 1)])
-
+        last, top = len(keys) - 1, self.count - 1
         out = []
         for q in fractions:
-            rank = q * (self.count - 1)
+            # percentile_cont: the order statistics of ranks low and low + 1 around q (count - 1), interpolated.
+            rank = q * top
             low = math.floor(rank)
-            low_value = at(low)
-            out.append(low_value + (rank - low) * (at(low + 1) - low_value) if rank > low else low_value)
+            at = min(bisect_right(cumulative, low), last)
+            value = bin_value(keys[at])
+            if rank > low:
+                if cumulative[at] <= low + 1:  # rank low + 1 lies in a later bin
+                    at = min(bisect_right(cumulative, low + 1, at), last)
+                value += (rank - low) * (bin_value(keys[at]) - value)
+            out.append(value)
         return tuple(out)
 
     def to_arrays(self) -> tuple[list[int], list[int]]:
