@@ -11,16 +11,17 @@ from their bins and interpolated; each is within ``a`` relative, so their interp
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from itertools import accumulate
 
 RELATIVE_ACCURACY = 0.009  # 1 % with room for the 3 published decimals
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 LOG_GAMMA = math.log(GAMMA)
 ZERO_BIN = -1_000_000  # latency exactly 0 (below any positive bin: ln(1e-300) / ln(gamma) > -35 000)
-# A merge of more bins than this forgets the sorted bins rather than placing each added one (sorting anew is
-# then cheaper than as many insertions).
+# A merge of more bins than this forgets the bins in order (sorting anew is then cheaper than as many insertions),
+# of more than MARKED_BINS where the quantiles were (so are the running counts of every bin).
 PLACED_BINS = 64
+MARKED_BINS = 16
 
 
 def bin_sql(value: str) -> str:
@@ -52,15 +53,18 @@ def add_counts(counts: dict[int, int], other: dict[int, int], sign: int = 1) -> 
 class LatencySketch:
     """Counts per bin; merge and subtract are exact, quantiles within RELATIVE_ACCURACY."""
 
-    __slots__ = ("bins", "count", "_keys", "_cumulative")
+    __slots__ = ("bins", "count", "_keys", "_asked", "_marks")
 
     def __init__(self, bins: dict[int, int] | None = None) -> None:
         self.bins: dict[int, int] = dict(bins) if bins else {}
         self.count = sum(self.bins.values())
-        # Kept for quantiles: the bins in order (an added or dropped bin placed in them by ``merge_bins``: at 10 M
-        # rows a busy group's day has hundreds) and their running counts (until any count changes).
+        # Kept for quantiles through merges of a few bins (a group read every tick gains a few each tick, and its
+        # day has hundreds): the bins in order, and for each fraction last asked (``_asked``) where its order
+        # statistic was, [index in the bins in order, latencies in the bins before it]; a quantile then moves
+        # from there over the few bins its rank moved, not over every bin.
         self._keys: list[int] | None = None
-        self._cumulative: list[int] | None = None
+        self._asked: tuple[float, ...] = ()
+        self._marks: list[list[int]] | None = None
 
     def add_bin(self, key: int, n: int) -> None:
         """Add ``n`` latencies to bin ``key`` (``n`` may be negative to remove them)."""
@@ -70,14 +74,7 @@ class LatencySketch:
         else:
             self.bins.pop(key, None)
         self.count += n
-        self._keys = self._cumulative = None
-
-    def forget_order(self, keys: bool = True) -> None:
-        """Drop what is kept for quantiles after the bins were changed directly (``keys``: a bin was added or
-        dropped; else only counts changed)."""
-        self._cumulative = None
-        if keys:
-            self._keys = None
+        self._keys = self._marks = None
 
     def merge(self, other: LatencySketch, sign: int = 1) -> None:
         """Add (sign 1) or remove (sign -1) every latency of ``other``."""
@@ -85,13 +82,11 @@ class LatencySketch:
         self.count += sign * other.count
 
     def merge_bins(self, other: dict[int, int], sign: int) -> None:
-        """Add (sign 1) or remove (sign -1) the counts of ``other``, keeping the sorted bins when they are kept:
-        a group read every tick gains or loses a bin on most ticks, and sorting hundreds again costs more."""
-        self._cumulative = None
-        keys = self._keys
-        bins = self.bins
+        """Add (sign 1) or remove (sign -1) the counts of ``other`` (the caller adds to ``count``), keeping what
+        quantiles keep when ``other`` has a few bins."""
+        bins, keys = self.bins, self._keys
         if keys is None or len(other) > PLACED_BINS:
-            self._keys = None
+            self._keys = self._marks = None
             for key, n in other.items():  # add_counts, written out: this runs for every group a batch touches
                 left = bins.get(key, 0) + sign * n
                 if left:
@@ -99,16 +94,24 @@ class LatencySketch:
                 else:
                     bins.pop(key, None)
             return
+        if len(other) > MARKED_BINS:
+            self._marks = None
+        marks = self._marks
         for key, n in other.items():
-            old = bins.get(key)
-            left = (old or 0) + sign * n
+            old = bins.get(key, 0)
+            left = old + sign * n
+            at = bisect_left(keys, key)
             if left:
                 bins[key] = left
-                if old is None:
-                    insort(keys, key)
-            elif old is not None:
+                if not old:
+                    keys.insert(at, key)
+            elif old:
                 del bins[key]
-                del keys[bisect_left(keys, key)]
+                del keys[at]
+            for mark in marks or ():
+                if at < mark[0]:  # a bin before the mark: its index moves with an added or dropped bin
+                    mark[0] += (not old) - (not left)
+                    mark[1] += left - old
 
     def quantiles(self, fractions: tuple[float, ...]) -> tuple[float, ...]:
         """``percentile_cont`` estimates for ``fractions``; zeros when the sketch is empty."""
@@ -117,23 +120,40 @@ class LatencySketch:
         keys = self._keys
         if keys is None:
             keys = self._keys = sorted(self.bins)
-        cumulative = self._cumulative
-        if cumulative is None:
-            cumulative = self._cumulative = list(accumulate(map(self.bins.__getitem__, keys)))
-        last, top = len(keys) - 1, self.count - 1
+        marks = self._marks
+        if marks is None or self._asked != fractions:
+            marks = self._marks = self._place(keys, fractions)
+            self._asked = fractions
+        bins, last, top = self.bins, len(keys) - 1, self.count - 1
         out = []
-        for q in fractions:
+        for q, mark in zip(fractions, marks, strict=True):
             # percentile_cont: the order statistics of ranks low and low + 1 around q (count - 1), interpolated.
             rank = q * top
-            low = math.floor(rank)
-            at = min(bisect_right(cumulative, low), last)
+            low = int(rank)
+            at, before = mark
+            while at > 0 and before > low:
+                at -= 1
+                before -= bins[keys[at]]
+            while at < last and before + bins[keys[at]] <= low:
+                before += bins[keys[at]]
+                at += 1
+            mark[0], mark[1] = at, before
             value = bin_value(keys[at])
             if rank > low:
-                if cumulative[at] <= low + 1:  # rank low + 1 lies in a later bin
-                    at = min(bisect_right(cumulative, low + 1, at), last)
-                value += (rank - low) * (bin_value(keys[at]) - value)
+                # Rank low + 1 is in the next bin when this one ends at it (counts are positive).
+                high = at + 1 if at < last and before + bins[keys[at]] <= low + 1 else at
+                value += (rank - low) * (bin_value(keys[high]) - value)
             out.append(value)
         return tuple(out)
+
+    def _place(self, keys: list[int], fractions: tuple[float, ...]) -> list[list[int]]:
+        """Where each of ``fractions``' lower order statistic is, from the running counts of every bin."""
+        cumulative = list(accumulate(map(self.bins.__getitem__, keys)))
+        last, top, out = len(keys) - 1, self.count - 1, []
+        for q in fractions:
+            at = min(bisect_right(cumulative, int(q * top)), last)
+            out.append([at, cumulative[at - 1] if at else 0])
+        return out
 
     def to_arrays(self) -> tuple[list[int], list[int]]:
         """(bins, counts), sorted by bin, for storage."""
