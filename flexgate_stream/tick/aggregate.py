@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flexgate_stream.tick.figures import PERCENTILES, Stats, percentile_triple
+from flexgate_stream.tick.figures import PERCENTILES, Stats
 from flexgate_stream.tick.rollups import Cell
 from flexgate_stream.tick.sketch import LatencySketch
 
@@ -116,8 +116,7 @@ class Agg:
                     client += n
                 elif 500 <= code <= 599:
                     server += n
-            self._stats = Stats(self.requests, success, client, server,
-                                self.latency_count, self.latency_sum,
-                                percentile_triple(list(self.sketch.quantiles(PERCENTILES)))
-                                if self.latency_count else (0.0, 0.0, 0.0))
+            p50, p95, p99 = self.sketch.quantiles(PERCENTILES) if self.latency_count else (0.0, 0.0, 0.0)
+            self._stats = Stats(self.requests, success, client, server, self.latency_count, self.latency_sum,
+                                (p50, p95, p99))
         return self._stats
