@@ -131,7 +131,7 @@ class LatencySketch:
             rank = q * top
             low = int(rank)
             at, before = mark
-            while at > 0 and before > low:
+            while at > last or (at > 0 and before > low):  # (past the end: its last bin was dropped)
                 at -= 1
                 before -= bins[keys[at]]
             while at < last and before + bins[keys[at]] <= low:
