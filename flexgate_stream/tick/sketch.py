@@ -11,7 +11,7 @@ from their bins and interpolated; each is within ``a`` relative, so their interp
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from itertools import accumulate
 
 RELATIVE_ACCURACY = 0.009  # 1 % with room for the 3 published decimals
@@ -85,33 +85,21 @@ class LatencySketch:
         """Add (sign 1) or remove (sign -1) the counts of ``other`` (the caller adds to ``count``), keeping what
         quantiles keep when ``other`` has a few bins."""
         bins, keys = self.bins, self._keys
-        if keys is None or len(other) > PLACED_BINS:
-            self._keys = self._marks = None
-            for key, n in other.items():  # add_counts, written out: this runs for every group a batch touches
-                left = bins.get(key, 0) + sign * n
-                if left:
-                    bins[key] = left
-                else:
-                    bins.pop(key, None)
-            return
         if len(other) > MARKED_BINS:
             self._marks = None
-        marks = self._marks
-        for key, n in other.items():
-            old = bins.get(key, 0)
-            left = old + sign * n
-            at = bisect_left(keys, key)
+        if keys is not None and len(other) <= PLACED_BINS:
+            if self._marks is None:
+                _place_bins(bins, keys, other, sign)
+            else:
+                _mark_bins(bins, keys, self._marks, other, sign)
+            return
+        self._keys = self._marks = None
+        for key, n in other.items():  # add_counts, written out: this runs for every group a batch touches
+            left = bins.get(key, 0) + sign * n
             if left:
                 bins[key] = left
-                if not old:
-                    keys.insert(at, key)
-            elif old:
-                del bins[key]
-                del keys[at]
-            for mark in marks or ():
-                if at < mark[0]:  # a bin before the mark: its index moves with an added or dropped bin
-                    mark[0] += (not old) - (not left)
-                    mark[1] += left - old
+            else:
+                bins.pop(key, None)
 
     def quantiles(self, fractions: tuple[float, ...]) -> tuple[float, ...]:
         """``percentile_cont`` estimates for ``fractions``; zeros when the sketch is empty."""
@@ -164,3 +152,38 @@ class LatencySketch:
     def from_arrays(cls, keys: list[int] | None, counts: list[int] | None) -> LatencySketch:
         """The inverse of ``to_arrays``."""
         return cls(dict(zip(keys or [], counts or [], strict=True)))
+
+
+def _place_bins(bins: dict[int, int], keys: list[int], other: dict[int, int], sign: int) -> None:
+    """Add the counts of ``other`` into ``bins``, an added bin inserted into ``keys`` (in order), a dropped one
+    deleted."""
+    for key, n in other.items():
+        old = bins.get(key, 0)
+        left = old + sign * n
+        if left:
+            bins[key] = left
+            if not old:
+                insort(keys, key)
+        elif old:
+            del bins[key]
+            del keys[bisect_left(keys, key)]
+
+
+def _mark_bins(bins: dict[int, int], keys: list[int], marks: list[list[int]], other: dict[int, int],
+               sign: int) -> None:
+    """``_place_bins``, and each mark (a bin's index and the latencies before it) moved by the bins before it."""
+    for key, n in other.items():
+        old = bins.get(key, 0)
+        left = old + sign * n
+        at = bisect_left(keys, key)
+        if left:
+            bins[key] = left
+            if not old:
+                keys.insert(at, key)
+        elif old:
+            del bins[key]
+            del keys[at]
+        for mark in marks:
+            if at < mark[0]:  # a bin before the mark: its index moves with an added or dropped bin
+                mark[0] += (not old) - (not left)
+                mark[1] += left - old
