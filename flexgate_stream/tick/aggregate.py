@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flexgate_stream.tick.figures import PERCENTILES, Stats, percentile_triple
+from flexgate_stream.tick.figures import PERCENTILES, Stats
 from flexgate_stream.tick.rollups import Cell
 from flexgate_stream.tick.sketch import LatencySketch
 
@@ -88,26 +88,14 @@ class Agg:
 
     def _bins(self, status_codes: dict[int, int], other: LatencySketch, sign: int) -> None:
         codes = self._codes
-        for code, n in status_codes.items():  # add_counts, written out (as the sketch's merge below)
+        for code, n in status_codes.items():  # add_counts, written out: this runs for every group a batch touches
             left = codes.get(code, 0) + sign * n
             if left:
                 codes[code] = left
             else:
                 codes.pop(code, None)
-        # The sketch's merge, written out: this runs for every group a batch of cells touches in every window.
-        sketch = self._sketch
-        bins = sketch.bins
-        size, drops = len(bins), 0
-        for key, n in other.bins.items():
-            left = bins.get(key, 0) + sign * n
-            if left:
-                bins[key] = left
-            else:
-                bins.pop(key, None)
-                drops += 1
-        sketch.count += sign * other.count
-        # No bin dropped and as many as before: no bin was added either, the sorted bins still hold.
-        sketch.forget_order(keys=bool(drops) or len(bins) != size)
+        self._sketch.merge_bins(other.bins, sign)
+        self._sketch.count += sign * other.count
 
     def copy(self) -> Agg:
         """A new aggregate with the same requests (copied at C speed, not added one bin at a time)."""
@@ -120,13 +108,15 @@ class Agg:
     def stats(self) -> Stats:
         """Counts by class, latency count/sum and percentiles (from the sketch)."""
         if self._stats is None:
-            codes = self.status_codes
-
-            def between(low: int, high: int) -> int:
-                return sum(n for code, n in codes.items() if low <= code <= high)
-
-            self._stats = Stats(self.requests, between(200, 299), between(400, 499), between(500, 599),
-                                self.latency_count, self.latency_sum,
-                                percentile_triple(list(self.sketch.quantiles(PERCENTILES)))
-                                if self.latency_count else (0.0, 0.0, 0.0))
+            success = client = server = 0
+            for code, n in self.status_codes.items():  # one pass over the few codes
+                if 200 <= code <= 299:
+                    success += n
+                elif 400 <= code <= 499:
+                    client += n
+                elif 500 <= code <= 599:
+                    server += n
+            p50, p95, p99 = self.sketch.quantiles(PERCENTILES) if self.latency_count else (0.0, 0.0, 0.0)
+            self._stats = Stats(self.requests, success, client, server, self.latency_count, self.latency_sum,
+                                (p50, p95, p99))
         return self._stats

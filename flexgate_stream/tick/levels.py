@@ -64,10 +64,14 @@ class Levels:
         shown = frozenset(names)
         known = self.listed.get(kind)
         if known is None or known[0] != shown:
-            groups, listed = getattr(self, kind), Agg()
-            for name in shown:
-                if name in groups:
-                    listed.add(groups[name])
+            # Only the groups that entered or left the list are added or taken out: the busiest change a few at a
+            # time (a group that left the window was taken out of the sum as its cells left).
+            was, listed = known if known is not None else (frozenset(), Agg())
+            groups = getattr(self, kind)
+            for names_, sign in ((shown - was, 1), (was - shown, -1)):
+                for name in names_:
+                    if name in groups:
+                        listed.add(groups[name], sign)
             known = self.listed[kind] = (shown, listed)
         out = self.total.copy()
         out.add(known[1], -1)

@@ -11,13 +11,17 @@ from their bins and interpolated; each is within ``a`` relative, so their interp
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right, insort
 from itertools import accumulate
 
 RELATIVE_ACCURACY = 0.009  # 1 % with room for the 3 published decimals
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 LOG_GAMMA = math.log(GAMMA)
 ZERO_BIN = -1_000_000  # latency exactly 0 (below any positive bin: ln(1e-300) / ln(gamma) > -35 000)
+# A merge of more bins than this forgets the bins in order (sorting anew is then cheaper than as many insertions),
+# of more than MARKED_BINS where the quantiles were (so are the running counts of every bin).
+PLACED_BINS = 64
+MARKED_BINS = 16
 
 
 def bin_sql(value: str) -> str:
@@ -49,15 +53,18 @@ def add_counts(counts: dict[int, int], other: dict[int, int], sign: int = 1) -> 
 class LatencySketch:
     """Counts per bin; merge and subtract are exact, quantiles within RELATIVE_ACCURACY."""
 
-    __slots__ = ("bins", "count", "_keys", "_cumulative")
+    __slots__ = ("bins", "count", "_keys", "_asked", "_marks")
 
     def __init__(self, bins: dict[int, int] | None = None) -> None:
         self.bins: dict[int, int] = dict(bins) if bins else {}
         self.count = sum(self.bins.values())
-        # Kept for quantiles: the bins in order (while no bin is added or dropped: at 10 M rows a busy group's
-        # day has hundreds, and its set rarely changes) and their running counts (until any count changes).
+        # Kept for quantiles through merges of a few bins (a group read every tick gains a few each tick, and its
+        # day has hundreds): the bins in order, and for each fraction last asked (``_asked``) where its order
+        # statistic was, [index in the bins in order, latencies in the bins before it]; a quantile then moves
+        # from there over the few bins its rank moved, not over every bin.
         self._keys: list[int] | None = None
-        self._cumulative: list[int] | None = None
+        self._asked: tuple[float, ...] = ()
+        self._marks: list[list[int]] | None = None
 
     def add_bin(self, key: int, n: int) -> None:
         """Add ``n`` latencies to bin ``key`` (``n`` may be negative to remove them)."""
@@ -67,20 +74,32 @@ class LatencySketch:
         else:
             self.bins.pop(key, None)
         self.count += n
-        self._keys = self._cumulative = None
-
-    def forget_order(self, keys: bool = True) -> None:
-        """Drop what is kept for quantiles after the bins were changed directly (``keys``: a bin was added or
-        dropped; else only counts changed)."""
-        self._cumulative = None
-        if keys:
-            self._keys = None
+        self._keys = self._marks = None
 
     def merge(self, other: LatencySketch, sign: int = 1) -> None:
         """Add (sign 1) or remove (sign -1) every latency of ``other``."""
-        add_counts(self.bins, other.bins, sign)
+        self.merge_bins(other.bins, sign)
         self.count += sign * other.count
-        self._keys = self._cumulative = None
+
+    def merge_bins(self, other: dict[int, int], sign: int) -> None:
+        """Add (sign 1) or remove (sign -1) the counts of ``other`` (the caller adds to ``count``), keeping what
+        quantiles keep when ``other`` has a few bins."""
+        bins, keys = self.bins, self._keys
+        if len(other) > MARKED_BINS:
+            self._marks = None
+        if keys is not None and len(other) <= PLACED_BINS:
+            if self._marks is None:
+                _place_bins(bins, keys, other, sign)
+            else:
+                _mark_bins(bins, keys, self._marks, other, sign)
+            return
+        self._keys = self._marks = None
+        for key, n in other.items():  # add_counts, written out: this runs for every group a batch touches
+            left = bins.get(key, 0) + sign * n
+            if left:
+                bins[key] = left
+            else:
+                bins.pop(key, None)
 
     def quantiles(self, fractions: tuple[float, ...]) -> tuple[float, ...]:
         """``percentile_cont`` estimates for ``fractions``; zeros when the sketch is empty."""
@@ -89,20 +108,40 @@ class LatencySketch:
         keys = self._keys
         if keys is None:
             keys = self._keys = sorted(self.bins)
-        cumulative = self._cumulative
-        if cumulative is None:
-            cumulative = self._cumulative = list(accumulate(map(self.bins.__getitem__, keys)))
-
-        def at(rank: int) -> float:
-            return bin_value(keys[min(bisect_right(cumulative, rank), len(keys) - 1)])
-
+        marks = self._marks
+        if marks is None or self._asked != fractions:
+            marks = self._marks = self._place(keys, fractions)
+            self._asked = fractions
+        bins, last, top = self.bins, len(keys) - 1, self.count - 1
         out = []
-        for q in fractions:
-            rank = q * (self.count - 1)
-            low = math.floor(rank)
-            low_value = at(low)
-            out.append(low_value + (rank - low) * (at(low + 1) - low_value) if rank > low else low_value)
+        for q, mark in zip(fractions, marks, strict=True):
+            # percentile_cont: the order statistics of ranks low and low + 1 around q (count - 1), interpolated.
+            rank = q * top
+            low = int(rank)
+            at, before = mark
+            while at > last or (at > 0 and before > low):  # (past the end: its last bin was dropped)
+                at -= 1
+                before -= bins[keys[at]]
+            while at < last and before + bins[keys[at]] <= low:
+                before += bins[keys[at]]
+                at += 1
+            mark[0], mark[1] = at, before
+            value = bin_value(keys[at])
+            if rank > low:
+                # Rank low + 1 is in the next bin when this one ends at it (counts are positive).
+                high = at + 1 if at < last and before + bins[keys[at]] <= low + 1 else at
+                value += (rank - low) * (bin_value(keys[high]) - value)
+            out.append(value)
         return tuple(out)
+
+    def _place(self, keys: list[int], fractions: tuple[float, ...]) -> list[list[int]]:
+        """Where each of ``fractions``' lower order statistic is, from the running counts of every bin."""
+        cumulative = list(accumulate(map(self.bins.__getitem__, keys)))
+        last, top, out = len(keys) - 1, self.count - 1, []
+        for q in fractions:
+            at = min(bisect_right(cumulative, int(q * top)), last)
+            out.append([at, cumulative[at - 1] if at else 0])
+        return out
 
     def to_arrays(self) -> tuple[list[int], list[int]]:
         """(bins, counts), sorted by bin, for storage."""
@@ -113,3 +152,38 @@ class LatencySketch:
     def from_arrays(cls, keys: list[int] | None, counts: list[int] | None) -> LatencySketch:
         """The inverse of ``to_arrays``."""
         return cls(dict(zip(keys or [], counts or [], strict=True)))
+
+
+def _place_bins(bins: dict[int, int], keys: list[int], other: dict[int, int], sign: int) -> None:
+    """Add the counts of ``other`` into ``bins``, an added bin inserted into ``keys`` (in order), a dropped one
+    deleted."""
+    for key, n in other.items():
+        old = bins.get(key, 0)
+        left = old + sign * n
+        if left:
+            bins[key] = left
+            if not old:
+                insort(keys, key)
+        elif old:
+            del bins[key]
+            del keys[bisect_left(keys, key)]
+
+
+def _mark_bins(bins: dict[int, int], keys: list[int], marks: list[list[int]], other: dict[int, int],
+               sign: int) -> None:
+    """``_place_bins``, and each mark (a bin's index and the latencies before it) moved by the bins before it."""
+    for key, n in other.items():
+        old = bins.get(key, 0)
+        left = old + sign * n
+        at = bisect_left(keys, key)
+        if left:
+            bins[key] = left
+            if not old:
+                keys.insert(at, key)
+        elif old:
+            del bins[key]
+            del keys[at]
+        for mark in marks:
+            if at < mark[0]:  # a bin before the mark: its index moves with an added or dropped bin
+                mark[0] += (not old) - (not left)
+                mark[1] += left - old

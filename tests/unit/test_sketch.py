@@ -57,3 +57,20 @@ def test_merge_then_subtract_gives_back_the_same_bins():
 
 def test_empty_sketch_gives_zeros():
     assert LatencySketch().quantiles(FRACTIONS) == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_quantiles_read_after_every_merge_equal_those_of_the_same_bins_counted_afresh(seed):
+    rnd = random.Random(seed)
+    sketch, merged = LatencySketch(), []
+    for step in range(600):
+        if merged and rnd.random() < 0.45:  # take out something added before (all of it, at times)
+            part, sign = merged.pop(rnd.randrange(len(merged))), -1
+        else:  # one latency (a cell), a few (a batch), or many bins at once (a minute's sum)
+            size = rnd.choice([1, 1, 1, 3, 20, 150])
+            part, sign = sketch_of([round(rnd.lognormvariate(3, 1.2), 2) for _ in range(size)]), 1
+            merged.append(part)
+        sketch.merge(part, sign)
+        fractions = FRACTIONS if step % 50 else (0.0, 0.25, 1.0)
+        assert sketch.quantiles(fractions) == LatencySketch(sketch.bins).quantiles(fractions)
+    assert sketch.count == sum(sketch.bins.values())
