@@ -1,13 +1,13 @@
 """The tick over the rollups: fold the rows that arrived since the last tick, then shape windows from memory.
 
-Every step runs under one PostgreSQL advisory lock (publishers side by side take turns) and in one
-repeatable-read transaction, so the rollups, the change log and the watermark always agree.
+Every step runs under one PostgreSQL advisory lock (publishers side by side take turns) and in one repeatable-read
+transaction, so the rollups, the change log and the watermark always agree; a tick that has nothing else to write
+holds what it read for the next step to store (``held.py``).
 
-Late commits: a row whose id is below the watermark but whose transaction was still open at the
-last read is re-read: each read notes its visibility (``pg_current_snapshot()``); the next read takes the rows
-above ``low_id`` that are either new (id > max_id) or were not yet visible to the previous read. ``low_id``
-moves up to a read's max id once every transaction open at the read after it has finished
-(``watermark.advance_watermark``).
+Late commits: a row whose id is below the watermark but whose transaction was still open at the last read is
+re-read: each read notes its visibility (``pg_current_snapshot()``); the next read takes the rows above ``low_id``
+that are either new (id > max_id) or were not yet visible to the previous read. ``low_id`` moves up to a read's
+max id once every transaction open at the read after it has finished (``watermark.advance_watermark``).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 import psycopg2.extensions
 
 from flexgate_stream.messages import OVERFLOW
-from flexgate_stream.tick import cell_store, rollups, slots
+from flexgate_stream.tick import cell_store, held, rollups, slots
 from flexgate_stream.tick.figures import WindowFigures
-from flexgate_stream.tick.labels import Cardinality, Labeller, newest_labels, table_patterns
+from flexgate_stream.tick.labels import Cardinality, Labeller, read_patterns
 from flexgate_stream.tick.lock import locked
 from flexgate_stream.tick.rollup_state import RollupState, load_state, save_state, stored_version
 from flexgate_stream.tick.rollups import MINUTE_SECONDS, Cell, Slots, Visibility, fold_rows, rows_sql, visible_sql
@@ -73,6 +73,7 @@ class IncrementalAggregation:
         self.pruned_at = -math.inf  # monotonic time of the last prune
         self.pruned_version = 0  # the change-log version at the last prune of the change log
         self.chunk_ids = BACKFILL_IDS  # the publisher makes it smaller while chunks run past its statement timeout
+        self.held: held.HeldRead | None = None  # the last tick's read, stored by the next step
 
     def tick(self, conn: psycopg2.extensions.connection, window_ends: list[datetime],
              index: bool = False) -> list[WindowFigures]:
@@ -86,7 +87,7 @@ class IncrementalAggregation:
 
     def forget(self) -> None:
         """Drop the running totals; they are rebuilt from the rollups when next needed."""
-        self.tally, self.version = None, -1
+        self.tally, self.version, self.held = None, -1, None  # a held read is read again from the stored state
         self.cardinality.loaded = False
 
     def _tick(self, conn: psycopg2.extensions.connection, window_ends: list[datetime],
@@ -95,19 +96,18 @@ class IncrementalAggregation:
             state = self._state(cur)
             self._follow(cur, state)
             self._labels(cur, on_tick=bool(window_ends))
+            base = held.base_of(state)
             cells, slot_cells = self._read_new(cur, state)
             prune = not window_ends or time.monotonic() - self.pruned_at >= PRUNE_SECONDS  # by the folds, not ticks
-            if cells:
-                state.version += 1
-                # A tick that reads no rollups after storing (no prune, its windows in the tally's minute) only logs
-                # its cells; the next step adds them into request_rollups (``_state``), off the tick.
-                merge = prune or self.tally is None or any(minute_of(end) != self.tally.minute for end in window_ends)
-                cell_store.store_cells(cur, cells, state.version, merge=merge)
-                state.logged = None if merge else state.version
-                cell_store.store_slots(cur, slot_cells, self.slot_ms)
-            if prune:
-                self._prune(cur, state)
-            self._save(cur, state)
+            state.version += bool(cells)
+            # A tick with nothing else to write (its windows in the tally's minute) holds its read (``_settled``).
+            if prune or self.tally is None or any(minute_of(end) != self.tally.minute for end in window_ends):
+                held.store(cur, state, cells, slot_cells, self.slot_ms)
+                if prune:
+                    self._prune(cur, state)
+                self._save(cur, state)
+            else:
+                self.held = held.HeldRead(base, state, cells, slot_cells)
             self._apply(cells, state.version)
             out = []
             for i, end in enumerate(window_ends):
@@ -118,21 +118,12 @@ class IncrementalAggregation:
         return out
 
     def _labels(self, cur: psycopg2.extensions.cursor, on_tick: bool = False) -> None:
-        """Read the gateway's route patterns again when due (a tick only when no fold did for a while); know the
-        labels already tracked."""
-        now = time.monotonic()
-        if now - self.patterns_read_at >= PATTERNS_SECONDS * (1.5 if on_tick else 1.0):
+        """Read the route patterns again when due (on a tick, only when no fold did for a while); load the labels."""
+        if (now := time.monotonic()) - self.patterns_read_at >= PATTERNS_SECONDS * (1.5 if on_tick else 1.0):
             self.patterns_read_at = now
-            table = table_patterns(cur)
-            if self.labeller.use(RoutePatterns([*(table or []), *self.own_patterns])):
-                log.info("rollups: labelling requests by %d route patterns (%s from the routes table, %d from"
-                         " FLEXGATE_ROUTE_PATTERNS)", len(self.labeller.patterns.patterns),
-                         "none" if table is None else len(table), len(self.own_patterns))
+            read_patterns(cur, self.labeller, self.own_patterns)
         if not self.cardinality.loaded:
-            first = minute_of(datetime.now(UTC)) - DAY_MINUTES + 1
-            self.cardinality.routes.load(newest_labels(cur, "route", first))
-            self.cardinality.upstreams.load(newest_labels(cur, "upstream", first))
-            self.cardinality.loaded = True
+            self.cardinality.load(cur, minute_of(datetime.now(UTC)) - DAY_MINUTES + 1)
 
     def backfill_step(self, conn: psycopg2.extensions.connection) -> bool:
         """Fold one chunk of the log that existed at first start; False once nothing is left."""
@@ -187,23 +178,30 @@ class IncrementalAggregation:
             self.backfill_total = self.backfill_below = state.backfill_below
             if 0 < state.max_id <= min(FIRST_TICK_IDS, self.chunk_ids):  # in one chunk: folded by this tick
                 self._fold_existing(cur, state)
-        self._merge_logged(cur, state)
+        state = self._settled(cur, state)
         self.requests_before, self.backfill_below = state.requests_before, state.backfill_below
         return state
 
-    @staticmethod
-    def _merge_logged(cur: psycopg2.extensions.cursor, state: RollupState) -> None:
-        """A tick's cells, only logged: into the rollups before anything reads them."""
+    def _settled(self, cur: psycopg2.extensions.cursor, state: RollupState) -> RollupState:
+        """The state once what an earlier step left is stored: the last tick's held read (``held.py``), a version
+        a tick of the release before only logged."""
+        read, self.held = self.held, None
+        if read is not None and read.base != held.base_of(state):  # another step read the same rows
+            self._apply(held.negated(read.cells), read.base[0])
+        elif read is not None:
+            held.store(cur, read.state, read.cells, read.slot_cells, self.slot_ms)
+            read.state.current, state = state.current, read.state
+            save_state(cur, state)
         if state.logged is not None:
             cell_store.merge_logged(cur, state.logged)
             state.logged = None
             save_state(cur, state)
+        return state
 
     def settle(self, conn: psycopg2.extensions.connection) -> None:
-        """Add the cells a tick only logged into the rollups (a warm stop: a publisher of any release that comes
-        next finds them there)."""
+        """Store what the last tick held (a warm stop: a publisher of any release that comes next finds it)."""
         with locked(conn) as cur:
-            self._merge_logged(cur, load_state(cur, self.column))
+            self._settled(cur, load_state(cur, self.column))
 
     def _follow(self, cur: psycopg2.extensions.cursor, state: RollupState) -> None:
         """Apply the changes other publishers made since our version (or drop the tally if too far behind)."""
@@ -278,7 +276,10 @@ class IncrementalAggregation:
         else:
             self.tally.advance(minute, lambda a, b: rollups.load_cells(cur, a, b))
         assert self.tally is not None  # made by _rebuild
-        later = slots.after(cur, end, minute) if end.timestamp() % MINUTE_SECONDS else []
+        inside = end.timestamp() % MINUTE_SECONDS  # the window ends inside its minute
+        later = slots.after(cur, end, minute) if inside else []
+        if inside and self.held is not None:  # this tick's own slot cells are not stored yet
+            later = held.merged(later, self.held.later(end, minute, self.slot_ms))
         all_time = self.requests_before + sum(n for m, n in self.minutes.items() if m <= minute)
         all_time -= sum(cell.requests for cell in later)
         self.tally.shift(later, -1)  # the rows of the minute stamped at or after the window's end

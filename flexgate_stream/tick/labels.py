@@ -48,6 +48,15 @@ def newest_labels(cur: psycopg2.extensions.cursor, column: str, first_minute: in
     return [(str(label), int(minute)) for label, minute in cur.fetchall()]
 
 
+def read_patterns(cur: psycopg2.extensions.cursor, labeller: Labeller, own: tuple[str, ...]) -> None:
+    """Label new rows by the gateway's routes table (when it has one) and ``own`` (FLEXGATE_ROUTE_PATTERNS)."""
+    table = table_patterns(cur)
+    if labeller.use(RoutePatterns([*(table or []), *own])):
+        log.info("rollups: labelling requests by %d route patterns (%s from the routes table, %d from"
+                 " FLEXGATE_ROUTE_PATTERNS)", len(labeller.patterns.patterns), "none" if table is None else len(table),
+                 len(own))
+
+
 class Labeller:
     """A path's route label: the most specific matching pattern as configured, else its folded route."""
 
@@ -130,6 +139,12 @@ class Cardinality:
         for cell in cells:
             self.routes.note(cell.route, cell.minute)
             self.upstreams.note(cell.upstream, cell.minute)
+
+    def load(self, cur: psycopg2.extensions.cursor, first_minute: int) -> None:
+        """Start from the labels the rollups hold from ``first_minute`` on."""
+        self.routes.load(newest_labels(cur, "route", first_minute))
+        self.upstreams.load(newest_labels(cur, "upstream", first_minute))
+        self.loaded = True
 
     def expire(self, oldest_minute: int) -> None:
         """Forget labels that left the 24 h window."""

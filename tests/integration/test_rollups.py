@@ -204,8 +204,8 @@ def _stored(db) -> tuple[int, int, int, int | None]:
     return int(stored), int(rows), int(version), None if logged is None else int(logged)
 
 
-def _after_a_tick_that_only_logged(db, seed: int):
-    """A publisher built on 1,500 rows that ticked once, then once more after 400 new rows (logging them only):
+def _after_a_tick_that_held_its_read(db, seed: int):
+    """A publisher built on 1,500 rows that ticked once, then once more after 400 new rows (holding what it read):
     (the publisher, the window's end, the second tick's figures)."""
     schema.upgrade(db)
     end = now_end()
@@ -217,21 +217,32 @@ def _after_a_tick_that_only_logged(db, seed: int):
     return aggregation, end, figures
 
 
-def test_a_tick_only_logs_its_cells_and_the_next_step_of_any_publisher_adds_them_into_the_rollups(db):
-    aggregation, end, figures = _after_a_tick_that_only_logged(db, 41)
+def test_a_tick_writes_nothing_and_the_next_step_stores_what_it_read(db):
+    aggregation, end, figures = _after_a_tick_that_held_its_read(db, 41)
     stored, rows, version, logged = _stored(db)
-    assert logged == version and stored < rows, "the tick's own cells are logged, not yet in the rollups"
-    # The publisher stops here; another one starts: it adds the logged cells before it reads the rollups.
-    (again,) = IncrementalAggregation(TimeColumn(None)).tick(db, [end])
-    assert _stored(db) == (rows, rows, version, None)
-    assert summary_snapshot(again, 3)["summary"] == summary_snapshot(figures, 3)["summary"]
-    assert_rollup_snapshot(db, summary_snapshot(again, 3), end)
-    aggregation.tick(db, [])  # the first one, back: its next fold finds nothing left to add
-    assert _stored(db)[0] == rows
+    assert stored < rows and logged is None, "the tick's own rows are not in the rollups yet"
+    assert_rollup_snapshot(db, summary_snapshot(figures, 3), end)  # but they are in its figures
+    aggregation.tick(db, [])  # its next step (a fold) stores them before anything else
+    assert _stored(db) == (rows, rows, version + 1, None)
     insert(db, make_rows(47, 100, end=end))
     aggregation.tick(db, [end])
-    assert _stored(db)[3] is not None
-    aggregation.settle(db)  # a warm stop: nothing is left only logged
+    assert _stored(db)[0] == rows
+    aggregation.settle(db)  # a warm stop stores what the last tick held
+    assert _stored(db) == (rows + 100, rows + 100, version + 2, None)
+    (again,) = IncrementalAggregation(TimeColumn(None)).tick(db, [end])  # the next publisher reads the rollups
+    assert_rollup_snapshot(db, summary_snapshot(again, 3), end)
+
+
+def test_a_publisher_whose_held_rows_another_one_stored_first_counts_every_row_once(db):
+    aggregation, end, _figures = _after_a_tick_that_held_its_read(db, 42)
+    # A publisher side by side (or the next after a crash) takes its turn first: it reads the same rows.
+    IncrementalAggregation(TimeColumn(None)).tick(db, [end])
+    stored, rows, version, _logged = _stored(db)
+    assert stored == rows
+    insert(db, make_rows(48, 100, end=end))
+    (again,) = aggregation.tick(db, [end])  # takes its held rows back out and follows the other's change log
+    assert_rollup_snapshot(db, summary_snapshot(again, 3), end)
+    aggregation.tick(db, [])
     assert _stored(db) == (rows + 100, rows + 100, version + 1, None)
 
 
@@ -254,13 +265,13 @@ def _older_release_step(db) -> None:
 
 
 def test_publishers_of_this_and_the_older_release_taking_turns_count_every_row_once(db):
-    aggregation, end, _figures = _after_a_tick_that_only_logged(db, 43)
-    assert _stored(db)[3] is not None
+    aggregation, end, _figures = _after_a_tick_that_held_its_read(db, 43)
+    assert _stored(db)[0] < _stored(db)[1]
     # A deploy or a rollback: the older release takes a turn right after (the newer one crashed, or overlaps).
     insert(db, make_rows(45, 300, end=end))
     _older_release_step(db)
     stored, rows, _version, logged = _stored(db)
-    assert (stored, logged) == (rows, None), "the older release's step adds the logged tick too"
+    assert (stored, logged) == (rows, None), "the older release's step reads the held rows too"
     insert(db, make_rows(46, 200, end=end))
     aggregation.tick(db, [end])  # the newer release again
     _older_release_step(db)
