@@ -21,11 +21,14 @@ log = logging.getLogger("workers.publisher")
 
 
 class OverrunLog:
-    """Watches a scheduler's jobs; ``excused()`` true means another line already says why runs are slow."""
+    """Watches a scheduler's jobs; ``excused()`` true means another line already says why runs are slow;
+    ``allowed``: how long a job may run before it is told, where that is not its interval."""
 
-    def __init__(self, ident: str, excused: Callable[[], bool] = lambda: False) -> None:
+    def __init__(self, ident: str, excused: Callable[[], bool] = lambda: False,
+                 allowed: dict[str, float] | None = None) -> None:
         self.ident = ident
         self.excused = excused
+        self.allowed = allowed or {}
         self.scheduler: BaseScheduler | None = None
         self.started: dict[str, float] = {}
         self.skipped: dict[str, int] = {}
@@ -51,7 +54,7 @@ class OverrunLog:
         interval = self._interval(job)
         if interval is None:
             return
-        if took <= interval:
+        if took <= self.allowed.get(job, interval):
             if job in self.late:
                 self.late.discard(job)
                 log.info("publisher[%s]: %s back on time", self.ident, job)

@@ -69,7 +69,10 @@ class Publisher:
         self.db = Database(settings, self.ident)
         self.outbox = Outbox(settings, rules, self.ident)
         self.nats = JetStreamLink(settings, self.ident)
-        self.overruns = OverrunLog(self.ident, excused=lambda: self.db.down)  # its own line says why
+        # A fold that runs past its period only makes the next fold's rows wait for the one after (or the tick): it
+        # is told once it runs past a tick's period, when it delays ticks. While the database is down, its own line
+        # says why runs are slow.
+        self.overruns = OverrunLog(self.ident, excused=lambda: self.db.down, allowed={"fold": settings.tick_seconds})
         self.attached_epoch = 0  # the NATS connection the outbox was last attached to
         self.stopping = asyncio.Event()
         self.signals = 0

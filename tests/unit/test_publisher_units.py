@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -170,3 +170,27 @@ def test_a_tick_that_overruns_is_one_line_and_back_on_time_is_another(caplog):
     assert [r.levelname for r in overran] == ["WARNING"] and [r.levelname for r in back] == ["INFO"]
     assert re.search(r"tick overran: 1\.[6-9] s \(it runs every 0\.5 s; [2-4] runs skipped", overran[0].getMessage())
     assert overran[0].created < back[0].created
+
+
+def test_a_fold_is_told_as_overrunning_only_once_it_runs_past_a_tick(caplog):
+    """A fold past its half second delays only the next fold's rows; past a tick's period it delays ticks."""
+    from types import SimpleNamespace
+
+    from workers.publisher import Publisher
+
+    publisher = Publisher(Settings(database_url="postgresql://u@127.0.0.1:1/db", tick_seconds=5.0), [])
+    runs = publisher.overruns
+    runs.scheduler = SimpleNamespace(get_job=lambda _job: SimpleNamespace(
+        trigger=SimpleNamespace(interval=timedelta(seconds=0.5))))
+    try:
+        with caplog.at_level(logging.INFO, logger="workers.publisher"):
+            runs._ended("fold", 0.6, 1)
+            runs._ended("fold", 4.9, 9)
+            runs._ended("fold", 5.4, 10)
+            runs._ended("tick", 0.6, 1)
+    finally:
+        publisher.db.shutdown()
+    told = [r.getMessage() for r in caplog.records if "overran" in r.getMessage()]
+    assert len(told) == 2
+    assert "fold overran: 5.4 s (it runs every 0.5 s; 10 runs skipped" in told[0]
+    assert "tick overran: 0.6 s" in told[1]
