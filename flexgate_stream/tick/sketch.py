@@ -94,12 +94,7 @@ class LatencySketch:
                 _mark_bins(bins, keys, self._marks, other, sign)
             return
         self._keys = self._marks = None
-        for key, n in other.items():  # add_counts, written out: this runs for every group a batch touches
-            left = bins.get(key, 0) + sign * n
-            if left:
-                bins[key] = left
-            else:
-                bins.pop(key, None)
+        add_counts(bins, other, sign)
 
     def quantiles(self, fractions: tuple[float, ...]) -> tuple[float, ...]:
         """``percentile_cont`` estimates for ``fractions``; zeros when the sketch is empty."""
