@@ -74,21 +74,19 @@ def cell_params(cells: list[Cell], start: Callable[[Cell], float]) -> dict[str, 
             "bins": nested(bins), "bin_counts": nested(bin_counts)}
 
 
-def store_cells(cur: psycopg2.extensions.cursor, cells: list[Cell], version: int, merge: bool = True) -> None:
-    """Log ``cells`` as the changes of ``version`` and (``merge``) add them into the rollups; else
-    ``merge_logged`` adds them later."""
+def store_cells(cur: psycopg2.extensions.cursor, cells: list[Cell], version: int) -> None:
+    """Log ``cells`` as the changes of ``version`` and add them into the rollups."""
     if not cells:
         return
-    log = f"INSERT INTO rollup_changes SELECT %(version)s, v.start, {COLUMNS} FROM ({CELLS}) AS v"
-    if merge:
-        log = (f"WITH d AS ({log} RETURNING *) INSERT INTO request_rollups AS r SELECT bucket_start, {COLUMNS}"
-               " FROM d ON CONFLICT (bucket_start, route, upstream) " + ADD_INTO_EXISTING)
-    cur.execute(log, cell_params(cells, lambda c: c.minute * MINUTE_SECONDS) | {"version": version})
+    cur.execute(f"WITH d AS (INSERT INTO rollup_changes SELECT %(version)s, v.start, {COLUMNS} FROM ({CELLS}) AS v"
+                f" RETURNING *) INSERT INTO request_rollups AS r SELECT bucket_start, {COLUMNS} FROM d"
+                " ON CONFLICT (bucket_start, route, upstream) " + ADD_INTO_EXISTING,
+                cell_params(cells, lambda c: c.minute * MINUTE_SECONDS) | {"version": version})
 
 
 def merge_logged(cur: psycopg2.extensions.cursor, version: int) -> None:
-    """Add the changes logged with ``version`` into the rollups (the database's own function, which its trigger
-    also runs when an older release moves past a logged version: requestlog/schema.py, migration 4)."""
+    """Add the changes logged with ``version`` into the rollups (a version the release before only logged; the
+    database's own function, which its trigger also runs: requestlog/schema.py, migration 4)."""
     cur.execute("SELECT flexgate_merge_change(%s)", (version,))
 
 

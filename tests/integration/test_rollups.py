@@ -13,11 +13,11 @@ import psycopg2
 import pytest
 
 from flexgate_stream.requestlog import schema
-from flexgate_stream.tick.cell_store import store_cells
+from flexgate_stream.tick.cell_store import CELLS, COLUMNS, cell_params, store_cells
 from flexgate_stream.tick.incremental import KEEP_CHANGES, IncrementalAggregation
 from flexgate_stream.tick.labels import Cardinality, Labeller
 from flexgate_stream.tick.lock import locked
-from flexgate_stream.tick.rollups import fold_rows, rows_sql
+from flexgate_stream.tick.rollups import MINUTE_SECONDS, fold_rows, rows_sql
 from flexgate_stream.tick.snapshot import busiest_routes, route_snapshot, summary_snapshot
 from flexgate_stream.tick.time_column import TimeColumn
 from tests.integration.expected_figures import (
@@ -262,6 +262,28 @@ def _older_release_step(db) -> None:
         cur.execute("DELETE FROM rollup_changes WHERE version < %s", (version + 1 - KEEP_CHANGES,))
         cur.execute("UPDATE rollup_state SET version = %s, max_id = %s, low_id = %s, snapshot = %s, pending = '[]',"
                     " updated_at = now() WHERE id = 1", (version + 1, top, top, seen))
+
+
+def test_a_tick_the_release_before_only_logged_is_added_into_the_rollups_by_the_next_step(db):
+    aggregation, end, _figures = _after_a_tick_that_held_its_read(db, 44)
+    aggregation.settle(db)
+    insert(db, make_rows(49, 250, end=end))
+    column = TimeColumn(None)
+    with locked(db) as cur:  # that release's tick: it logs its cells as the next version and names it
+        cur.execute("SELECT version, max_id FROM rollup_state")
+        version, max_id = cur.fetchone()
+        cells = fold_rows(cur, rows_sql(column.instant(), "id > %(max)s"), column.params(max=max_id), Labeller(),
+                          Cardinality(1000, 200).filters)
+        cur.execute(f"INSERT INTO rollup_changes SELECT %(version)s, v.start, {COLUMNS} FROM ({CELLS}) AS v",
+                    cell_params(cells, lambda c: c.minute * MINUTE_SECONDS) | {"version": version + 1})
+        cur.execute("UPDATE rollup_state SET version = %s, max_id = (SELECT max(id) FROM requests),"
+                    " low_id = (SELECT max(id) FROM requests), snapshot = pg_current_snapshot()::text,"
+                    " pending = '[]', logged_version = %s WHERE id = 1", (version + 1, version + 1))
+    stored, rows, _version, logged = _stored(db)
+    assert (stored, logged) == (rows - 250, version + 1)
+    (again,) = IncrementalAggregation(TimeColumn(None)).tick(db, [end])  # this release, next
+    assert _stored(db) == (rows, rows, version + 1, None)
+    assert_rollup_snapshot(db, summary_snapshot(again, 3), end)
 
 
 def test_publishers_of_this_and_the_older_release_taking_turns_count_every_row_once(db):
