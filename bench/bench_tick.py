@@ -44,7 +44,7 @@ from flexgate_stream.tick.snapshot import summary_snapshot  # noqa: E402
 from flexgate_stream.tick.time_column import TimeColumn  # noqa: E402
 from workers.collector import Collector  # noqa: E402
 from workers.outbox import Outbox  # noqa: E402
-from workers.publisher import FOLD_SECONDS  # noqa: E402
+from workers.publisher import FOLD_SECONDS, FOLDS_FROM  # noqa: E402
 
 
 def shape(figures, top: int) -> tuple[int, int]:
@@ -120,7 +120,7 @@ def cold_start(conn, end: datetime, top: int) -> tuple[IncrementalAggregation, f
 def segments(tick: float, fold: float) -> list[float]:
     """The spans (s) between the publisher's folds over one tick: it folds every ``fold`` s half a period off the
     tick's phase (``workers/publisher.py``), so the tick itself folds the last ``fold / 2`` s of rows."""
-    if not fold or tick < 2 * fold:
+    if not fold or tick < FOLDS_FROM:
         return [tick]
     parts = round(tick / fold)
     return [fold / 2] + [fold] * (parts - 1) + [tick - fold / 2 - (parts - 1) * fold]

@@ -46,6 +46,7 @@ log = logging.getLogger("workers.publisher")
 WARM_STOP_SECONDS = 4.5  # the whole warm stop, inside the 5 s a supervisor grants
 TICK_GRACE = 3.0  # how long a warm stop waits for a running tick before cancelling its query
 FOLD_SECONDS = 0.5  # between ticks, new rows are folded this often: a tick folds what arrived in the last half period
+FOLDS_FROM = 2.0  # ticks this long or longer have folds between them (a shorter tick folds its own rows)
 INDEX_TICKS = 3  # the index of every route and upstream is published every this many ticks, by a fold (off the tick)
 
 
@@ -105,7 +106,7 @@ class Publisher:
         self.overruns.watch(scheduler)
         scheduler.add_job(self.tick, IntervalTrigger(seconds=tick, start_date=first, timezone=UTC), id="tick",
                           max_instances=1, coalesce=True, misfire_grace_time=max(1, int(tick)))
-        if tick >= 2 * FOLD_SECONDS:  # half a period off the tick's phase, so folds and ticks do not meet
+        if tick >= FOLDS_FROM:  # half a fold's period off the tick's phase, so folds and ticks do not meet
             halfway = first + timedelta(seconds=FOLD_SECONDS / 2)
             scheduler.add_job(self.fold, IntervalTrigger(seconds=FOLD_SECONDS, start_date=halfway, timezone=UTC),
                               id="fold", max_instances=1, coalesce=True, misfire_grace_time=1)
@@ -195,7 +196,7 @@ class Publisher:
         # New rows are folded into the rollups every tick, even while NATS is down.
         self.db.published = self.outbox.newest_stored  # slots of older minutes are no longer needed
         # With ticks too short for folds between them (under 2 s), the tick itself publishes the index.
-        index = self.settings.tick_seconds < 2 * FOLD_SECONDS and bool(due) and self._index_due()
+        index = self.settings.tick_seconds < FOLDS_FROM and bool(due) and self._index_due()
         figures = await self.db.aggregate(due, index=index)
         if self.backfill is None or self.backfill.done():  # folds the pre-existing log between ticks
             self.backfill = asyncio.get_running_loop().create_task(self.db.backfill())
