@@ -11,8 +11,8 @@ V = TypeVar("V")
 class Memo(Generic[K, V]):
     """At most twice ``size`` values: when ``recent`` is full it becomes ``older`` and the older ones are forgotten.
 
-    Look up ``recent`` first (the common case costs one dict look-up), then ``older``; ``keep`` what was found or
-    made, so a value still in use moves to ``recent`` and outlives every rotation.
+    ``find`` looks in ``recent`` first (the common case costs one dict look-up), then in ``older``, and moves what
+    it found there to ``recent``, so a value still in use outlives every rotation; ``keep`` what was made.
     """
 
     __slots__ = ("recent", "older", "size")
@@ -21,6 +21,15 @@ class Memo(Generic[K, V]):
         self.recent: dict[K, V] = {}
         self.older: dict[K, V] = {}
         self.size = size
+
+    def find(self, key: K) -> V | None:
+        """The value remembered under ``key``, or None."""
+        value = self.recent.get(key)
+        if value is None:
+            value = self.older.get(key)
+            if value is not None:
+                self.keep(key, value)
+        return value
 
     def keep(self, key: K, value: V) -> V:
         """``value``, remembered under ``key``."""

@@ -70,8 +70,7 @@ def _round3(values: Triple) -> Triple:
 
 def rounded(percentiles: Triple) -> Triple:
     """p50, p95 and p99 rounded to DECIMALS."""
-    return (_ROUNDED.recent.get(percentiles)
-            or _ROUNDED.keep(percentiles, _ROUNDED.older.get(percentiles) or _round3(percentiles)))
+    return _ROUNDED.find(percentiles) or _ROUNDED.keep(percentiles, _round3(percentiles))
 
 
 def summary_of(stats: Stats, all_time: int) -> Summary:
@@ -90,8 +89,8 @@ def breakdown_of(name: str, stats: Stats, span: timedelta = BREAKDOWN_SPAN) -> B
     p50, p95, p99 = rounded(stats.percentiles)
     requests = stats.requests
     key = (requests, stats.server_errors, span)
-    rates = _RATES.recent.get(key) or _RATES.keep(key, _RATES.older.get(key) or (
-        round(requests / span.total_seconds(), DECIMALS), percent(stats.server_errors, requests)))
+    rates = _RATES.find(key) or _RATES.keep(key, (round(requests / span.total_seconds(), DECIMALS),
+                                                   percent(stats.server_errors, requests)))
     return {"name": name, "requests": requests, "requestsPerSecond": rates[0], "errorRate": rates[1],
             "p50Latency": p50, "p95Latency": p95, "p99Latency": p99}
 
@@ -107,7 +106,7 @@ def listed(ranking: Ranking, span: timedelta = BREAKDOWN_SPAN) -> list[Breakdown
 def _cell(stats: Stats) -> BucketValues:
     """One full bucket's request rate, p50, p95, p99 (None without latencies) and 5xx rate."""
     key = (stats.requests, stats.server_errors, stats.latency_count, stats.percentiles)
-    return _CELLS.recent.get(key) or _CELLS.keep(key, _CELLS.older.get(key) or (
+    return _CELLS.find(key) or _CELLS.keep(key, (
         round(stats.requests / SERIES_BUCKET_SECONDS, DECIMALS),
         *(rounded(stats.percentiles) if stats.latency_count else (None, None, None)),
         percent(stats.server_errors, stats.requests)))

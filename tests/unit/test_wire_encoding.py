@@ -87,7 +87,7 @@ def test_a_remembered_value_still_in_use_outlives_every_rotation():
     memo.keep(0, "kept")
     for key in range(1, 20):
         memo.keep(key, str(key))
-        found = memo.recent.get(0) or memo.keep(0, memo.older.get(0) or "made anew")
+        found = memo.find(0) or memo.keep(0, "made anew")
         assert found == "kept"
     assert len(memo.recent) + len(memo.older) <= 4 and 1 not in memo.recent and 1 not in memo.older
 
