@@ -17,7 +17,7 @@ import psycopg2.extensions
 
 from flexgate_stream.tick import cell_store
 from flexgate_stream.tick.rollup_state import RollupState
-from flexgate_stream.tick.rollups import MINUTE_SECONDS, Cell, merge_cell
+from flexgate_stream.tick.rollups import MINUTE_SECONDS, Cell
 from flexgate_stream.tick.sketch import LatencySketch
 
 Base = tuple[int, int, int, str]  # (version, max_id, low_id, visibility): where a read started
@@ -38,23 +38,16 @@ class HeldRead:
     slot_cells: list[Cell]
 
     def later(self, end: datetime, minute: int, slot_ms: int) -> list[Cell]:
-        """The held slot cells of ``minute`` stamped at or after ``end``, as cells of ``minute``."""
+        """The held slot cells of ``minute`` stamped at or after ``end``."""
         first, stop = end.timestamp() * 1000, (minute + 1) * MINUTE_SECONDS * 1000
-        return [_as_minute(cell, minute) for cell in self.slot_cells if first <= cell.minute * slot_ms < stop]
+        return [cell for cell in self.slot_cells if first <= cell.minute * slot_ms < stop]
 
 
 def store(cur: psycopg2.extensions.cursor, state: RollupState, cells: list[Cell], slot_cells: list[Cell],
           slot_ms: int) -> None:
     """Log and add ``cells`` as the change of ``state.version``; add the slot cells."""
-    if cells:
-        cell_store.store_cells(cur, cells, state.version)
+    cell_store.store_cells(cur, cells, state.version)
     cell_store.store_slots(cur, slot_cells, slot_ms)
-
-
-def _as_minute(cell: Cell, minute: int) -> Cell:
-    out = Cell(minute, cell.route, cell.upstream)
-    merge_cell(out, cell)
-    return out
 
 
 def negated(cells: list[Cell]) -> list[Cell]:
@@ -62,15 +55,3 @@ def negated(cells: list[Cell]) -> list[Cell]:
     return [Cell(c.minute, c.route, c.upstream, -c.requests, {k: -n for k, n in c.status_codes.items()},
                  -c.latency_count, -c.latency_sum, LatencySketch({k: -n for k, n in c.sketch.bins.items()}))
             for c in cells]
-
-
-def merged(stored: list[Cell], held: list[Cell]) -> list[Cell]:
-    """Cells of the same minute by route and upstream: ``stored`` with ``held`` added."""
-    out = {(c.route, c.upstream): c for c in stored}
-    for cell in held:
-        into = out.get((cell.route, cell.upstream))
-        if into is None:
-            out[(cell.route, cell.upstream)] = cell
-        else:
-            merge_cell(into, cell)
-    return list(out.values())

@@ -276,10 +276,8 @@ class IncrementalAggregation:
         else:
             self.tally.advance(minute, lambda a, b: rollups.load_cells(cur, a, b))
         assert self.tally is not None  # made by _rebuild
-        inside = end.timestamp() % MINUTE_SECONDS  # the window ends inside its minute
-        later = slots.after(cur, end, minute) if inside else []
-        if inside and self.held is not None:  # this tick's own slot cells are not stored yet
-            later = held.merged(later, self.held.later(end, minute, self.slot_ms))
+        own = self.held.later(end, minute, self.slot_ms) if self.held is not None else []  # not stored yet
+        later = slots.after(cur, end, minute, own) if end.timestamp() % MINUTE_SECONDS else []
         all_time = self.requests_before + sum(n for m, n in self.minutes.items() if m <= minute)
         all_time -= sum(cell.requests for cell in later)
         self.tally.shift(later, -1)  # the rows of the minute stamped at or after the window's end

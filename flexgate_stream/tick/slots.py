@@ -9,6 +9,7 @@ only for minutes that may still be published (from the minute of the newest publ
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from datetime import datetime
 
 import psycopg2.extensions
@@ -27,13 +28,18 @@ def slot_ms(tick_seconds: float) -> int:
     return math.gcd(round(tick_seconds * 1000), MINUTE_SECONDS * 1000) or 1000
 
 
-def after(cur: psycopg2.extensions.cursor, end: datetime, minute: int) -> list[Cell]:
-    """The rows of ``minute`` stamped at or after ``end``, one cell per route and upstream (minute ``minute``)."""
+def after(cur: psycopg2.extensions.cursor, end: datetime, minute: int, held: Iterable[Cell] = ()) -> list[Cell]:
+    """The rows of ``minute`` stamped at or after ``end``, one cell per route and upstream (minute ``minute``);
+    ``held``: slot cells of them not stored yet (a tick's own read)."""
     cur.execute(f"SELECT {CELL_COLUMNS.replace('bucket_start', 'slot_start', 1)} FROM request_rollup_slots"
                 " WHERE slot_start >= %s AND slot_start < to_timestamp(%s)", (end, (minute + 1) * MINUTE_SECONDS))
+    return per_route([*map(cell_from_row, cur.fetchall()), *held], minute)
+
+
+def per_route(cells: Iterable[Cell], minute: int) -> list[Cell]:
+    """``cells`` summed by route and upstream, as cells of ``minute``."""
     merged: dict[tuple[str, str], Cell] = {}
-    for row in cur.fetchall():
-        cell = cell_from_row(row)
+    for cell in cells:
         into = merged.get((cell.route, cell.upstream))
         if into is None:
             into = merged[(cell.route, cell.upstream)] = Cell(minute, cell.route, cell.upstream)

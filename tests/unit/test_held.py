@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from flexgate_stream.tick.held import HeldRead, merged, negated
+from flexgate_stream.tick.held import HeldRead, negated
 from flexgate_stream.tick.rollups import Cell
+from flexgate_stream.tick.slots import per_route
 from flexgate_stream.tick.tally import Tally
 from tests.unit.test_tally import MINUTE, cells, same, summed
 
@@ -56,6 +57,7 @@ def test_the_held_slot_cells_after_a_window_end_join_the_stored_ones_of_its_minu
                   Cell(first_slot + 4, "/b", "u", 3), Cell((minute + 1) * 60 * 1000 // slot_ms, "/a", "u", 7)]
     read = HeldRead((0, 0, 0, ""), None, [], slot_cells)  # type: ignore[arg-type]
     later = read.later(end, minute, slot_ms)
-    assert sorted((c.minute, c.route, c.requests) for c in later) == [(minute, "/a", 2), (minute, "/b", 3)]
-    stored = [Cell(minute, "/a", "u", 10)]
-    assert sorted((c.route, c.requests) for c in merged(stored, later)) == [("/a", 12), ("/b", 3)]
+    assert sorted((c.route, c.requests) for c in later) == [("/a", 2), ("/b", 3)]
+    stored = [Cell(first_slot + 1, "/a", "u", 10)]  # as read from the slots table
+    joined = per_route([*stored, *later], minute)
+    assert sorted((c.minute, c.route, c.requests) for c in joined) == [(minute, "/a", 12), (minute, "/b", 3)]
